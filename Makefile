@@ -1,0 +1,43 @@
+# Two commands do everything (see README.md): `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint format install bench clean-db
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+## The main job: database, migrations, demo data, an admin user, and the admin at http://127.0.0.1:8000/admin/
+demo: $(INSTALLED)
+	$(BIN)/python manage.py createdb
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py run_maintenance hourly
+	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## The whole test suite, on DATABASE_URL's server if set, else on the embedded PostgreSQL.
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py createdb
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Stop the embedded PostgreSQL and delete its data.
+clean-db: $(INSTALLED)
+	$(BIN)/python manage.py dbserver stop
+	rm -rf .honua/pgdata

@@ -1,0 +1,1 @@
+"""Honua: the system of record of the build orchestrator (licensing, builds, intake)."""

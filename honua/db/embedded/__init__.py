@@ -1,0 +1,1 @@
+"""A PostgreSQL backend that starts the project's embedded server on first connection."""

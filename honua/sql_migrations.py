@@ -1,0 +1,46 @@
+"""``RunSQLFile``: a migration operation that runs ``<app>/sql/<name>.sql`` (and its ``.reverse.sql``)."""
+
+from pathlib import Path
+
+from django.apps import apps
+from django.db import migrations
+
+
+def sql_dir(app_label: str) -> Path:
+    return Path(apps.get_app_config(app_label).path) / "sql"
+
+
+class RunSQLFile(migrations.RunSQL):
+    """Run ``<app>/sql/<name>.sql`` forwards and ``<app>/sql/<name>.reverse.sql`` backwards.
+
+    Both files are required, so every SQL migration can be reversed. The files are read when the migration is
+    loaded; the migration ledger checksums them with the migration, so an edit to a released file shows.
+    ``lock_timeout`` bounds how long DDL waits behind a busy table instead of queueing every other query.
+    """
+
+    def __init__(self, app_label: str, name: str, *, lock_timeout: str = "5s", elidable: bool = False):
+        self.app_label = app_label
+        self.name = name
+        self.lock_timeout = lock_timeout
+        forward, reverse = self.paths()
+        prefix = f"SET LOCAL lock_timeout = '{lock_timeout}';\n" if lock_timeout else ""
+        super().__init__(
+            sql=prefix + forward.read_text(),
+            reverse_sql=prefix + reverse.read_text(),
+            elidable=elidable,
+        )
+
+    def paths(self) -> tuple[Path, Path]:
+        folder = sql_dir(self.app_label)
+        return folder / f"{self.name}.sql", folder / f"{self.name}.reverse.sql"
+
+    def deconstruct(self):
+        kwargs = {}
+        if self.lock_timeout != "5s":
+            kwargs["lock_timeout"] = self.lock_timeout
+        if self.elidable:
+            kwargs["elidable"] = True
+        return (self.__class__.__qualname__, [self.app_label, self.name], kwargs)
+
+    def describe(self) -> str:
+        return f"Run {self.app_label}/sql/{self.name}.sql"

@@ -1,0 +1,51 @@
+"""Shared test helpers. Tests run against a real PostgreSQL: DATABASE_URL's server, or the embedded one."""
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def raises_db_error(match: str | None = None):
+    """Expect a database error (constraint, trigger, raised exception) without breaking the test transaction."""
+    with pytest.raises(DatabaseError, match=match) as info, transaction.atomic():
+        yield info
+
+
+def database_url(database: str | None = None) -> str:
+    """A DATABASE_URL for the test database this test runs against (for subprocesses)."""
+    settings = connection.settings_dict
+    host = settings["HOST"] or ""
+    netloc_host = quote(host, safe="") if host.startswith("/") else host
+    port = f":{settings['PORT']}" if settings["PORT"] else ""
+    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
+    return f"postgres://{settings['USER']}{password}@{netloc_host}{port}/{database or settings['NAME']}"
+
+
+def run_manage(*args: str, env: dict | None = None, cwd: Path = PROJECT_ROOT, timeout: int = 120):
+    """Run ``manage.py`` in a subprocess, as an operator would; returns the CompletedProcess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def db_url(db) -> str:
+    """DATABASE_URL of the test database (committed data is visible to subprocesses)."""
+    connection.ensure_connection()
+    return database_url()
