@@ -1,1 +1,298 @@
-from django.db import models  # noqa: F401
+"""The build queue and its history (``build_queue``, ``build_results``, ``build_artifacts``, ``build_events``,
+``build_metrics``) and the build cache (``build_cache_registry``, ``build_access_log``).
+
+Invariants are enforced by the database. ``build_events``, ``build_metrics`` and ``build_access_log`` are
+append-only, high-volume and have no inbound foreign keys, so they can become monthly partitions.
+"""
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+from licensing.models import Customer, License
+
+HEX64 = r"^[0-9a-f]{64}$"
+BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
+
+
+def _uuid_pk():
+    return models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+
+
+class Build(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    id = _uuid_pk()
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds")
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds")
+    manifest = models.JSONField()
+    manifest_hash = models.CharField(max_length=64)
+    priority = models.SmallIntegerField(default=5, help_text="1..10; 10 is the most urgent.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    cache_hit = models.BooleanField(default=False)
+    cache_entry = models.ForeignKey(
+        "BuildCacheEntry", null=True, blank=True, on_delete=models.SET_NULL, related_name="served_builds"
+    )
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    progress = models.SmallIntegerField(default=0)
+    stage = models.CharField(max_length=200, null=True, blank=True)
+    retry_count = models.SmallIntegerField(default=0)
+    max_retries = models.SmallIntegerField(default=3)
+    timeout_seconds = models.IntegerField(default=3600, help_text="Longest a build may run in all.")
+    heartbeat_timeout_seconds = models.IntegerField(
+        default=120, help_text="A running build whose last heartbeat is older than this is rescued."
+    )
+    cancel_requested = models.BooleanField(default=False)
+    image_reference = models.CharField(max_length=500, null=True, blank=True)
+    image_digest = models.CharField(max_length=100, null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    source = models.CharField(max_length=32, default="api", help_text="Who enqueued it: api, intake, admin...")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    not_before = models.DateTimeField(db_default=Now(), help_text="Not claimable before this (retry backoff).")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "build_queue"
+        ordering = ["-created_at"]
+        indexes = [
+            # The claim path: queued builds in claim order (most urgent first, FIFO within a priority).
+            models.Index(
+                F("priority").desc(), "created_at", "id", name="build_queue_claim_idx", condition=Q(status="queued")
+            ),
+            models.Index(fields=["license"], name="build_queue_running_lic_idx", condition=Q(status="running")),
+            models.Index(fields=["heartbeat_at"], name="build_queue_running_hb_idx", condition=Q(status="running")),
+            # Duplicate-manifest lookup among live builds.
+            models.Index(
+                fields=["customer", "manifest_hash"],
+                name="build_queue_live_hash_idx",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+            models.Index(fields=["customer", "-created_at"], name="build_queue_customer_idx"),
+            models.Index(fields=["license", "created_at"], name="build_queue_license_month_idx"),
+            models.Index(fields=["status", "-created_at"], name="build_queue_status_idx"),
+            GinIndex(fields=["manifest"], name="build_queue_manifest_gin", opclasses=["jsonb_path_ops"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=10), name="build_queue_priority_range"),
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="build_queue_progress_range"),
+            models.CheckConstraint(condition=Q(status__in=BUILD_STATUSES), name="build_queue_status_valid"),
+            models.CheckConstraint(
+                condition=Q(retry_count__gte=0, max_retries__gte=0, retry_count__lte=F("max_retries")),
+                name="build_queue_retries_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gt=0, heartbeat_timeout_seconds__gt=0), name="build_queue_timeouts_pos"
+            ),
+            models.CheckConstraint(condition=Q(manifest_hash__regex=HEX64), name="build_queue_hash_hex"),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(worker_id__isnull=False, started_at__isnull=False),
+                name="build_queue_running_has_worker",
+            ),
+            models.CheckConstraint(
+                condition=Q(cache_hit=False) | Q(status="succeeded"), name="build_queue_cache_hit_succeeded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"build {self.pk} ({self.status})"
+
+
+class BuildResult(models.Model):
+    """The outcome of a build reaching a terminal state (a retried build can have several)."""
+
+    id = models.BigAutoField(primary_key=True)
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="results")
+    attempt = models.SmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Build.Status.choices)
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    image_reference = models.CharField(max_length=500, null=True, blank=True)
+    image_digest = models.CharField(max_length=100, null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    log = models.TextField(blank=True, default="")
+    queue_wait_ms = models.BigIntegerField(null=True, blank=True)
+    duration_ms = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "build_results"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["build", "-created_at"], name="build_results_build_idx"),
+            BrinIndex(fields=["created_at"], name="build_results_created_brin"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=TERMINAL_STATUSES), name="build_results_status_terminal"),
+            models.CheckConstraint(
+                condition=Q(duration_ms__isnull=True) | Q(duration_ms__gte=0), name="build_results_duration_pos"
+            ),
+            models.CheckConstraint(
+                condition=Q(queue_wait_ms__isnull=True) | Q(queue_wait_ms__gte=0), name="build_results_wait_pos"
+            ),
+        ]
+
+
+class BuildArtifact(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        SBOM = "sbom", "SBOM"
+        REPORT = "report"
+        LOG = "log"
+        SIGNATURE = "signature"
+
+    id = models.BigAutoField(primary_key=True)
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="artifacts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    uri = models.CharField(max_length=1000)
+    media_type = models.CharField(max_length=200)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "build_artifacts"
+        ordering = ["build", "kind"]
+        indexes = [models.Index(fields=["build", "kind"], name="build_artifacts_build_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["image", "sbom", "report", "log", "signature"]), name="build_artifacts_kind_valid"
+            ),
+            models.CheckConstraint(condition=Q(size_bytes__gte=0), name="build_artifacts_size_pos"),
+            models.CheckConstraint(condition=Q(sha256__regex=HEX64), name="build_artifacts_sha256_hex"),
+            models.CheckConstraint(condition=~Q(uri=""), name="build_artifacts_uri_not_empty"),
+        ]
+
+
+class BuildEvent(models.Model):
+    """One transition or notable moment of a build (append-only)."""
+
+    id = models.BigAutoField(primary_key=True)
+    build_id = models.UUIDField()
+    event_type = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=16, null=True, blank=True)
+    to_status = models.CharField(max_length=16, null=True, blank=True)
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "build_events"
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["build_id", "created_at"], name="build_events_build_idx"),
+            BrinIndex(fields=["created_at"], name="build_events_created_brin"),
+        ]
+
+
+class BuildMetric(models.Model):
+    """A time-series sample about a build (append-only)."""
+
+    id = models.BigAutoField(primary_key=True)
+    build_id = models.UUIDField()
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    unit = models.CharField(max_length=32, blank=True, default="")
+    recorded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_metrics"
+        ordering = ["recorded_at", "id"]
+        indexes = [
+            models.Index(fields=["build_id", "name", "recorded_at"], name="build_metrics_build_idx"),
+            BrinIndex(fields=["recorded_at"], name="build_metrics_recorded_brin"),
+        ]
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="build_metrics_name_not_empty")]
+
+
+class BuildCacheEntry(models.Model):
+    class Visibility(models.TextChoices):
+        PRIVATE = "private"
+        SHARED = "shared"
+
+    id = _uuid_pk()
+    manifest_hash = models.CharField(max_length=64)
+    owner = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cache_entries")
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    image_reference = models.CharField(max_length=500)
+    image_digest = models.CharField(max_length=100)
+    architectures = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    content_sha256 = models.CharField(max_length=64, help_text="SHA-256 of what was registered (integrity).")
+    source_build = models.ForeignKey(
+        Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="registered_cache_entries"
+    )
+    build_duration_ms = models.BigIntegerField(
+        null=True, blank=True, help_text="How long the build took: what each hit saves."
+    )
+    hit_count = models.BigIntegerField(default=0)
+    last_accessed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "build_cache_registry"
+        ordering = ["-created_at"]
+        verbose_name_plural = "build cache entries"
+        indexes = [
+            models.Index(
+                fields=["manifest_hash"],
+                name="build_cache_shared_hash_idx",
+                condition=Q(visibility="shared", deleted_at__isnull=True),
+            ),
+            models.Index(fields=["last_accessed_at"], name="build_cache_lru_idx", condition=Q(deleted_at__isnull=True)),
+            models.Index(fields=["owner", "-created_at"], name="build_cache_owner_idx"),
+            GinIndex(fields=["architectures"], name="build_cache_arch_gin"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["manifest_hash", "owner", "visibility"],
+                condition=Q(deleted_at__isnull=True),
+                name="build_cache_hash_owner_vis_uniq",
+            ),
+            models.CheckConstraint(condition=Q(manifest_hash__regex=HEX64), name="build_cache_hash_hex"),
+            models.CheckConstraint(condition=Q(content_sha256__regex=HEX64), name="build_cache_content_hex"),
+            models.CheckConstraint(
+                condition=Q(visibility__in=["private", "shared"]), name="build_cache_visibility_valid"
+            ),
+            models.CheckConstraint(condition=Q(size_bytes__gte=0), name="build_cache_size_pos"),
+            models.CheckConstraint(condition=Q(hit_count__gte=0), name="build_cache_hits_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.manifest_hash[:12]} ({self.visibility})"
+
+
+class BuildAccessLog(models.Model):
+    """One cache lookup: a hit or a miss, with its latency (append-only)."""
+
+    id = models.BigAutoField(primary_key=True)
+    manifest_hash = models.CharField(max_length=64)
+    customer_id = models.UUIDField()
+    cache_entry_id = models.UUIDField(null=True, blank=True)
+    hit = models.BooleanField()
+    latency_us = models.IntegerField(null=True, blank=True)
+    accessed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_access_log"
+        ordering = ["-accessed_at"]
+        indexes = [
+            models.Index(fields=["customer_id", "accessed_at"], name="build_access_customer_idx"),
+            models.Index(fields=["cache_entry_id", "accessed_at"], name="build_access_entry_idx"),
+            BrinIndex(fields=["accessed_at"], name="build_access_accessed_brin"),
+        ]

@@ -1,1 +1,235 @@
-from django.db import models  # noqa: F401
+"""Customers, their licenses and their registry credentials (tables ``customers``, ``licenses``,
+``registry_credentials``). Invariants are enforced by the database; ``clean()`` mirrors them for forms."""
+
+import json
+
+from django.db import models
+from django.db.models import Case, Q, Value, When
+from django.db.models.functions import Cast, Coalesce, Now
+
+from licensing.tiers import FEATURES, TIERS
+
+
+class JSONBConcat(models.Func):
+    arg_joiner = " || "
+    template = "(%(expressions)s)"
+    output_field = models.JSONField()
+
+
+def _by_tier(attribute, output_field):
+    """A CASE over the tier giving each tier's default ``attribute``."""
+    whens = []
+    for name, tier in TIERS.items():
+        value = getattr(tier, attribute)
+        if attribute == "features":
+            flags = {feature: feature in value for feature in FEATURES}
+            value = Cast(Value(json.dumps(flags, sort_keys=True)), models.JSONField())
+        else:
+            value = Value(value, output_field=output_field)
+        whens.append(When(tier=name, then=value))
+    return Case(*whens, output_field=output_field)
+
+
+class Customer(models.Model):
+    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    name = models.CharField(max_length=200)
+    contact_name = models.CharField(max_length=200, blank=True, default="")
+    contact_email = models.EmailField(max_length=254, blank=True, default="")
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="sub_customers",
+        help_text="The ASP customer this one is a sub-customer of.",
+    )
+    publishes_to_shared_cache = models.BooleanField(
+        default=True, help_text="Whether its images may be shared when its tier publishes (enterprise may opt out)."
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "customers"
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["name"], name="customers_name_live_idx", condition=Q(deleted_at__isnull=True)),
+            models.Index(fields=["deleted_at"], name="customers_deleted_idx", condition=Q(deleted_at__isnull=False)),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="customers_name_not_empty"),
+            models.CheckConstraint(condition=~Q(parent=models.F("id")), name="customers_not_own_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class License(models.Model):
+    class Tier(models.TextChoices):
+        CORE = "core"
+        PRO = "pro"
+        ENTERPRISE = "enterprise"
+        ASP = "asp"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+
+    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="licenses")
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    is_trial = models.BooleanField(default=False)
+    # Secret: AES-256-GCM ciphertext (honua.crypto) and its HMAC-SHA256 blind index for lookups.
+    license_key_encrypted = models.TextField(editable=False)
+    license_key_index = models.CharField(max_length=64, unique=True, editable=False)
+    # Per-license overrides (null: the tier's default), and the effective values the database derives.
+    monthly_build_quota_override = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent_builds_override = models.PositiveIntegerField(null=True, blank=True)
+    max_registries_override = models.PositiveIntegerField(null=True, blank=True)
+    feature_overrides = models.JSONField(default=dict, blank=True, help_text='e.g. {"signing": true}')
+    monthly_build_quota = models.GeneratedField(
+        expression=Coalesce("monthly_build_quota_override", _by_tier("monthly_build_quota", models.IntegerField())),
+        output_field=models.IntegerField(),
+        db_persist=True,
+    )
+    max_concurrent_builds = models.GeneratedField(
+        expression=Coalesce("max_concurrent_builds_override", _by_tier("max_concurrent_builds", models.IntegerField())),
+        output_field=models.IntegerField(),
+        db_persist=True,
+    )
+    max_registries = models.GeneratedField(
+        expression=Coalesce("max_registries_override", _by_tier("max_registries", models.IntegerField())),
+        output_field=models.IntegerField(null=True),
+        db_persist=True,
+        help_text="Null: unlimited.",
+    )
+    features = models.GeneratedField(
+        expression=JSONBConcat(_by_tier("features", models.JSONField()), "feature_overrides"),
+        output_field=models.JSONField(),
+        db_persist=True,
+    )
+    starts_at = models.DateTimeField(db_default=Now())
+    expires_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "licenses"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["customer", "status"], name="licenses_customer_status_idx"),
+            models.Index(
+                fields=["expires_at"],
+                name="licenses_active_expiry_idx",
+                condition=Q(status="active", deleted_at__isnull=True, expires_at__isnull=False),
+            ),
+            models.Index(fields=["tier", "status"], name="licenses_tier_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tier__in=["core", "pro", "enterprise", "asp"]), name="licenses_tier_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "suspended", "expired", "revoked"]), name="licenses_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at")),
+                name="licenses_expires_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_trial=False) | Q(expires_at__isnull=False), name="licenses_trial_expires"
+            ),
+            models.CheckConstraint(
+                condition=Q(license_key_index__regex=r"^[0-9a-f]{64}$"), name="licenses_key_index_hex"
+            ),
+            # One usable license per customer; an active license past expires_at is flipped by expire_licenses().
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(status="active", deleted_at__isnull=True),
+                name="licenses_one_active_per_customer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        trial = " trial" if self.is_trial else ""
+        return f"{self.get_tier_display()}{trial} license ({self.status})"
+
+    def __repr__(self) -> str:  # never the key
+        return f"<License {self.pk} tier={self.tier} status={self.status}>"
+
+
+class RegistryCredential(models.Model):
+    class RegistryType(models.TextChoices):
+        DOCKERHUB = "dockerhub", "Docker Hub"
+        ECR = "ecr", "Amazon ECR"
+        GCR = "gcr", "Google Artifact Registry"
+        ACR = "acr", "Azure Container Registry"
+        GHCR = "ghcr", "GitHub Container Registry"
+        QUAY = "quay", "Quay"
+        HARBOR = "harbor", "Harbor"
+        GENERIC = "generic", "Other OCI registry"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+
+    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="registry_credentials")
+    registry_type = models.CharField(max_length=16, choices=RegistryType.choices)
+    registry_url = models.CharField(max_length=500)
+    username = models.CharField(max_length=200)
+    # Secret: AES-256-GCM ciphertext (honua.crypto).
+    secret_encrypted = models.TextField(editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "registry_credentials"
+        ordering = ["registry_url"]
+        indexes = [
+            models.Index(
+                fields=["customer"], name="registry_creds_active_idx", condition=Q(status="active", deleted_at=None)
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="registry_creds_expiry_idx",
+                condition=Q(status__in=["active", "expired"], expires_at__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(registry_type__in=["dockerhub", "ecr", "gcr", "acr", "ghcr", "quay", "harbor", "generic"]),
+                name="registry_creds_type_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "expired", "revoked"]), name="registry_creds_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="revoked", revoked_at__isnull=False) | ~Q(status="revoked"),
+                name="registry_creds_revoked_at",
+            ),
+            models.CheckConstraint(condition=~Q(registry_url=""), name="registry_creds_url_not_empty"),
+            models.CheckConstraint(condition=~Q(secret_encrypted=""), name="registry_creds_secret_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.registry_url}"
+
+    def __repr__(self) -> str:  # never the secret
+        return f"<RegistryCredential {self.pk} {self.registry_type} status={self.status}>"
