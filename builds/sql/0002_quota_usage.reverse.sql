@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS get_license_quota_usage(uuid);
