@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from honua.triggers import update_updated_at_column
 from licensing.models import Customer, License
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -65,6 +66,12 @@ class Build(models.Model):
 
     class Meta:
         db_table = "build_queue"
+        triggers = [update_updated_at_column()]
+        permissions = [
+            ("cancel_build", "Can cancel builds"),
+            ("retry_build", "Can retry builds"),
+            ("reprioritize_build", "Can change the priority of builds"),
+        ]
         ordering = ["-created_at"]
         indexes = [
             # The claim path: queued builds in claim order (most urgent first, FIFO within a priority).
@@ -246,6 +253,7 @@ class BuildCacheEntry(models.Model):
 
     class Meta:
         db_table = "build_cache_registry"
+        triggers = [update_updated_at_column()]
         ordering = ["-created_at"]
         verbose_name_plural = "build cache entries"
         indexes = [

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from builds.models import HEX64, Build
+from honua.triggers import update_updated_at_column
 from licensing.models import Customer
 
 
@@ -61,6 +62,7 @@ class Conversation(models.Model):
 
     class Meta:
         db_table = "conversations"
+        triggers = [update_updated_at_column()]
         ordering = ["-started_at"]
         indexes = [
             models.Index(fields=["customer", "-started_at"], name="conversations_customer_idx"),
@@ -257,6 +259,7 @@ class BuildManifest(models.Model):
 
     class Meta:
         db_table = "build_manifests"
+        triggers = [update_updated_at_column()]
         ordering = ["conversation", "-version"]
         indexes = [
             models.Index(fields=["customer", "-created_at"], name="build_manifests_customer_idx"),

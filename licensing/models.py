@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
 
+from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
 
 
@@ -53,6 +54,7 @@ class Customer(models.Model):
 
     class Meta:
         db_table = "customers"
+        triggers = [update_updated_at_column()]
         ordering = ["name"]
         indexes = [
             models.Index(fields=["name"], name="customers_name_live_idx", condition=Q(deleted_at__isnull=True)),
@@ -125,6 +127,7 @@ class License(models.Model):
 
     class Meta:
         db_table = "licenses"
+        triggers = [update_updated_at_column()]
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["customer", "status"], name="licenses_customer_status_idx"),
@@ -201,6 +204,7 @@ class RegistryCredential(models.Model):
 
     class Meta:
         db_table = "registry_credentials"
+        triggers = [update_updated_at_column()]
         ordering = ["registry_url"]
         indexes = [
             models.Index(

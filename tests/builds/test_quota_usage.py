@@ -8,16 +8,12 @@ import pytest
 from django.db import connection
 
 from builds.models import Build
-from licensing.models import Customer, License
 from tests.conftest import raises_db_error
+from tests.licensing.factories import LicenseFactory
 
 
 def _license(tier="core", **fields):
-    customer = Customer.objects.create(name=f"customer {uuid.uuid4()}")
-    key_index = hashlib.sha256(str(uuid.uuid4()).encode()).hexdigest()
-    return License.objects.create(
-        customer=customer, tier=tier, license_key_encrypted="x", license_key_index=key_index, **fields
-    )
+    return LicenseFactory(tier=tier, **fields)
 
 
 def _build(license, created_at, **fields):
