@@ -1,7 +1,9 @@
 """The embedded PostgreSQL: started once, reused, safe to start from several processes at once."""
 
+import shutil
 import subprocess
 import sys
+import uuid
 
 import psycopg
 import pytest
@@ -23,10 +25,19 @@ def _start_in_subprocess(data_dir):
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    path = tmp_path / "pgdata"
-    yield path
-    embedded_pg.stop(path)
+def scratch():
+    """A scratch folder for a throwaway server, outside pytest's tmp_path: pytest resets that tree to mode 0700
+    when a session starts, which would lock the server's unprivileged user out of its own data."""
+    folder = PROJECT_ROOT / ".honua" / f"test-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    yield folder
+    embedded_pg.stop(folder / "pgdata")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def data_dir(scratch):
+    return scratch / "pgdata"
 
 
 def test_two_processes_starting_at_once_share_one_server(data_dir):
@@ -62,17 +73,14 @@ def test_server_listens_on_no_tcp_port(data_dir):
         assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
 
 
-def test_dbserver_command_shows_starts_and_stops(tmp_path):
+def test_dbserver_command_shows_starts_and_stops(scratch):
     """`manage.py dbserver` reports, starts and stops the embedded server of HONUA_PGDATA."""
-    env = {"HONUA_PGDATA": str(tmp_path / "pgdata"), "DJANGO_SETTINGS_MODULE": "honua.settings.development"}
-    try:
-        assert "not initialised yet" in run_manage("dbserver", "status", env=env).stdout
-        assert "running" in run_manage("dbserver", "start", env=env).stdout
-        assert "running: PostgreSQL 18" in run_manage("dbserver", "status", env=env).stdout
-        assert "stopped" in run_manage("dbserver", "stop", env=env).stdout
-        assert "stopped: PostgreSQL 18" in run_manage("dbserver", "status", env=env).stdout
-    finally:
-        embedded_pg.stop(tmp_path / "pgdata")
+    env = {"HONUA_PGDATA": str(scratch / "pgdata"), "DJANGO_SETTINGS_MODULE": "honua.settings.development"}
+    assert "not initialised yet" in run_manage("dbserver", "status", env=env).stdout
+    assert "running" in run_manage("dbserver", "start", env=env).stdout
+    assert "running: PostgreSQL 18" in run_manage("dbserver", "status", env=env).stdout
+    assert "stopped" in run_manage("dbserver", "stop", env=env).stdout
+    assert "stopped: PostgreSQL 18" in run_manage("dbserver", "status", env=env).stdout
 
 
 def test_dbserver_with_database_url_starts_nothing():
@@ -84,14 +92,11 @@ def test_dbserver_with_database_url_starts_nothing():
     assert "DATABASE_URL is set" in result.stderr
 
 
-def test_migrate_just_works_on_a_fresh_data_folder(tmp_path):
+def test_migrate_just_works_on_a_fresh_data_folder(scratch):
     """With no DATABASE_URL, `migrate` starts a fresh embedded server and migrates it."""
-    env = {"HONUA_PGDATA": str(tmp_path / "pgdata"), "DJANGO_SETTINGS_MODULE": "honua.settings.development"}
-    try:
-        result = run_manage("migrate", "--no-input", env=env, timeout=300)
-        assert result.returncode == 0, result.stderr
-        state = embedded_pg.status(tmp_path / "pgdata")
-        with psycopg.connect(state.dsn + " dbname=honua") as conn:
-            assert conn.execute("SELECT count(*) > 0 FROM schema_migrations").fetchone() == (True,)
-    finally:
-        embedded_pg.stop(tmp_path / "pgdata")
+    env = {"HONUA_PGDATA": str(scratch / "pgdata"), "DJANGO_SETTINGS_MODULE": "honua.settings.development"}
+    result = run_manage("migrate", "--no-input", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    state = embedded_pg.status(scratch / "pgdata")
+    with psycopg.connect(state.dsn + " dbname=honua") as conn:
+        assert conn.execute("SELECT count(*) > 0 FROM schema_migrations").fetchone() == (True,)
