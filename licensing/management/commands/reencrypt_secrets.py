@@ -78,8 +78,13 @@ class Command(BaseCommand):
                             "add the missing key to HONUA_ENCRYPTION_KEYS and run again to resume",
                             returncode=4,
                         ) from None
-                    updates.append((crypto.encrypt(plaintext, table=table, column=column, row_id=row_id), row_id))
-                cursor.executemany(f"UPDATE {qtable} SET {qcolumn} = %s WHERE id = %s", updates)
+                    updates.append((row_id, crypto.encrypt(plaintext, table=table, column=column, row_id=row_id)))
+                ids, values = zip(*updates, strict=True)
+                cursor.execute(
+                    f"UPDATE {qtable} AS t SET {qcolumn} = v.value "
+                    "FROM unnest(%s::uuid[], %s::text[]) AS v(id, value) WHERE t.id = v.id",
+                    [list(ids), list(values)],
+                )
                 last_id = rows[-1][0]
                 done += len(rows)
             self._progress(label, min(done, todo), todo)
