@@ -84,6 +84,10 @@ class CustomerAdmin(admin.ModelAdmin):
     raw_id_fields = ["parent"]
     inlines = [LicenseInline, RegistryCredentialInline]
 
+    def get_inlines(self, request, obj):
+        # A new customer has neither yet (and its id is a database default until it is saved).
+        return self.inlines if obj else []
+
     @admin.display(boolean=True, description="deleted", ordering="deleted_at")
     def is_deleted(self, obj):
         return obj.deleted_at is not None

@@ -494,10 +494,12 @@ def credential_mark_used(*, credential: RegistryCredential) -> None:
 # --- maintenance --------------------------------------------------------------------------------------------------
 
 
+# django-pghistory attaches its context (who ran it) to every statement except those starting with SELECT, so
+# the maintenance functions are called from a CTE: the history then names the command that ran them.
 def licenses_expire() -> int:
     """Run ``expire_licenses()``; how many licenses it expired."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT expire_licenses()")
+        cursor.execute("WITH run AS (SELECT expire_licenses() AS changed) TABLE run")
         return cursor.fetchone()[0]
 
 
@@ -506,5 +508,5 @@ def credentials_revoke_expired(*, grace_days: int = 7) -> int:
     if grace_days < 0:
         raise LicensingError({"grace_days": "The grace period must be zero or more days."})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT revoke_expired_credentials(%s)", [grace_days])
+        cursor.execute("WITH run AS (SELECT revoke_expired_credentials(%s) AS changed) TABLE run", [grace_days])
         return cursor.fetchone()[0]
