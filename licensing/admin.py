@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from licensing import selectors, services
 from licensing.models import Customer, License, RegistryCredential
@@ -31,6 +31,20 @@ def _badge(status: str):
     return format_html(
         '<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>', colour, status
     )
+
+
+@admin.display(description="audit trail")
+def audit_trail(obj):
+    """The object's recent history (pghistory) with who made each change; secrets are never in it."""
+    entries = selectors.audit_trail(obj=obj) if obj and obj.pk else []
+    if not entries:
+        return "-"
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.label, e.who, e.state) for e in entries),
+    )
+    return format_html("<table><tr><th>when</th><th>event</th><th>by</th><th>state</th></tr>{}</table>", rows)
 
 
 def _run(modeladmin, request, queryset, service, verb: str) -> None:
@@ -82,6 +96,17 @@ class CustomerAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = ["name", "contact_name", "contact_email", "parent", "publishes_to_shared_cache", "metadata", "deleted_at"]
     raw_id_fields = ["parent"]
+
+    def get_fields(self, request, obj=None):
+        return [*self.fields, "history"] if obj else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["history"] if obj else []
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
+
     inlines = [LicenseInline, RegistryCredentialInline]
 
     def get_inlines(self, request, obj):
@@ -199,6 +224,7 @@ class LicenseAdmin(admin.ModelAdmin):
         "quota_this_month",
         "created_at",
         "updated_at",
+        "history",
     ]
 
     def get_queryset(self, request):
@@ -228,6 +254,10 @@ class LicenseAdmin(admin.ModelAdmin):
     def quota_remaining(self, obj):
         used = getattr(obj, "quota_used", None)
         return None if used is None else max(obj.monthly_build_quota - used, 0)
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
 
     @admin.display(description="this month")
     def quota_this_month(self, obj):
@@ -376,7 +406,15 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
     list_select_related = ["customer"]
     search_fields = ["customer__name", "registry_url", "username"]
     actions = ["revoke"]
-    readonly_fields = ["customer", "registry_type", "status_badge", "expires_at", "revoked_at", "last_used_at"]
+    readonly_fields = [
+        "customer",
+        "registry_type",
+        "status_badge",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "history",
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = CredentialChangeForm if obj else CredentialAddForm
@@ -393,6 +431,10 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return _badge(obj.status)
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
 
     def save_model(self, request, obj, form, change):
         if not change:

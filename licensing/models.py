@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
+from django.db.models.lookups import Exact
 
 from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
@@ -175,6 +176,17 @@ class License(models.Model):
             models.CheckConstraint(
                 condition=Q(license_key_index__regex=r"^[0-9a-f]{64}$"), name="licenses_key_index_hex"
             ),
+            models.CheckConstraint(
+                condition=Q(license_key_encrypted__regex=r"^v1:[0-9]+:"), name="licenses_key_encrypted_format"
+            ),
+            # The features column is the tier's flags || these overrides: both must be JSON objects.
+            models.CheckConstraint(
+                condition=Exact(
+                    models.Func("feature_overrides", function="jsonb_typeof", output_field=models.TextField()),
+                    "object",
+                ),
+                name="licenses_feature_overrides_object",
+            ),
             # One usable license per customer; an active license past expires_at is flipped by expire_licenses().
             models.UniqueConstraint(
                 fields=["customer"],
@@ -268,6 +280,9 @@ class RegistryCredential(models.Model):
             ),
             models.CheckConstraint(condition=~Q(registry_url=""), name="registry_creds_url_not_empty"),
             models.CheckConstraint(condition=~Q(secret_encrypted=""), name="registry_creds_secret_not_empty"),
+            models.CheckConstraint(
+                condition=Q(secret_encrypted__regex=r"^v1:[0-9]+:"), name="registry_creds_secret_encrypted_format"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -238,3 +238,18 @@ def test_admin_changes_are_attributed_to_the_user(admin_client, admin_user):
     event = LicenseEvent.objects.filter(pgh_obj_id=license.pk, status="suspended").get()
     assert event.pgh_context.metadata["user"] == admin_user.pk
     assert event.pgh_context.metadata["url"] == _url(License, "changelist")
+
+
+def test_change_pages_show_the_audit_trail_with_who(admin_client, admin_user):
+    """License, credential and customer pages list their history with the admin user or command behind it."""
+    license = LicenseFactory(tier="enterprise")
+    credential = services.credential_add(
+        customer=license.customer, registry_type="ghcr", registry_url="https://ghcr.io", username="u", secret="s"
+    )
+    admin_client.post(_url(License, "changelist"), {"action": "suspend", "_selected_action": [license.pk]})
+    admin_client.post(_url(RegistryCredential, "changelist"), {"action": "revoke", "_selected_action": [credential.pk]})
+    page = admin_client.get(_url(License, "change", license.pk)).content.decode()
+    assert f"user {admin_user.username}" in page and "status=suspended" in page
+    page = admin_client.get(_url(RegistryCredential, "change", credential.pk)).content.decode()
+    assert f"user {admin_user.username}" in page and "status=revoked" in page
+    assert "audit trail" in admin_client.get(_url(Customer, "change", license.customer.pk)).content.decode().lower()

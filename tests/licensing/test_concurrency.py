@@ -1,9 +1,11 @@
 """Races settled by the database: two issuers for one customer, and credential adds at the registry limit."""
 
+import datetime as dt
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
+from django.utils import timezone
 
 from licensing import services
 from licensing.models import License, RegistryCredential
@@ -65,3 +67,33 @@ def test_concurrent_credential_adds_never_pass_the_registry_limit():
     assert sorted(kind for kind, _ in outcomes) == ["ok", "ok", "refused", "refused"], outcomes
     assert all("allows 2 registry credential" in message for kind, message in outcomes if kind == "refused")
     assert RegistryCredential.objects.filter(customer=license.customer, status="active").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_expire_licenses_skips_rows_locked_by_a_busy_transaction():
+    """expire_licenses() does not wait behind a locked license: it expires the others now and that one next run."""
+    past = {"starts_at": timezone.now() - dt.timedelta(days=9), "expires_at": timezone.now() - dt.timedelta(days=1)}
+    busy, idle = LicenseFactory(**past), LicenseFactory(**past)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with transaction.atomic():
+                License.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT expire_licenses()")
+            assert cursor.fetchone()[0] == 1
+    finally:
+        release.set()
+        thread.join(10)
+    assert dict(License.objects.values_list("pk", "status")) == {busy.pk: "active", idle.pk: "expired"}
+    assert services.licenses_expire() == 1

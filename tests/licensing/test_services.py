@@ -334,10 +334,24 @@ def test_credential_needs_a_usable_license():
     assert services.credential_limit_problem(customer=customer) == services.NO_USABLE_LICENSE
 
 
-def test_database_refuses_an_empty_secret():
-    """The database refuses an empty stored secret even when the services are bypassed."""
-    with raises_db_error("registry_creds_secret_not_empty"):
-        RegistryCredentialFactory(secret_encrypted="")
+@pytest.mark.parametrize("stored", ["", "hunter2"])
+def test_database_refuses_an_empty_or_unencrypted_secret(stored):
+    """The database refuses an empty or plaintext stored secret even when the services are bypassed."""
+    with raises_db_error("registry_creds_secret_(not_empty|encrypted_format)"):
+        RegistryCredentialFactory(secret_encrypted=stored)
+
+
+def test_database_refuses_a_plaintext_license_key():
+    """The license key column only takes values in the encrypted format."""
+    with raises_db_error("licenses_key_encrypted_format"):
+        LicenseFactory(license_key_encrypted="HONUA-PLAINTEXT")
+
+
+@pytest.mark.parametrize("overrides", [[], "sbom", 1])
+def test_database_refuses_non_object_feature_overrides(overrides):
+    """Feature overrides must be a JSON object (they are merged over the tier's flags)."""
+    with raises_db_error("licenses_feature_overrides_object"):
+        LicenseFactory(feature_overrides=overrides)
 
 
 def test_rotate_secret_and_revoke_credential():
