@@ -103,11 +103,14 @@ def _lock_license(license: License) -> License:
     return License.objects.select_for_update().get(pk=license.pk)
 
 
-def _expire_lapsed(customer: Customer) -> None:
+def _expire_lapsed(customer: Customer, *, exclude: License | None = None) -> None:
     """An active license past its expiry still holds the one-active slot until expire_licenses() runs; free it."""
-    License.objects.filter(
+    lapsed = License.objects.filter(
         customer=customer, status=License.Status.ACTIVE, deleted_at=None, expires_at__lte=timezone.now()
-    ).update(status=License.Status.EXPIRED)
+    )
+    if exclude is not None:
+        lapsed = lapsed.exclude(pk=exclude.pk)
+    lapsed.update(status=License.Status.EXPIRED)
 
 
 def _has_usable_license(customer: Customer, *, exclude: License | None = None) -> bool:
@@ -318,7 +321,7 @@ def license_reinstate(*, license: License) -> License:
     license = _lock_license(license)
     if license.status != License.Status.SUSPENDED:
         raise LicensingError(LICENSE_NOT_SUSPENDED.format(status=license.status))
-    _expire_lapsed(customer)
+    _expire_lapsed(customer, exclude=license)
     if _has_usable_license(customer, exclude=license):
         raise LicensingError(ALREADY_LICENSED)
     license.status = License.Status.ACTIVE
@@ -352,7 +355,7 @@ def license_renew(*, license: License, expires_at: dt.datetime | None, end_trial
     is_trial = license.is_trial and not end_trial
     _validate_period(starts_at=license.starts_at, expires_at=expires_at, is_trial=is_trial)
     if license.status in (License.Status.EXPIRED, License.Status.ACTIVE):
-        _expire_lapsed(customer)
+        _expire_lapsed(customer, exclude=license)
         if _has_usable_license(customer, exclude=license):
             raise LicensingError(ALREADY_LICENSED)
         license.status = License.Status.ACTIVE

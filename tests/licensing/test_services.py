@@ -411,3 +411,21 @@ def test_usable_means_active_undeleted_and_unexpired():
     assert selectors.license_is_usable(license=usable, at=now)
     assert not selectors.license_is_usable(license=lapsed, at=now)
     assert set(selectors.usable_licenses(at=now)) == {usable}
+
+
+def test_renewing_a_lapsed_active_license_keeps_it_active_without_an_expired_blip():
+    """Renewing an active license past its expiry extends it in place: its history has no 'expired' step."""
+    license = LicenseFactory(starts_at=timezone.now() - IN_A_MONTH, expires_at=timezone.now() - dt.timedelta(hours=1))
+    license = services.license_renew(license=license, expires_at=timezone.now() + IN_A_MONTH)
+    assert license.status == "active"
+    assert not license.events.filter(status="expired").exists()
+
+
+def test_maintenance_wrappers_count_and_refuse_a_negative_grace():
+    """licenses_expire and credentials_revoke_expired return counts; a negative grace period is refused."""
+    LicenseFactory(starts_at=timezone.now() - IN_A_MONTH, expires_at=timezone.now() - dt.timedelta(hours=1))
+    assert services.licenses_expire() == 1
+    RegistryCredentialFactory(expires_at=timezone.now() - dt.timedelta(days=1))
+    assert services.credentials_revoke_expired(grace_days=0) == 1
+    with pytest.raises(services.LicensingError, match="zero or more days"):
+        services.credentials_revoke_expired(grace_days=-1)
