@@ -37,6 +37,7 @@ EMPTY_SECRET = "The secret must not be empty."
 EMPTY_FIELD = "{field} must not be empty."
 UNKNOWN_REGISTRY_TYPE = "Unknown registry type {value!r}."
 UNKNOWN_FEATURE = "Unknown feature(s) {names}; known: sbom, signing, priority_boost, sub_customers."
+FEATURE_NOT_BOOLEAN = "Each feature override must be true or false."
 CUSTOMER_DELETED = "This customer is deleted."
 LICENSE_NOT_ACTIVE = "Only an active license can be {action} (this one is {status})."
 LICENSE_NOT_SUSPENDED = "Only a suspended license can be reinstated (this one is {status})."
@@ -56,7 +57,8 @@ class LicensingError(ValidationError):
 
 @dataclasses.dataclass(frozen=True)
 class IssuedLicense:
-    """A newly issued license and its plaintext key, which is never available again."""
+    """A newly issued license and its plaintext key: the only time a caller gets the key without decrypting it
+    (the admin shows it once, on the page answering the issue; it is stored only encrypted)."""
 
     license: License
     key: str = dataclasses.field(repr=False)
@@ -72,7 +74,7 @@ def _validate_tier(tier: str) -> None:
 
 def _validate_limits(limits: dict[str, int | None]) -> None:
     for field, value in limits.items():
-        if value is not None and (not isinstance(value, int) or value < 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise LicensingError({field: NEGATIVE_LIMIT.format(field=field.replace("_", " "), value=value)})
 
 
@@ -80,6 +82,8 @@ def _validate_features(feature_overrides: dict[str, bool]) -> None:
     unknown = sorted(set(feature_overrides) - set(FEATURES))
     if unknown:
         raise LicensingError({"feature_overrides": UNKNOWN_FEATURE.format(names=", ".join(unknown))})
+    if not all(isinstance(value, bool) for value in feature_overrides.values()):
+        raise LicensingError({"feature_overrides": FEATURE_NOT_BOOLEAN})
 
 
 def _validate_period(*, starts_at: dt.datetime, expires_at: dt.datetime | None, is_trial: bool) -> None:

@@ -88,6 +88,8 @@ def test_issued_limits_follow_the_tier_unless_overridden():
         ({"tier": "core", "monthly_build_quota": -1}, "monthly build quota must be zero or more"),
         ({"tier": "core", "max_registries": -3}, "max registries must be zero or more"),
         ({"tier": "core", "feature_overrides": {"teleport": True}}, "Unknown feature"),
+        ({"tier": "core", "feature_overrides": {"sbom": "yes"}}, "must be true or false"),
+        ({"tier": "core", "monthly_build_quota": True}, "monthly build quota must be zero or more"),
         ({"tier": "core", "is_trial": True}, "A trial license needs an expiry date"),
         (
             {"tier": "core", "starts_at": NEXT_MONTH, "expires_at": NEXT_MONTH},
