@@ -34,13 +34,18 @@ def _by_tier(attribute, output_field):
     return Case(*whens, output_field=output_field)
 
 
-# The audit trail (django-pghistory): every insert and every update of a tracked field, with its context (the
+# The audit trail (django-pghistory): every insert, delete and update of a tracked field, with its context (the
 # admin user through the middleware, a command through ``pghistory.context(command=...)``). Secrets, their blind
 # index and the generated limits (derived from tier and overrides) are never copied into the history.
 _HISTORY_EXCLUDED_ALWAYS = ["updated_at"]
 
 
-@pghistory.track(exclude=_HISTORY_EXCLUDED_ALWAYS)
+def _history_events():
+    # Fresh trackers for each model: pghistory fills an update tracker's condition with its model's fields.
+    return pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent()
+
+
+@pghistory.track(*_history_events(), exclude=_HISTORY_EXCLUDED_ALWAYS)
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
     name = models.CharField(max_length=200)
@@ -80,6 +85,7 @@ class Customer(models.Model):
 
 
 @pghistory.track(
+    *_history_events(),
     exclude=[
         *_HISTORY_EXCLUDED_ALWAYS,
         "license_key_encrypted",
@@ -88,7 +94,7 @@ class Customer(models.Model):
         "max_concurrent_builds",
         "max_registries",
         "features",
-    ]
+    ],
 )
 class License(models.Model):
     class Tier(models.TextChoices):
@@ -220,7 +226,7 @@ class License(models.Model):
             raise ValidationError(errors)
 
 
-@pghistory.track(exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
+@pghistory.track(*_history_events(), exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
 class RegistryCredential(models.Model):
     class RegistryType(models.TextChoices):
         DOCKERHUB = "dockerhub", "Docker Hub"

@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from licensing import selectors, services
-from licensing.models import Customer, License, RegistryCredential
+from licensing.models import Customer, License, RegistryCredential, RegistryCredentialEvent
 from tests.conftest import raises_db_error
 from tests.licensing.factories import CustomerFactory, LicenseFactory, RegistryCredentialFactory
 
@@ -431,3 +431,16 @@ def test_maintenance_wrappers_count_and_refuse_a_negative_grace():
     assert services.credentials_revoke_expired(grace_days=0) == 1
     with pytest.raises(services.LicensingError, match="zero or more days"):
         services.credentials_revoke_expired(grace_days=-1)
+
+
+def test_hard_deletes_are_recorded_in_the_audit_trail():
+    """Deleting a credential (e.g. a purge of soft-deleted rows) leaves a 'delete' event without its secret."""
+    credential = RegistryCredentialFactory()
+    pk = credential.pk
+    credential.delete()
+    assert list(
+        RegistryCredentialEvent.objects.filter(pgh_obj_id=pk).order_by("pgh_id").values_list("pgh_label", flat=True)
+    ) == [
+        "insert",
+        "delete",
+    ]
