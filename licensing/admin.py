@@ -47,6 +47,14 @@ def audit_trail(obj):
     return format_html("<table><tr><th>when</th><th>event</th><th>by</th><th>state</th></tr>{}</table>", rows)
 
 
+class NoDeleteMixin:
+    """Rows are retired (revoked, expired, soft-deleted) through the services, never deleted from the admin: the
+    audit trail and the builds that reference them stay whole."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def _run(modeladmin, request, queryset, service, verb: str) -> None:
     """Call ``service`` for each object; report successes and each refusal (its message) to the user."""
     done = 0
@@ -89,7 +97,7 @@ class RegistryCredentialInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = ["name", "contact_name", "contact_email", "created_at", "is_deleted"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "contact_name", "contact_email"]
@@ -192,7 +200,7 @@ class LicenseChangeForm(forms.ModelForm):
 
 
 @admin.register(License)
-class LicenseAdmin(admin.ModelAdmin):
+class LicenseAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = [
         "customer",
         "tier",
@@ -200,7 +208,7 @@ class LicenseAdmin(admin.ModelAdmin):
         "is_trial",
         "quota_used",
         "quota_remaining",
-        "max_registries",
+        "registries",
         "expires_at",
     ]
     list_filter = ["tier", "status", "is_trial", ExpiringSoonFilter]
@@ -245,6 +253,10 @@ class LicenseAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return _badge(obj.status)
+
+    @admin.display(description="registries", ordering="max_registries")
+    def registries(self, obj):
+        return "unlimited" if obj.max_registries is None else obj.max_registries
 
     @admin.display(description="quota used")
     def quota_used(self, obj):
@@ -400,7 +412,7 @@ class CredentialChangeForm(forms.ModelForm):
 
 
 @admin.register(RegistryCredential)
-class RegistryCredentialAdmin(admin.ModelAdmin):
+class RegistryCredentialAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = ["__str__", "customer", "registry_type", "status_badge", "expires_at", "last_used_at"]
     list_filter = ["registry_type", "status"]
     list_select_related = ["customer"]

@@ -50,7 +50,7 @@ def _admin_urls():
     for model in (Customer, License, RegistryCredential):
         urls += [_url(model, "changelist"), _url(model, "add")]
         for pk in model.objects.values_list("pk", flat=True):
-            urls += [_url(model, "change", pk), _url(model, "history", pk), _url(model, "delete", pk)]
+            urls += [_url(model, "change", pk), _url(model, "history", pk)]
     changelist = _url(License, "changelist")
     urls += [f"{changelist}?expiring=7", f"{changelist}?expiring=30", f"{changelist}?expiring=lapsed"]
     urls += [
@@ -65,7 +65,7 @@ def _admin_urls():
 
 
 def test_every_admin_page_renders_and_shows_no_secret(admin_client):
-    """Index, changelists (with filters), add, change, history and delete pages render, with no key, secret,
+    """Index, changelists (with filters), add, change and history pages render, with no key, secret,
     ciphertext, blind index or key prefix anywhere in them."""
     forbidden = _populate()
     urls = _admin_urls()
@@ -253,3 +253,12 @@ def test_change_pages_show_the_audit_trail_with_who(admin_client, admin_user):
     page = admin_client.get(_url(RegistryCredential, "change", credential.pk)).content.decode()
     assert f"user {admin_user.username}" in page and "status=revoked" in page
     assert "audit trail" in admin_client.get(_url(Customer, "change", license.customer.pk)).content.decode().lower()
+
+
+def test_admin_never_deletes_rows(admin_client):
+    """Customers, licenses and credentials are retired through actions, not deleted: no delete page or action."""
+    license = LicenseFactory()
+    assert admin_client.get(_url(License, "delete", license.pk)).status_code == 403
+    assert admin_client.get(_url(Customer, "delete", license.customer.pk)).status_code == 403
+    assert "delete_selected" not in admin_client.get(_url(License, "changelist")).content.decode()
+    assert License.objects.filter(pk=license.pk).exists()
