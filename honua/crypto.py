@@ -21,6 +21,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
@@ -186,3 +187,12 @@ def check_configuration() -> None:
     """Raise ``ImproperlyConfigured`` unless both settings hold valid keys."""
     key_ring()
     _blind_index_key(settings.HONUA_BLIND_INDEX_KEY)
+
+
+def system_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """A Django system check (registered by the apps that store secrets): the keys are valid."""
+    try:
+        check_configuration()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="honua.E001")]
+    return []

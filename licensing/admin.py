@@ -98,7 +98,7 @@ class RegistryCredentialInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(NoDeleteMixin, admin.ModelAdmin):
-    list_display = ["name", "contact_name", "contact_email", "created_at", "is_deleted"]
+    list_display = ["name", "contact_name", "contact_email", "usable_license", "created_at", "is_deleted"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "contact_name", "contact_email"]
     date_hierarchy = "created_at"
@@ -116,6 +116,13 @@ class CustomerAdmin(NoDeleteMixin, admin.ModelAdmin):
         return audit_trail(obj)
 
     inlines = [LicenseInline, RegistryCredentialInline]
+
+    def get_queryset(self, request):
+        return selectors.customers_with_usable_license_tier(super().get_queryset(request))
+
+    @admin.display(description="usable license", ordering="usable_license_tier")
+    def usable_license(self, obj):
+        return getattr(obj, "usable_license_tier", None) or "none"
 
     def get_inlines(self, request, obj):
         # A new customer has neither yet (and its id is a database default until it is saved).

@@ -5,7 +5,7 @@ import datetime as dt
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -84,6 +84,13 @@ def licenses_with_quota_used(queryset: QuerySet[License] | None = None) -> Query
     """``queryset`` annotated with ``quota_used`` (this month's builds), computed in the same query."""
     queryset = License.objects.all() if queryset is None else queryset
     return queryset.annotate(quota_used=RawSQL('(SELECT u.used FROM get_license_quota_usage("licenses"."id") u)', ()))
+
+
+def customers_with_usable_license_tier(queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    """``queryset`` annotated with ``usable_license_tier`` (None without a usable license), in the same query."""
+    queryset = Customer.objects.all() if queryset is None else queryset
+    usable = usable_licenses().filter(customer=OuterRef("pk"))
+    return queryset.annotate(usable_license_tier=Subquery(usable.values("tier")[:1]))
 
 
 def licenses_expiring(*, within: dt.timedelta) -> QuerySet[License]:

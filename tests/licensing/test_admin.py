@@ -262,3 +262,13 @@ def test_admin_never_deletes_rows(admin_client):
     assert admin_client.get(_url(Customer, "delete", license.customer.pk)).status_code == 403
     assert "delete_selected" not in admin_client.get(_url(License, "changelist")).content.decode()
     assert License.objects.filter(pk=license.pk).exists()
+
+
+def test_customer_list_shows_the_usable_license_tier(admin_client, django_assert_max_num_queries):
+    """The customer list shows each customer's usable license tier, or none, in a bounded number of queries."""
+    LicenseFactory(tier="asp", customer__name="Has Asp")
+    services.license_suspend(license=LicenseFactory(tier="pro", customer__name="Suspended Pro"))
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(_url(Customer, "changelist")).content.decode()
+    assert re.search(r"Has Asp.*?<td class=\"field-usable_license\">asp</td>", page, re.S)
+    assert re.search(r"Suspended Pro.*?<td class=\"field-usable_license\">none</td>", page, re.S)
