@@ -12,7 +12,9 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from licensing import selectors, services
 from licensing.models import Customer, License, RegistryCredential
@@ -419,6 +421,7 @@ class CredentialChangeForm(forms.ModelForm):
 
 
 @admin.register(RegistryCredential)
+@method_decorator(sensitive_post_parameters("secret", "new_secret"), name="changeform_view")
 class RegistryCredentialAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = ["__str__", "customer", "registry_type", "status_badge", "expires_at", "last_used_at"]
     list_filter = ["registry_type", "status"]

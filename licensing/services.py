@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
 from licensing.models import Customer, License, RegistryCredential
@@ -145,6 +146,7 @@ def customer_create(
     return customer
 
 
+@sensitive_variables("issued")
 @transaction.atomic
 def customer_create_with_trial(
     *,
@@ -168,6 +170,7 @@ def customer_create_with_trial(
 # --- licenses -----------------------------------------------------------------------------------------------------
 
 
+@sensitive_variables("key")
 @transaction.atomic
 def license_issue(
     *,
@@ -422,7 +425,9 @@ def credential_limit_problem(*, customer: Customer) -> str | None:
     return None
 
 
-@transaction.atomic
+# Functions given a secret open their transaction inside (not with @transaction.atomic, whose wrapper frame would
+# hold the secret in its keyword arguments, out of @sensitive_variables' reach in error reports).
+@sensitive_variables("secret")
 def credential_add(
     *,
     customer: Customer,
@@ -448,37 +453,39 @@ def credential_add(
     if customer.deleted_at is not None:
         raise LicensingError(CUSTOMER_DELETED)
 
-    license = _lock_usable_license(customer)
-    if license.max_registries is not None:
-        count = _active_credential_count(customer.pk)
-        if count >= license.max_registries:
-            raise LicensingError(REGISTRY_LIMIT_REACHED.format(limit=license.max_registries, count=count))
+    with transaction.atomic():
+        license = _lock_usable_license(customer)
+        if license.max_registries is not None:
+            count = _active_credential_count(customer.pk)
+            if count >= license.max_registries:
+                raise LicensingError(REGISTRY_LIMIT_REACHED.format(limit=license.max_registries, count=count))
 
-    credential_id = uuid.uuid4()
-    credential = RegistryCredential(
-        id=credential_id,
-        customer=customer,
-        registry_type=registry_type,
-        registry_url=registry_url.strip(),
-        username=username.strip(),
-        secret_encrypted=encrypt_secret(secret, credential_id),
-        expires_at=expires_at,
-    )
-    credential.save(force_insert=True)
-    credential.refresh_from_db()
-    return credential
+        credential_id = uuid.uuid4()
+        credential = RegistryCredential(
+            id=credential_id,
+            customer=customer,
+            registry_type=registry_type,
+            registry_url=registry_url.strip(),
+            username=username.strip(),
+            secret_encrypted=encrypt_secret(secret, credential_id),
+            expires_at=expires_at,
+        )
+        credential.save(force_insert=True)
+        credential.refresh_from_db()
+        return credential
 
 
-@transaction.atomic
+@sensitive_variables("secret")
 def credential_rotate_secret(*, credential: RegistryCredential, secret: str) -> RegistryCredential:
     """Replace a credential's secret (encrypted under the newest key)."""
     if not secret or not secret.strip():
         raise LicensingError({"secret": EMPTY_SECRET})
-    credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
-    if credential.status == RegistryCredential.Status.REVOKED:
-        raise LicensingError(CREDENTIAL_REVOKED)
-    credential.secret_encrypted = encrypt_secret(secret, credential.pk)
-    credential.save(update_fields=["secret_encrypted"])
+    with transaction.atomic():
+        credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
+        if credential.status == RegistryCredential.Status.REVOKED:
+            raise LicensingError(CREDENTIAL_REVOKED)
+        credential.secret_encrypted = encrypt_secret(secret, credential.pk)
+        credential.save(update_fields=["secret_encrypted"])
     return credential
 
 
