@@ -3,7 +3,9 @@
 Every function is keyword-only, runs in one transaction and either does all it says or changes nothing, raising
 ``LicensingError`` (a ``ValidationError``, so forms show it) with one of the messages below. Races are settled by
 row locks: issuing locks the customer row, adding a credential locks the customer's usable license row, and the
-database's partial unique index ``licenses_one_active_per_customer`` is the last word.
+database's partial unique index ``licenses_one_active_per_customer`` is the last word. The locks are FOR NO KEY
+UPDATE: they serialize these services without blocking the foreign-key checks of builds being inserted for the
+same customer and license (which take KEY SHARE), so they cannot deadlock with the build queue.
 """
 
 import dataclasses
@@ -98,14 +100,14 @@ def _validate_period(*, starts_at: dt.datetime, expires_at: dt.datetime | None, 
 
 
 def _lock_customer(customer: Customer) -> Customer:
-    locked = Customer.objects.select_for_update().get(pk=customer.pk)
+    locked = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     if locked.deleted_at is not None:
         raise LicensingError(CUSTOMER_DELETED)
     return locked
 
 
 def _lock_license(license: License) -> License:
-    return License.objects.select_for_update().get(pk=license.pk)
+    return License.objects.select_for_update(no_key=True).get(pk=license.pk)
 
 
 def _expire_lapsed(customer: Customer, *, exclude: License | None = None) -> None:
@@ -399,7 +401,7 @@ def _active_credential_count(customer_id) -> int:
 
 def _lock_usable_license(customer: Customer) -> License:
     license = (
-        License.objects.select_for_update()
+        License.objects.select_for_update(no_key=True)
         .filter(customer=customer, status=License.Status.ACTIVE, deleted_at=None)
         .first()
     )
@@ -481,7 +483,7 @@ def credential_rotate_secret(*, credential: RegistryCredential, secret: str) -> 
     if not secret or not secret.strip():
         raise LicensingError({"secret": EMPTY_SECRET})
     with transaction.atomic():
-        credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
+        credential = RegistryCredential.objects.select_for_update(no_key=True).get(pk=credential.pk)
         if credential.status == RegistryCredential.Status.REVOKED:
             raise LicensingError(CREDENTIAL_REVOKED)
         credential.secret_encrypted = encrypt_secret(secret, credential.pk)
@@ -492,7 +494,7 @@ def credential_rotate_secret(*, credential: RegistryCredential, secret: str) -> 
 @transaction.atomic
 def credential_revoke(*, credential: RegistryCredential) -> RegistryCredential:
     """Revoke a credential (idempotent)."""
-    credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
+    credential = RegistryCredential.objects.select_for_update(no_key=True).get(pk=credential.pk)
     if credential.status != RegistryCredential.Status.REVOKED:
         credential.status = RegistryCredential.Status.REVOKED
         credential.revoked_at = timezone.now()
