@@ -3,9 +3,12 @@
 
 import json
 
+import pghistory
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
+from django.db.models.lookups import Exact
 
 from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
@@ -31,6 +34,18 @@ def _by_tier(attribute, output_field):
     return Case(*whens, output_field=output_field)
 
 
+# The audit trail (django-pghistory): every insert, delete and update of a tracked field, with its context (the
+# admin user through the middleware, a command through ``pghistory.context(command=...)``). Secrets, their blind
+# index and the generated limits (derived from tier and overrides) are never copied into the history.
+_HISTORY_EXCLUDED_ALWAYS = ["updated_at"]
+
+
+def _history_events():
+    # Fresh trackers for each model: pghistory fills an update tracker's condition with its model's fields.
+    return pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent()
+
+
+@pghistory.track(*_history_events(), exclude=_HISTORY_EXCLUDED_ALWAYS)
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
     name = models.CharField(max_length=200)
@@ -69,6 +84,18 @@ class Customer(models.Model):
         return self.name
 
 
+@pghistory.track(
+    *_history_events(),
+    exclude=[
+        *_HISTORY_EXCLUDED_ALWAYS,
+        "license_key_encrypted",
+        "license_key_index",
+        "monthly_build_quota",
+        "max_concurrent_builds",
+        "max_registries",
+        "features",
+    ],
+)
 class License(models.Model):
     class Tier(models.TextChoices):
         CORE = "core"
@@ -155,6 +182,17 @@ class License(models.Model):
             models.CheckConstraint(
                 condition=Q(license_key_index__regex=r"^[0-9a-f]{64}$"), name="licenses_key_index_hex"
             ),
+            models.CheckConstraint(
+                condition=Q(license_key_encrypted__regex=r"^v1:[0-9]+:"), name="licenses_key_encrypted_format"
+            ),
+            # The features column is the tier's flags || these overrides: both must be JSON objects.
+            models.CheckConstraint(
+                condition=Exact(
+                    models.Func("feature_overrides", function="jsonb_typeof", output_field=models.TextField()),
+                    "object",
+                ),
+                name="licenses_feature_overrides_object",
+            ),
             # One usable license per customer; an active license past expires_at is flipped by expire_licenses().
             models.UniqueConstraint(
                 fields=["customer"],
@@ -170,7 +208,25 @@ class License(models.Model):
     def __repr__(self) -> str:  # never the key
         return f"<License {self.pk} tier={self.tier} status={self.status}>"
 
+    def clean(self) -> None:
+        """Mirror the database's checks with messages a person understands."""
+        errors = {}
+        if self.tier and self.tier not in TIERS:
+            errors["tier"] = f"Unknown tier {self.tier!r}; choose one of {', '.join(TIERS)}."
+        if self.expires_at and self.starts_at and self.expires_at <= self.starts_at:
+            errors["expires_at"] = "The expiry must be after the start."
+        if self.is_trial and not self.expires_at:
+            errors["expires_at"] = "A trial license needs an expiry date."
+        unknown = sorted(set(self.feature_overrides or {}) - set(FEATURES))
+        if unknown:
+            errors["feature_overrides"] = f"Unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}."
+        elif any(not isinstance(value, bool) for value in (self.feature_overrides or {}).values()):
+            errors["feature_overrides"] = "Each feature override must be true or false."
+        if errors:
+            raise ValidationError(errors)
 
+
+@pghistory.track(*_history_events(), exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
 class RegistryCredential(models.Model):
     class RegistryType(models.TextChoices):
         DOCKERHUB = "dockerhub", "Docker Hub"
@@ -230,6 +286,9 @@ class RegistryCredential(models.Model):
             ),
             models.CheckConstraint(condition=~Q(registry_url=""), name="registry_creds_url_not_empty"),
             models.CheckConstraint(condition=~Q(secret_encrypted=""), name="registry_creds_secret_not_empty"),
+            models.CheckConstraint(
+                condition=Q(secret_encrypted__regex=r"^v1:[0-9]+:"), name="registry_creds_secret_encrypted_format"
+            ),
         ]
 
     def __str__(self) -> str:
