@@ -79,3 +79,12 @@ def test_access_log_is_read_only_and_filterable(admin_client):
     assert admin_client.get(reverse("admin:builds_buildaccesslog_change", args=[row.pk])).status_code == 200
     assert admin_client.post(reverse("admin:builds_buildaccesslog_delete", args=[row.pk])).status_code == 403
     assert admin_client.get(reverse("admin:builds_buildaccesslog_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_entry_detail_is_read_only_and_adding_is_not_offered(admin_client):
+    """An entry's page opens read-only; entries cannot be added by hand (they come from builds)."""
+    entry = cached(LicenseFactory(tier="core"))
+    response = admin_client.get(reverse("admin:builds_buildcacheentry_change", args=[entry.pk]))
+    assert response.status_code == 200 and entry.manifest_hash in response.content.decode()
+    assert admin_client.get(reverse("admin:builds_buildcacheentry_add")).status_code == 403
