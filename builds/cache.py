@@ -44,6 +44,14 @@ BAD_STRING = "a manifest string must be valid Unicode without NUL characters"
 BAD_KEY = "a manifest object key must be a string"
 BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, boolean or null"
 
+# Messages of the database's errors (builds/sql/*_cache*.sql) that callers match on, as CacheError text.
+HASH_NOT_HEX = "manifest hash must be 64 lower-case hex characters"
+CUSTOMER_NOT_FOUND = "does not exist"  # "customer <id> does not exist", "build <id> does not exist"
+NEGATIVE_SIZE = "cache entry size must be a non-negative number of bytes"
+NOT_CACHEABLE = "only a successful build is cached"
+NO_IMAGE = "has no image reference and digest to cache"
+EVICTION_RUNNING = "cache eviction is already running"
+
 EXCLUDED_TOP_LEVEL_KEYS = frozenset({"comment", "comments", "description", "notes"})
 CREDENTIAL_KEYS = ("registry_credential", "registry_credential_id")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

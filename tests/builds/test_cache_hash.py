@@ -47,7 +47,7 @@ manifests = st.fixed_dictionaries(
     },
 ).flatmap(lambda fixed: st.dictionaries(text, json_values, max_size=4).map(lambda extra: {**extra, **fixed}))
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def sql_many(function: str, values: list) -> list:
