@@ -42,6 +42,7 @@ BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of stri
 BAD_NUMBER = "a manifest number must be finite (no NaN or Infinity)"
 BAD_STRING = "a manifest string must be valid Unicode without NUL characters"
 BAD_KEY = "a manifest object key must be a string"
+TOO_DEEP = "a manifest is nested too deeply"
 BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, boolean or null"
 
 # Messages of the database's errors (builds/sql/*_cache*.sql) that callers match on, as CacheError text.
@@ -74,7 +75,10 @@ def manifest_canonical_json(manifest: dict) -> str:
     """The canonical JSON text of a manifest (module docstring); equal to SQL ``manifest_canonical_json``."""
     if not isinstance(manifest, dict):
         raise InvalidManifest(f"{NOT_AN_OBJECT}, not {type(manifest).__name__}")
-    return _canonical(manifest, top_level=True)
+    try:
+        return _canonical(manifest, top_level=True)
+    except RecursionError:
+        raise InvalidManifest(TOO_DEEP) from None
 
 
 def manifest_is_shareable(manifest: dict) -> bool:

@@ -173,6 +173,15 @@ def test_bad_architectures_are_rejected_in_both():
         cursor.execute("""SELECT manifest_hash('{"architectures": [1]}'::jsonb)""")
 
 
+def test_a_manifest_nested_too_deeply_is_rejected():
+    """A pathologically deep manifest raises InvalidManifest, not RecursionError."""
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidManifest, match="nested too deeply"):
+        manifest_hash({"x": deep})
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "a\x00b", object()])
 def test_values_json_cannot_express_are_rejected(value):
     """NaN, Infinity, NUL characters and non-JSON objects raise InvalidManifest."""

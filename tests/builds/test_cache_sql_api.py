@@ -85,6 +85,13 @@ def test_expired_deleted_and_unlicensed_cases_miss():
     entry = cached(owner)
     reader = LicenseFactory(tier="pro", status="suspended")
     assert lookup(entry.manifest_hash, reader.customer_id) is None
+    lapsed_trial = LicenseFactory(
+        tier="enterprise",
+        is_trial=True,
+        starts_at=timezone.now() - dt.timedelta(days=30),
+        expires_at=timezone.now() - dt.timedelta(days=1),
+    )
+    assert lookup(entry.manifest_hash, lapsed_trial.customer_id) is None
     BuildCacheEntry.objects.filter(pk=entry.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     assert lookup(entry.manifest_hash, owner.customer_id) is None
     BuildCacheEntry.objects.filter(pk=entry.pk).update(expires_at=None, deleted_at=timezone.now())
