@@ -48,7 +48,7 @@ BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, bo
 
 # Messages of the database's errors (builds/sql/*_cache*.sql) that callers match on, as CacheError text.
 HASH_NOT_HEX = "manifest hash must be 64 lower-case hex characters"
-CUSTOMER_NOT_FOUND = "does not exist"  # "customer <id> does not exist", "build <id> does not exist"
+NOT_FOUND = "does not exist"  # "customer <id> does not exist", "build <id> does not exist"
 NEGATIVE_SIZE = "cache entry size must be a non-negative number of bytes"
 NOT_CACHEABLE = "only a successful build is cached"
 NO_IMAGE = "has no image reference and digest to cache"
