@@ -14,6 +14,7 @@ from builds.cache import manifest_hash
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import demo_loader
 from licensing.models import Customer, License
+from licensing.services import customer_create, license_issue
 
 SOURCE = "demo-cache"
 MANIFESTS = [
@@ -36,13 +37,8 @@ def _customers() -> list[Customer]:
     if customers:
         return customers
     for name, tier in (("Cache Demo Core", "core"), ("Cache Demo Pro", "pro"), ("Cache Demo Enterprise", "enterprise")):
-        customer = Customer.objects.create(name=name, contact_email=f"ops@{tier}.example")
-        License.objects.create(
-            customer=customer,
-            tier=tier,
-            license_key_encrypted="demo-placeholder",  # not a usable key; the licensing demo issues real ones
-            license_key_index=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
-        )
+        customer = customer_create(name=name, contact_email=f"ops@{tier}.example")
+        license_issue(customer=customer, tier=tier)
         customers.append(customer)
     return customers
 
