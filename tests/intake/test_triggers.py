@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Count, Max, Sum
 
-from intake.models import Conversation, ConversationMessage
+from intake.models import ConversationMessage
 from tests.conftest import raises_db_error
 from tests.intake.factories import ConversationFactory, MessageFactory
 
@@ -139,7 +139,7 @@ def test_totals_exact_with_16_concurrent_writers():
                     ConversationMessage.objects.filter(pk=message.pk).update(prompt_tokens=1000 + n)
                 if i % 5 == 4:
                     message.delete()
-        except Exception as error:  # noqa: BLE001 - reported to the main thread
+        except Exception as error:
             errors.append(error)
         finally:
             connections.close_all()
