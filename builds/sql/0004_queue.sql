@@ -81,6 +81,9 @@ BEGIN
 
     v_hash := manifest_hash(p_manifest);
 
+    -- created_at is the clock, not the transaction start, so builds enqueued in one transaction keep their
+    -- order (FIFO within a priority); not_before stays the transaction start, so they are claimable at once.
+
     -- The same manifest already queued or running for this customer: that build is the answer.
     SELECT b.id INTO v_build_id
     FROM build_queue b
@@ -97,16 +100,16 @@ BEGIN
         INSERT INTO build_queue (
             customer_id, license_id, manifest, manifest_hash, priority, status, cache_hit, cache_entry_id,
             worker_id, progress, stage, retry_count, max_retries, timeout_seconds, heartbeat_timeout_seconds,
-            cancel_requested, image_reference, image_digest, source, finished_at
+            cancel_requested, image_reference, image_digest, source, created_at, finished_at
         ) VALUES (
             p_customer_id, v_license.id, p_manifest, v_hash, p_priority, 'succeeded', true, v_entry.id,
             NULL, 100, 'cached', 0, 3, 3600, 120,
-            false, v_entry.image_reference, v_entry.image_digest, p_source, now()
+            false, v_entry.image_reference, v_entry.image_digest, p_source, clock_timestamp(), clock_timestamp()
         )
         RETURNING id INTO v_build_id;
-        INSERT INTO build_results (build_id, attempt, status, image_reference, image_digest, queue_wait_ms,
+        INSERT INTO build_results (build_id, attempt, status, image_reference, image_digest, log, queue_wait_ms,
                                    duration_ms)
-        VALUES (v_build_id, 1, 'succeeded', v_entry.image_reference, v_entry.image_digest, 0, 0);
+        VALUES (v_build_id, 1, 'succeeded', v_entry.image_reference, v_entry.image_digest, '', 0, 0);
         INSERT INTO build_events (build_id, event_type, from_status, to_status, message, data)
         VALUES (v_build_id, 'cache_hit', NULL, 'succeeded', 'served from the build cache',
                 jsonb_build_object('cache_entry_id', v_entry.id, 'source', p_source));
@@ -121,14 +124,15 @@ BEGIN
 
     INSERT INTO build_queue (
         customer_id, license_id, manifest, manifest_hash, priority, status, cache_hit, progress, retry_count,
-        max_retries, timeout_seconds, heartbeat_timeout_seconds, cancel_requested, source
+        max_retries, timeout_seconds, heartbeat_timeout_seconds, cancel_requested, source, created_at, not_before
     ) VALUES (
         p_customer_id, v_license.id, p_manifest, v_hash, p_priority, 'queued', false, 0, 0,
-        3, 3600, 120, false, p_source
+        3, 3600, 120, false, p_source, clock_timestamp(), now()
     )
     RETURNING id INTO v_build_id;
-    INSERT INTO build_events (build_id, event_type, from_status, to_status, data)
-    VALUES (v_build_id, 'enqueued', NULL, 'queued', jsonb_build_object('priority', p_priority, 'source', p_source));
+    INSERT INTO build_events (build_id, event_type, from_status, to_status, message, data)
+    VALUES (v_build_id, 'enqueued', NULL, 'queued', '',
+            jsonb_build_object('priority', p_priority, 'source', p_source));
     -- Delivered at commit; idle workers LISTEN on this channel instead of polling.
     PERFORM pg_notify('build_queue', v_build_id::text);
     RETURN v_build_id;
@@ -144,7 +148,7 @@ $$;
 
 -- get_next_build_for_worker: claim the most urgent claimable build (zero or one row).
 --
--- Claimable: queued, past its retry backoff, its license usable, and its license below max_concurrent_builds.
+-- Claimable: queued, past its retry backoff (not_before, against the statement time), its license usable, and its license below max_concurrent_builds.
 -- Candidates are locked with SKIP LOCKED, so workers never wait for each other's candidates. The concurrency
 -- limit is checked from the running builds only (the partial index build_queue_running_lic_idx), never from
 -- history, under a per-license advisory lock taken before the final count: two claims for one license are
@@ -180,7 +184,7 @@ BEGIN
         FROM build_queue b
         JOIN licenses l ON l.id = b.license_id
         WHERE b.status = 'queued'
-          AND b.not_before <= now()
+          AND b.not_before <= statement_timestamp()
           AND b.license_id <> ALL (v_full)
           AND l.status = 'active' AND l.deleted_at IS NULL
           AND (l.expires_at IS NULL OR l.expires_at > now())
@@ -212,8 +216,8 @@ BEGIN
             progress = 0, stage = NULL, cancel_requested = false
         WHERE b.id = v_candidate.id
         RETURNING b.* INTO v_build;
-        INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, data)
-        VALUES (v_build.id, 'claimed', 'queued', 'running', p_worker_id,
+        INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
+        VALUES (v_build.id, 'claimed', 'queued', 'running', p_worker_id, '',
                 jsonb_build_object('attempt', v_build.retry_count + 1));
         RETURN NEXT v_build;
         RETURN;
@@ -228,13 +232,13 @@ CREATE OR REPLACE FUNCTION build_record_result(p_build build_queue, p_status tex
 RETURNS void
 LANGUAGE sql VOLATILE AS $$
     INSERT INTO build_results (build_id, attempt, status, worker_id, image_reference, image_digest, error_message,
-                               queue_wait_ms, duration_ms)
+                               log, queue_wait_ms, duration_ms)
     SELECT p_build.id,
            coalesce((SELECT max(r.attempt) FROM build_results r WHERE r.build_id = p_build.id), 0) + 1,
            p_status, p_worker_id,
            CASE WHEN p_status = 'succeeded' THEN p_build.image_reference END,
            CASE WHEN p_status = 'succeeded' THEN p_build.image_digest END,
-           p_error,
+           p_error, '',
            CASE WHEN p_build.started_at IS NOT NULL
                 THEN greatest(0, (extract(epoch FROM p_build.started_at - p_build.not_before) * 1000)::bigint) END,
            CASE WHEN p_build.started_at IS NOT NULL
@@ -293,8 +297,8 @@ BEGIN
         WHERE b.id = p_build_id
         RETURNING b.* INTO v_build;
         PERFORM build_record_result(v_build, 'cancelled', p_worker_id, 'cancelled while running');
-        INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message)
-        VALUES (p_build_id, 'cancelled', 'running', 'cancelled', p_worker_id, 'stopped by its worker');
+        INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
+        VALUES (p_build_id, 'cancelled', 'running', 'cancelled', p_worker_id, 'stopped by its worker', '{}');
         RETURN false;
     END IF;
 
@@ -347,8 +351,8 @@ BEGIN
     END IF;
 
     PERFORM build_record_result(v_build, v_status, p_worker_id, v_build.error_message);
-    INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message)
-    VALUES (p_build_id, v_status, 'running', v_status, p_worker_id, coalesce(v_build.error_message, ''));
+    INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
+    VALUES (p_build_id, v_status, 'running', v_status, p_worker_id, coalesce(v_build.error_message, ''), '{}');
     IF p_succeeded THEN
         PERFORM register_build_in_cache(p_build_id);
     END IF;
@@ -404,11 +408,12 @@ BEGIN
         RETURNING b.id, b.not_before, b.retry_count
     ),
     results AS (
-        INSERT INTO build_results (build_id, attempt, status, worker_id, error_message, queue_wait_ms, duration_ms)
+        INSERT INTO build_results (build_id, attempt, status, worker_id, error_message, log, queue_wait_ms,
+                                   duration_ms)
         SELECT d.id,
                coalesce((SELECT max(r.attempt) FROM build_results r WHERE r.build_id = d.id), 0) + 1,
                CASE WHEN d.next_status = 'cancelled' THEN 'cancelled' ELSE 'timed_out' END,
-               d.worker_id, d.reason,
+               d.worker_id, d.reason, '',
                greatest(0, (extract(epoch FROM d.started_at - d.not_before) * 1000)::bigint),
                greatest(0, (extract(epoch FROM now() - d.started_at) * 1000)::bigint)
         FROM decided d
@@ -445,8 +450,8 @@ BEGIN
         PERFORM update_build_progress(p_build_id, p_worker_id, 0);
         RETURN false;
     END IF;
-    INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message)
-    VALUES (p_build_id, 'released', 'running', 'queued', p_worker_id, coalesce(p_reason, ''));
+    INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
+    VALUES (p_build_id, 'released', 'running', 'queued', p_worker_id, coalesce(p_reason, ''), '{}');
     PERFORM pg_notify('build_queue', p_build_id::text);
     RETURN true;
 END;
@@ -473,14 +478,15 @@ BEGIN
         WHERE b.id = p_build_id
         RETURNING b.* INTO v_build;
         PERFORM build_record_result(v_build, 'cancelled', NULL, coalesce(p_reason, 'cancelled while queued'));
-        INSERT INTO build_events (build_id, event_type, from_status, to_status, message)
-        VALUES (p_build_id, 'cancelled', 'queued', 'cancelled', coalesce(p_reason, ''));
+        INSERT INTO build_events (build_id, event_type, from_status, to_status, message, data)
+        VALUES (p_build_id, 'cancelled', 'queued', 'cancelled', coalesce(p_reason, ''), '{}');
         RETURN 'cancelled';
     ELSIF v_build.status = 'running' THEN
         IF NOT v_build.cancel_requested THEN
             UPDATE build_queue b SET cancel_requested = true, error_message = p_reason WHERE b.id = p_build_id;
-            INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message)
-            VALUES (p_build_id, 'cancel_requested', 'running', 'running', v_build.worker_id, coalesce(p_reason, ''));
+            INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
+            VALUES (p_build_id, 'cancel_requested', 'running', 'running', v_build.worker_id, coalesce(p_reason, ''),
+                    '{}');
         END IF;
         RETURN 'cancel_requested';
     END IF;
@@ -513,8 +519,8 @@ BEGIN
         heartbeat_at = NULL, finished_at = NULL, progress = 0, stage = NULL, cancel_requested = false,
         error_message = NULL, image_reference = NULL, image_digest = NULL
     WHERE b.id = p_build_id;
-    INSERT INTO build_events (build_id, event_type, from_status, to_status)
-    VALUES (p_build_id, 'retried', v_status, 'queued');
+    INSERT INTO build_events (build_id, event_type, from_status, to_status, message, data)
+    VALUES (p_build_id, 'retried', v_status, 'queued', '', '{}');
     PERFORM pg_notify('build_queue', p_build_id::text);
 END;
 $$;
@@ -546,8 +552,8 @@ BEGIN
         RETURN;
     END IF;
     UPDATE build_queue b SET priority = p_priority WHERE b.id = p_build_id;
-    INSERT INTO build_events (build_id, event_type, from_status, to_status, data)
-    VALUES (p_build_id, 'reprioritized', 'queued', 'queued',
+    INSERT INTO build_events (build_id, event_type, from_status, to_status, message, data)
+    VALUES (p_build_id, 'reprioritized', 'queued', 'queued', '',
             jsonb_build_object('from', v_build.priority, 'to', p_priority));
 END;
 $$;
