@@ -4,6 +4,6 @@ from honua.sql_migrations import RunSQLFile
 
 
 class Migration(migrations.Migration):
-    dependencies = [("builds", "0002_quota_usage")]
+    dependencies = [("builds", "0003_cache")]
 
     operations = [RunSQLFile("builds", "0004_queue")]
