@@ -10,12 +10,16 @@ cache hashes. Schema v1, every key required except ``comments``, no other keys:
 | ``language`` | ``{"name": str, "version": str}`` or ``null`` | the language runtime |
 | ``packages`` | list of strings, sorted, unique | packages installed in the image |
 | ``architectures`` | non-empty list, sorted, unique: ``amd64 arm/v7 arm64 ppc64le riscv64 s390x`` | platforms |
-| ``registry`` | ``{"type", "url", "credentials_ref"}`` (strings or null) or ``null`` | where it is pushed (1) |
+| ``registry`` | ``{"type", "url", "registry_credential_id"}`` (strings or null) or ``null`` | where it goes (1) |
 | ``env`` | object of ``KEY: value`` strings, keys ``[A-Z_][A-Z0-9_]*`` | environment variables |
 | ``ports`` | list of integers 1..65535, sorted, unique | exposed ports |
 | ``comments`` | list of strings | notes for a person (requirements that do not map); not part of the hash |
 
-(1) ``credentials_ref`` is the id of the customer's registry credential, never a secret.
+The hash is the build cache's canonical manifest hash (``builds.cache.manifest_hash``, SQL ``manifest_hash``):
+null members and ``comments`` do not count, and the architectures are a sorted set.
+
+(1) ``registry_credential_id`` is the id of the customer's registry credential (never a secret); the build cache
+treats a manifest that names one as private to the customer (``manifest_is_shareable``).
 
 Mapping from requirement extractions (``manifest_from_requirements``), in the conversation's order
 (``created_at, id``):
@@ -29,18 +33,17 @@ Mapping from requirement extractions (``manifest_from_requirements``), in the co
 - ``base_image`` defaults from the language (``python 3.12`` -> ``python:3.12-slim``; see ``DEFAULT_BASES``), a
   language without a version gets ``DEFAULT_VERSIONS``; with neither, ``debian:bookworm-slim``.
 - ``registry``: a known type (``ecr``...) or a host; the customer's oldest active credential of that type (or
-  whose URL starts with that host) supplies ``url`` and ``credentials_ref``.
+  whose URL starts with that host) supplies ``url`` and ``registry_credential_id``.
 - ``other`` extractions, and values that do not map (an unknown architecture, a port out of range), become
   ``comments``.
 """
 
 import dataclasses
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
+from builds.cache import manifest_hash as manifest_hash  # re-exported: the one hash of a manifest
 from intake.extractors import ARCHITECTURES, LANGUAGES, REGISTRIES
 
 SCHEMA_VERSION = 1
@@ -72,7 +75,6 @@ REGISTRY_TYPES = frozenset(REGISTRIES.values()) | {"generic"}
 
 REQUIRED_KEYS = ("schema_version", "base_image", "language", "packages", "architectures", "registry", "env", "ports")
 OPTIONAL_KEYS = ("comments",)
-HASH_EXCLUDED_KEYS = ("comments",)
 
 _IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)*[a-z0-9._-]+(?::[\w.-]{1,128})?(?:@sha256:[0-9a-f]{64})?$")
 _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -101,13 +103,6 @@ class Credential:
     id: str
     registry_type: str
     registry_url: str
-
-
-def manifest_hash(manifest: dict) -> str:
-    """SHA-256 of the canonical JSON of the manifest's meaningful fields (``comments`` excluded)."""
-    meaningful = {k: v for k, v in manifest.items() if k not in HASH_EXCLUDED_KEYS}
-    canonical = json.dumps(meaningful, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validate_manifest(manifest: object) -> None:
@@ -149,12 +144,12 @@ def validate_manifest(manifest: object) -> None:
                 )
     if manifest.get("registry") is not None:
         registry = manifest["registry"]
-        if not isinstance(registry, dict) or set(registry) != {"type", "url", "credentials_ref"}:
-            errors.append('registry must be null or {"type": ..., "url": ..., "credentials_ref": ...}')
+        if not isinstance(registry, dict) or set(registry) != {"type", "url", "registry_credential_id"}:
+            errors.append('registry must be null or {"type": ..., "url": ..., "registry_credential_id": ...}')
         else:
             if registry["type"] not in REGISTRY_TYPES:
                 errors.append(f"registry type must be one of {', '.join(sorted(REGISTRY_TYPES))}")
-            for key in ("url", "credentials_ref"):
+            for key in ("url", "registry_credential_id"):
                 if registry[key] is not None and not (isinstance(registry[key], str) and registry[key]):
                     errors.append(f"registry {key} must be null or a non-empty string")
     if "env" in manifest:
@@ -252,8 +247,9 @@ def _registry(value: str, credentials: Sequence[Credential]) -> dict:
         matches = [c for c in credentials if c.registry_type == registry_type]
         url = None
     if matches:
-        return {"type": matches[0].registry_type, "url": matches[0].registry_url, "credentials_ref": matches[0].id}
-    return {"type": registry_type, "url": url, "credentials_ref": None}
+        found = matches[0]
+        return {"type": found.registry_type, "url": found.registry_url, "registry_credential_id": found.id}
+    return {"type": registry_type, "url": url, "registry_credential_id": None}
 
 
 def _strip_scheme(url: str) -> str:

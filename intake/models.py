@@ -363,6 +363,11 @@ class BuildManifest(models.Model):
                 name="build_manifests_manifest_object",
             ),
             models.CheckConstraint(condition=Q(manifest_hash__regex=HEX64), name="build_manifests_hash_hex"),
+            # The build cache's canonical hash (SQL manifest_hash, builds/sql/0003_cache.sql), so it always matches.
+            models.CheckConstraint(
+                condition=Q(manifest_hash=models.Func(F("manifest"), function="manifest_hash")),
+                name="build_manifests_hash_canonical",
+            ),
             models.CheckConstraint(
                 condition=~Q(status="submitted") | Q(build__isnull=False, submitted_at__isnull=False),
                 name="build_manifests_submitted_has_build",

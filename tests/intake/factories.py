@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import factory
 
-from intake.models import Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
+from builds.cache import manifest_hash
+from intake.models import BuildManifest, Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
 from tests.licensing.factories import CustomerFactory
 
 
@@ -49,3 +50,27 @@ class ExtractionFactory(factory.django.DjangoModelFactory):
     requirement_type = RequirementExtraction.RequirementType.PACKAGE
     value = factory.Faker("word")
     confidence = Decimal("0.900")
+
+
+class BuildManifestFactory(factory.django.DjangoModelFactory):
+    """A draft manifest (schema v1) with its canonical hash."""
+
+    class Meta:
+        model = BuildManifest
+
+    conversation = factory.SubFactory(ConversationFactory)
+    customer = factory.SelfAttribute("conversation.customer")
+    version = factory.Sequence(lambda n: n + 1)
+    manifest = factory.LazyFunction(
+        lambda: {
+            "schema_version": 1,
+            "base_image": "python:3.12-slim",
+            "language": {"name": "python", "version": "3.12"},
+            "packages": [],
+            "architectures": ["amd64"],
+            "registry": None,
+            "env": {},
+            "ports": [],
+        }
+    )
+    manifest_hash = factory.LazyAttribute(lambda o: manifest_hash(o.manifest))

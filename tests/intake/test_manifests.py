@@ -34,7 +34,7 @@ GOLDEN = [
             "language": {"name": "python", "version": "3.12"},
             "packages": ["gdal"],
             "architectures": ["amd64", "arm64"],
-            "registry": {"type": "ecr", "url": "123.dkr.ecr.aws/team", "credentials_ref": ECR.id},
+            "registry": {"type": "ecr", "url": "123.dkr.ecr.aws/team", "registry_credential_id": ECR.id},
             "env": {},
             "ports": [],
         },
@@ -48,7 +48,7 @@ GOLDEN = [
             "language": {"name": "python", "version": "3.12"},
             "packages": ["gdal"],
             "architectures": ["amd64", "arm64"],
-            "registry": {"type": "ecr", "url": None, "credentials_ref": None},
+            "registry": {"type": "ecr", "url": None, "registry_credential_id": None},
             "env": {},
             "ports": [],
         },
@@ -79,7 +79,7 @@ GOLDEN = [
             "language": {"name": "go", "version": "1.22"},
             "packages": ["curl", "git"],
             "architectures": ["arm64"],
-            "registry": {"type": "ghcr", "url": None, "credentials_ref": None},
+            "registry": {"type": "ghcr", "url": None, "registry_credential_id": None},
             "env": {},
             "ports": [],
         },
@@ -151,7 +151,7 @@ def test_generic_registry_host_matches_a_credential_by_url():
     assert manifest["registry"] == {
         "type": "harbor",
         "url": "https://registry.example.com/team",
-        "credentials_ref": "c1",
+        "registry_credential_id": "c1",
     }
 
 
@@ -173,7 +173,7 @@ def _valid():
         (lambda m: m.update(ports=[0]), "ports must be between 1 and 65535"),
         (lambda m: m.update(ports=[True]), "ports must be a list of integers"),
         (lambda m: m.update(env={"lower": "x"}), "env key(s) lower"),
-        (lambda m: m.update(registry={"type": "ftp", "url": None, "credentials_ref": None}), "registry type"),
+        (lambda m: m.update(registry={"type": "ftp", "url": None, "registry_credential_id": None}), "registry type"),
         (lambda m: m.update(language={"name": "python"}), "language must be null"),
         (lambda m: m.update(comments="x"), "comments must be a list"),
     ],

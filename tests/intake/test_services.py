@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
+from builds.cache import manifest_hash
 from intake import services
 from intake.manifests import ManifestInvalid
 from intake.models import BuildManifest, Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
@@ -244,7 +245,8 @@ def test_approving_an_edited_draft_revalidates(conversation):
     """A draft edited into an invalid manifest cannot be approved."""
     _extract(conversation, "python 3.12 with gdal")
     draft = services.manifest_generate(conversation=conversation)
-    BuildManifest.objects.filter(pk=draft.pk).update(manifest={**draft.manifest, "architectures": ["mips"]})
+    edited = {**draft.manifest, "architectures": ["mips"]}
+    BuildManifest.objects.filter(pk=draft.pk).update(manifest=edited, manifest_hash=manifest_hash(edited))
     with pytest.raises(ManifestInvalid, match="unknown architecture"):
         services.manifest_approve(manifest=draft)
     draft.refresh_from_db()

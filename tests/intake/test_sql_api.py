@@ -9,14 +9,19 @@ from django.db import connection
 from builds.models import Build
 from intake.models import (
     ActiveConversation,
-    BuildManifest,
     Conversation,
     ConversationPerformanceSummary,
     ExtractionAccuracy,
     IntentAnalytics,
 )
 from tests.conftest import raises_db_error
-from tests.intake.factories import ConversationFactory, ExtractionFactory, IntentFactory, MessageFactory
+from tests.intake.factories import (
+    BuildManifestFactory,
+    ConversationFactory,
+    ExtractionFactory,
+    IntentFactory,
+    MessageFactory,
+)
 from tests.licensing.factories import LicenseFactory
 
 HEX = "a" * 64
@@ -83,13 +88,7 @@ def test_active_conversations_view():
     MessageFactory(conversation=active, prompt_tokens=10, completion_tokens=20, given_cost=Decimal("0.5"))
     MessageFactory(conversation=active, prompt_tokens=1, completion_tokens=2, given_cost=Decimal("0.25"))
     Conversation.objects.filter(pk=active.pk).update(last_message_at=now - dt.timedelta(minutes=5))
-    manifest = BuildManifest.objects.create(
-        conversation=active,
-        customer=active.customer,
-        version=1,
-        manifest={"schema_version": 1, "architectures": []},
-        manifest_hash=HEX,
-    )
+    manifest = BuildManifestFactory(conversation=active, version=1)
     ConversationFactory(status="expired")
     ConversationFactory(deleted_at=now)
     (row,) = ActiveConversation.objects.all()
@@ -132,12 +131,8 @@ def test_conversation_performance_summary_view():
     Conversation.objects.filter(pk=b.pk).update(satisfaction_score=2)
     build = Build.objects.create(customer=customer, license=license, manifest={}, manifest_hash=HEX)
     for conversation, status in ((a, "submitted"), (b, "superseded"), (b, "draft")):
-        BuildManifest.objects.create(
+        BuildManifestFactory(
             conversation=conversation,
-            customer=customer,
-            version=BuildManifest.objects.filter(conversation=conversation).count() + 1,
-            manifest={"schema_version": 1, "architectures": ["amd64"]},
-            manifest_hash=HEX,
             status=status,
             approved_at=day1 if status == "submitted" else None,
             build=build if status == "submitted" else None,
@@ -236,10 +231,14 @@ def test_manifest_must_be_a_schema_shaped_object():
     """The database refuses a manifest that is not a JSON object with the schema's keys."""
     conversation = ConversationFactory()
     with raises_db_error("build_manifests_manifest_object"):
-        BuildManifest.objects.create(
-            conversation=conversation,
-            customer=conversation.customer,
-            version=1,
-            manifest=["schema_version", "architectures"],
-            manifest_hash=HEX,
-        )
+        BuildManifestFactory(conversation=conversation, manifest={"architectures": ["amd64"]})
+    with raises_db_error("a manifest must be a JSON object"):
+        BuildManifestFactory(conversation=conversation, manifest=["schema_version", "architectures"], manifest_hash=HEX)
+
+
+@pytest.mark.django_db
+def test_manifest_hash_must_be_the_canonical_hash():
+    """The stored hash is always the build cache's canonical hash of the manifest."""
+    conversation = ConversationFactory()
+    with raises_db_error("build_manifests_hash_canonical"):
+        BuildManifestFactory(conversation=conversation, manifest_hash=HEX)
