@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from builds.models import Build
+from builds.services import build_enqueue
 from intake.extractors import Extractor, get_extractor
 from intake.manifests import (
     MIN_CONFIDENCE,
@@ -363,6 +365,31 @@ def manifest_approve(*, manifest: BuildManifest, approved_by: str = "") -> Build
         locked.approved_by = approved_by[:150]
         locked.manifest_hash = manifest_hash(locked.manifest)
         locked.save(update_fields=["status", "approved_at", "approved_by", "manifest_hash"])
+    return locked
+
+
+def manifest_submit(*, manifest: BuildManifest, priority: int = 5) -> BuildManifest:
+    """Submit an approved manifest to the build queue through ``builds.services.build_enqueue`` (so the license,
+    quota, duplicate and cache rules of ``enqueue_build`` apply) and record the build it became.
+
+    Submitting a manifest already submitted returns it unchanged (same build). The same manifest already queued
+    or running for the customer (from another conversation, say) becomes that same build. Raises
+    ``ManifestStateError`` for a manifest that is not approved, and lets the build queue's ``LicenseUnusable``,
+    ``QuotaExceeded`` and ``BuildInputError`` through; then nothing changes.
+    """
+    with transaction.atomic():
+        locked = BuildManifest.objects.select_for_update(no_key=True).get(pk=manifest.pk)
+        if locked.status == BuildManifest.Status.SUBMITTED:
+            return locked
+        if locked.status != BuildManifest.Status.APPROVED:
+            raise ManifestStateError(NOT_APPROVED.format(id=locked.pk, status=locked.status))
+        build: Build = build_enqueue(
+            customer=locked.customer_id, manifest=locked.manifest, priority=priority, source="intake"
+        )
+        locked.status = BuildManifest.Status.SUBMITTED
+        locked.build = build
+        locked.submitted_at = timezone.now()
+        locked.save(update_fields=["status", "build", "submitted_at"])
     return locked
 
 
