@@ -378,6 +378,9 @@ class BuildManifest(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"manifest v{self.version} ({self.status})"
+
 
 # -- Read-only models over the SQL views (intake/sql/0004_intake_views.sql) ------------------------------------
 
