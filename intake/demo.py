@@ -50,7 +50,7 @@ SCRIPTS = [
         ],
         ["generate", "verify", "generate", "approve"],
         (3, "Took two tries."),
-        [("node 20", "node 22"), ("git", True)],
+        [("node 20", "node 22"), ("git", False)],
     ),
     ("completed", 3, "slack", ["how do cached builds work?"], [], (4, ""), []),
     (
