@@ -8,7 +8,7 @@ own refusals (a race lost to ``expire_old_conversations``, say) into the same ex
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from builds.models import Build
@@ -328,14 +328,14 @@ def manifest_generate(*, conversation: Conversation) -> BuildManifest:
     """A draft manifest from the conversation's extractions (``intake.manifests``), as the next version; the open
     (draft or approved) one is superseded. When the open manifest already has the same content it is returned
     unchanged. Serialised per conversation by the conversation's row lock."""
-    requirements = _effective_requirements(conversation)
-    if not requirements:
-        raise InvalidInput(NOTHING_TO_GENERATE.format(id=conversation.pk))
-    manifest = manifest_from_requirements(requirements, credentials=_credentials(conversation.customer_id))
-    validate_manifest(manifest)
-    digest = manifest_hash(manifest)
     with transaction.atomic():
+        # Lock first, so the extractions read and the version chosen are those of the latest committed state.
         Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
+        requirements = _effective_requirements(conversation)
+        if not requirements:
+            raise InvalidInput(NOTHING_TO_GENERATE.format(id=conversation.pk))
+        manifest = manifest_from_requirements(requirements, credentials=_credentials(conversation.customer_id))
+        validate_manifest(manifest)
         manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
         open_manifest = manifests.filter(status__in=["draft", "approved"]).first()
         if open_manifest is not None:
@@ -349,7 +349,7 @@ def manifest_generate(*, conversation: Conversation) -> BuildManifest:
             customer_id=conversation.customer_id,
             version=latest + 1,
             manifest=manifest,
-            manifest_hash=digest,
+            manifest_hash=manifest_hash(manifest),
         )
 
 
@@ -402,14 +402,10 @@ def manifest_create(*, conversation: Conversation, manifest: dict) -> BuildManif
         manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
         manifests.filter(status__in=["draft", "approved"]).update(status=BuildManifest.Status.SUPERSEDED)
         latest = manifests.order_by("-version").values_list("version", flat=True).first() or 0
-        try:
-            with transaction.atomic():
-                return BuildManifest.objects.create(
-                    conversation=conversation,
-                    customer_id=conversation.customer_id,
-                    version=latest + 1,
-                    manifest=manifest,
-                    manifest_hash=manifest_hash(manifest),
-                )
-        except IntegrityError as error:  # pragma: no cover - the lock above makes this unreachable
-            raise ManifestStateError(str(error)) from error
+        return BuildManifest.objects.create(
+            conversation=conversation,
+            customer_id=conversation.customer_id,
+            version=latest + 1,
+            manifest=manifest,
+            manifest_hash=manifest_hash(manifest),
+        )
