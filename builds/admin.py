@@ -1,0 +1,1 @@
+from builds import cache_admin  # noqa: F401  (registers the cache admins)
