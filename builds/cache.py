@@ -22,6 +22,7 @@ A manifest is *shareable* (its image may be served to other tenants) unless some
 ``registry_credential`` or ``registry_credential_id``: it pulls or pushes with a private registry credential.
 """
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -29,9 +30,12 @@ import math
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Max, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 
-from builds.models import BuildCacheEntry
+from builds.models import BuildCacheEntry, BuildCacheHitCounter
 
 NOT_AN_OBJECT = "a manifest must be a JSON object"
 BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of strings'
@@ -202,3 +206,124 @@ def cache_entry_register(
             expires_at,
         ],
     )[0][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvictedEntry:
+    """An entry eviction removed (or, in a dry run, would remove), and why: expired, age, idle or size."""
+
+    cache_entry_id: uuid.UUID
+    manifest_hash: str
+    owner_id: uuid.UUID
+    reason: str
+    size_bytes: int
+    last_used_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptEntry:
+    """A live entry whose recorded content digest no longer matches what it registers."""
+
+    cache_entry_id: uuid.UUID
+    manifest_hash: str
+    owner_id: uuid.UUID
+    recorded_sha256: str
+    actual_sha256: str
+    problem: str
+
+
+def cache_hit_counters_fold() -> int:
+    """Fold the sharded hit counters into the entries' hit_count and last access; returns entries updated."""
+    return _call("SELECT fold_cache_hit_counters()", [])[0][0]
+
+
+def cache_entries_evict(
+    *,
+    max_age: dt.timedelta | None,
+    max_idle: dt.timedelta | None,
+    max_total_bytes: int | None,
+    dry_run: bool = False,
+) -> list[EvictedEntry]:
+    """Evict expired, old and idle entries, then least recently used ones down to ``max_total_bytes``; never an
+    entry a queued or running build depends on. ``dry_run`` changes nothing and returns what would go."""
+    rows = _call("SELECT * FROM evict_cache_entries(%s, %s, %s, %s)", [max_age, max_idle, max_total_bytes, dry_run])
+    return [EvictedEntry(*row) for row in rows]
+
+
+def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, int]:
+    """Evict the given live entries now, except those in use; returns (evicted, skipped because in use)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH chosen AS (
+                SELECT e.id, cache_entry_in_use(e.id, e.manifest_hash) AS in_use
+                  FROM build_cache_registry e
+                 WHERE e.id = ANY(%s::uuid[]) AND e.deleted_at IS NULL
+                   FOR UPDATE
+            ), evicted AS (
+                UPDATE build_cache_registry e SET deleted_at = now()
+                  FROM chosen c WHERE e.id = c.id AND NOT c.in_use
+                RETURNING e.id
+            )
+            SELECT (SELECT count(*) FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
+            """,
+            [list(entry_ids)],
+        )
+        evicted, skipped = cursor.fetchone()
+    return evicted, skipped
+
+
+# Selectors (reads) ------------------------------------------------------------------------------------------------
+
+
+def cache_entries_verify() -> list[CorruptEntry]:
+    """The live entries whose recorded content SHA-256 no longer matches their image and artifacts."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM verify_cache_entries()")
+        return [CorruptEntry(*row) for row in cursor.fetchall()]
+
+
+def cache_hit_rate(*, customer_id: uuid.UUID | None = None, since: dt.datetime | None = None) -> Decimal:
+    """Hits / (hits + misses) of lookups since ``since`` (default: 30 days), of one customer or all; 0 if none."""
+    if since is None:
+        return _call("SELECT get_cache_hit_rate(%s)", [customer_id])[0][0]
+    return _call("SELECT get_cache_hit_rate(%s, %s)", [customer_id, since])[0][0]
+
+
+def cache_statistics(*, customer_id: uuid.UUID | None = None) -> list[dict]:
+    """Rows of the ``cache_statistics`` view: the overall row first, then one per customer (or just that one)."""
+    with connection.cursor() as cursor:
+        if customer_id is None:
+            cursor.execute("SELECT * FROM cache_statistics ORDER BY scope = 'customer', customer_name, customer_id")
+        else:
+            cursor.execute("SELECT * FROM cache_statistics WHERE customer_id = %s", [customer_id])
+        columns = [column.name for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def cache_entries_with_usage(queryset=None):
+    """Cache entries annotated with their exact ``live_hit_count``, ``live_last_accessed_at`` (folded counts plus
+    the unfolded shards) and ``live_last_used_at`` (the eviction order), in one query."""
+    shards = BuildCacheHitCounter.objects.filter(cache_entry_id=OuterRef("pk")).values("cache_entry_id")
+    unfolded_hits = Subquery(shards.annotate(total=Sum("hits")).values("total"))
+    unfolded_last = Subquery(shards.annotate(last=Max("last_accessed_at")).values("last"))
+    queryset = queryset if queryset is not None else BuildCacheEntry.objects.all()
+    return queryset.annotate(
+        live_hit_count=F("hit_count") + Coalesce(unfolded_hits, Value(0)),
+        live_last_accessed_at=Greatest("last_accessed_at", unfolded_last),
+        live_last_used_at=Greatest("created_at", "last_accessed_at", unfolded_last),
+    )
+
+
+def cache_eviction_policy(
+    *, max_age_days: int | None = None, max_idle_days: int | None = None, max_total_bytes: int | None = None
+) -> dict:
+    """The eviction limits: the arguments given, else the BUILD_CACHE_* settings; 0 turns a limit off."""
+    age = settings.BUILD_CACHE_MAX_AGE_DAYS if max_age_days is None else max_age_days
+    idle = settings.BUILD_CACHE_MAX_IDLE_DAYS if max_idle_days is None else max_idle_days
+    total = settings.BUILD_CACHE_MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
+    return {
+        "max_age": dt.timedelta(days=age) if age else None,
+        "max_idle": dt.timedelta(days=idle) if idle else None,
+        "max_total_bytes": total or None,
+    }

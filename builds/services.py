@@ -92,11 +92,6 @@ def _call(sql: str, params: list[Any], *, fetch: str = "one"):
             cursor.execute(sql, params)
             if fetch == "one":
                 return cursor.fetchone()
-            if fetch == "row":
-                row = cursor.fetchone()
-                if row is None:
-                    return None
-                return dict(zip([col.name for col in cursor.description], row, strict=True))
             return None
     except DatabaseError as exc:
         translated = _translate(exc)

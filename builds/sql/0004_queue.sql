@@ -74,7 +74,7 @@ BEGIN
         RAISE EXCEPTION 'license % of customer % has expired (at %)', v_license.id, p_customer_id,
             v_license.expires_at USING ERRCODE = 'P0001';
     END IF;
-    IF v_license.starts_at > now() THEN
+    IF v_license.starts_at > clock_timestamp() THEN
         RAISE EXCEPTION 'license % of customer % has not started yet (starts at %)', v_license.id, p_customer_id,
             v_license.starts_at USING ERRCODE = 'P0001';
     END IF;

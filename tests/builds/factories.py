@@ -1,18 +1,13 @@
 """Factories for the build queue: builds inserted directly (bypassing enqueue_build), in FIFO order."""
 
-import hashlib
-import json
 import uuid
 
 import factory
 from django.utils import timezone
 
+from builds.cache import manifest_hash
 from builds.models import Build
 from tests.licensing.factories import LicenseFactory
-
-
-def manifest_digest(manifest: dict) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
 class BuildFactory(factory.django.DjangoModelFactory):
@@ -24,6 +19,6 @@ class BuildFactory(factory.django.DjangoModelFactory):
     license = factory.SubFactory(LicenseFactory)
     customer = factory.LazyAttribute(lambda build: build.license.customer)
     manifest = factory.LazyFunction(lambda: {"base": "python:3.12-slim", "packages": [uuid.uuid4().hex]})
-    manifest_hash = factory.LazyAttribute(lambda build: manifest_digest(build.manifest))
+    manifest_hash = factory.LazyAttribute(lambda build: manifest_hash(build.manifest))
     priority = 5
     created_at = factory.LazyFunction(timezone.now)
