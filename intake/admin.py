@@ -146,7 +146,7 @@ class ConversationAdmin(admin.ModelAdmin):
             try:
                 services.manifest_generate(conversation=conversation)
                 done += 1
-            except (services.IntakeError, services.ManifestInvalid) as error:
+            except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
         self.message_user(request, f"{done} manifest(s) generated.", messages.SUCCESS)
 
@@ -205,7 +205,7 @@ class BuildManifestAdmin(admin.ModelAdmin):
             try:
                 services.manifest_approve(manifest=manifest, approved_by=request.user.get_username())
                 done += 1
-            except (services.IntakeError, services.ManifestInvalid) as error:
+            except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
         self.message_user(request, f"{done} manifest(s) approved.", messages.SUCCESS)
 

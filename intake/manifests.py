@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from builds.cache import manifest_hash as manifest_hash  # re-exported: the one hash of a manifest
+from intake.exceptions import ManifestInvalid
 from intake.extractors import ARCHITECTURES, LANGUAGES, REGISTRIES
 
 SCHEMA_VERSION = 1
@@ -78,14 +79,6 @@ OPTIONAL_KEYS = ("comments",)
 
 _IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)*[a-z0-9._-]+(?::[\w.-]{1,128})?(?:@sha256:[0-9a-f]{64})?$")
 _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-
-
-class ManifestInvalid(ValueError):
-    """The manifest does not match the schema; ``errors`` lists every reason."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__(f"manifest does not match schema v{SCHEMA_VERSION}: " + "; ".join(errors))
 
 
 @dataclasses.dataclass(frozen=True)

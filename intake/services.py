@@ -13,11 +13,11 @@ from django.utils import timezone
 
 from builds.models import Build
 from builds.services import build_enqueue
+from intake.exceptions import ConversationClosed, IntakeError, InvalidInput, ManifestInvalid, ManifestStateError
 from intake.extractors import Extractor, get_extractor
 from intake.manifests import (
     MIN_CONFIDENCE,
     Credential,
-    ManifestInvalid,
     Requirement,
     manifest_from_requirements,
     manifest_hash,
@@ -55,22 +55,6 @@ WRONG_MESSAGE = "message {message_id} is not in conversation {conversation_id}"
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000001")
-
-
-class IntakeError(ValueError):
-    """Bad input or a request the conversation's state does not allow; nothing was changed."""
-
-
-class InvalidInput(IntakeError):
-    pass
-
-
-class ConversationClosed(IntakeError):
-    pass
-
-
-class ManifestStateError(IntakeError):
-    pass
 
 
 # -- conversations -------------------------------------------------------------------------------------------
