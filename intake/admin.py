@@ -109,6 +109,7 @@ class ConversationAdmin(admin.ModelAdmin):
     readonly_fields = (
         "id",
         "customer",
+        "status",
         "model",
         "channel",
         "started_at",
@@ -124,7 +125,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    fields = ("id", "title", "status", *readonly_fields[1:], "metadata", "deleted_at")
+    # Status changes go through the actions (services); only the title, metadata and soft delete are edited here.
+    fields = ("id", "title", *readonly_fields[1:], "metadata", "deleted_at")
     inlines = (MessageInline, IntentInline, ExtractionInline, ManifestInline)
     actions = ("generate_manifest", "mark_abandoned")
 
