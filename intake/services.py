@@ -39,7 +39,8 @@ __all__ = ["ConversationClosed", "IntakeError", "InvalidInput", "ManifestInvalid
 CONVERSATION_CLOSED = "conversation {id} is {status}: messages can only be added to an active conversation"
 UNKNOWN_ROLE = "unknown role {role!r}; expected one of system, user, assistant, tool"
 NEGATIVE_TOKENS = "token counts cannot be negative"
-NEGATIVE_COST = "a cost cannot be negative"
+NEGATIVE_COST = "a cost must be a finite amount, not negative"
+NEGATIVE_LATENCY = "latency cannot be negative"
 CONFIDENCE_RANGE = "confidence must be between 0 and 1"
 UNKNOWN_INTENT = "unknown intent {intent!r}; expected one of " + ", ".join(INTENTS)
 UNKNOWN_REQUIREMENT_TYPE = "unknown requirement type {kind!r}; expected one of " + ", ".join(REQUIREMENT_TYPES)
@@ -144,10 +145,10 @@ def message_add(
         raise InvalidInput(NEGATIVE_TOKENS)
     if cost is not None:
         cost = Decimal(str(cost))
-        if cost < 0:
+        if not cost.is_finite() or cost < 0:
             raise InvalidInput(NEGATIVE_COST)
     if latency_ms is not None and latency_ms < 0:
-        raise InvalidInput("latency cannot be negative")
+        raise InvalidInput(NEGATIVE_LATENCY)
     if conversation.status != Conversation.Status.ACTIVE or conversation.deleted_at is not None:
         status = "deleted" if conversation.deleted_at else conversation.status
         raise ConversationClosed(CONVERSATION_CLOSED.format(id=conversation.pk, status=status))
