@@ -112,6 +112,7 @@ class Worker:
         grace: float = 30.0,
         max_builds: int | None = None,
         exit_when_idle: bool = False,
+        synchronous_commit: bool = True,
         echo: Callable[[str], None] | None = None,
     ):
         if concurrency < 1:
@@ -125,6 +126,8 @@ class Worker:
         self.grace = grace
         self.max_builds = max_builds
         self.exit_when_idle = exit_when_idle
+        self.synchronous_commit = synchronous_commit
+        self._local = threading.local()
         self.echo = echo
         self.stopping = threading.Event()  # no more claims
         self.finished = threading.Event()  # every slot has returned
@@ -236,7 +239,21 @@ class Worker:
         finally:
             connection.close()
 
+    def _prepare_session(self) -> None:
+        """With synchronous_commit off, this worker's claims and completions do not wait for the WAL flush. A
+        server crash can then forget the last fraction of a second of them: a forgotten completion is rescued by
+        the heartbeat timeout and built again, a forgotten claim is claimed again (the first worker's completion
+        then returns false). At-least-once either way; nothing is corrupted."""
+        if self.synchronous_commit:
+            return
+        connection.ensure_connection()
+        if getattr(self._local, "raw", None) is not connection.connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit = off")
+            self._local.raw = connection.connection
+
     def _claim(self, slot_id: str) -> ClaimedBuild | None:
+        self._prepare_session()
         with connection.cursor() as cursor:
             cursor.execute(CLAIM_SQL, [slot_id])
             row = cursor.fetchone()
