@@ -1,1 +1,2 @@
-from builds import cache_admin  # noqa: F401  (registers the cache admins)
+# Each import registers its admins.
+from builds import cache_admin, queue_admin  # noqa: F401

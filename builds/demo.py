@@ -1,1 +1,2 @@
-from builds import cache_demo  # noqa: F401  (registers the cache demo loader)
+# Each import registers its demo loaders.
+from builds import cache_demo, queue_demo  # noqa: F401

@@ -1,1 +1,2 @@
-import builds.cache_maintenance  # noqa: F401  (registers the cache tasks)
+# Each import registers its tasks with honua.registry.
+from builds import cache_maintenance, queue_maintenance  # noqa: F401
