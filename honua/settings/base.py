@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from honua.config import env_bool, env_list, env_str
+from honua.config import env_bool, env_int, env_list, env_str
 from honua.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "licensing",
     "builds",
     "intake",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -78,6 +79,15 @@ STATIC_ROOT = BASE_DIR / ".honua" / "static"
 HONUA_ENCRYPTION_KEYS = env_str("HONUA_ENCRYPTION_KEYS", "")
 # Key for the HMAC-SHA256 blind index of license keys (base64, 32 bytes).
 HONUA_BLIND_INDEX_KEY = env_str("HONUA_BLIND_INDEX_KEY", "")
+
+# Maintenance (run_maintenance; see docs/operations.md).
+HONUA_MAINTENANCE_BATCH_SIZE = env_int("HONUA_MAINTENANCE_BATCH_SIZE", 5000)
+HONUA_MAINTENANCE_BATCH_PAUSE_MS = env_int("HONUA_MAINTENANCE_BATCH_PAUSE_MS", 0)
+HONUA_BUILD_LOG_RETENTION_DAYS = env_int("HONUA_BUILD_LOG_RETENTION_DAYS", 90)
+HONUA_SOFT_DELETE_RETENTION_DAYS = env_int("HONUA_SOFT_DELETE_RETENTION_DAYS", 30)
+HONUA_ACCESS_LOG_RETENTION_DAYS = env_int("HONUA_ACCESS_LOG_RETENTION_DAYS", 90)
+HONUA_ACCESS_LOG_ARCHIVE = env_str("HONUA_ACCESS_LOG_ARCHIVE", "table")  # "table" or "file"
+HONUA_ACCESS_LOG_ARCHIVE_DIR = env_str("HONUA_ACCESS_LOG_ARCHIVE_DIR", str(BASE_DIR / ".honua" / "archive"))
 
 LOGGING = {
     "version": 1,
