@@ -64,7 +64,7 @@ def _uid(kind: str, n: str) -> str:
     return _UID.format(kind=kind, n=n)
 
 
-STEPS: list[tuple[str, list[str]]] = [
+STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, params)
     (
         "customers",
         [
@@ -81,6 +81,7 @@ STEPS: list[tuple[str, list[str]]] = [
                                     'Studio','Energy','Foods'])[1 + mod(g * 3 + g / 20, 10)] AS name
             FROM generate_series(1, {CUSTOMERS}) g""",
             "CREATE UNIQUE INDEX ON seed_customers (ord)",
+            "ANALYZE seed_customers",
             """INSERT INTO customers (id, name, contact_name, contact_email, publishes_to_shared_cache, metadata,
                                       created_at, updated_at, deleted_at)
             SELECT id, name, 'Ops ' || (ord + 1), 'ops' || (ord + 1) || '@' || lower(replace(name, ' ', '-'))
@@ -95,7 +96,7 @@ STEPS: list[tuple[str, list[str]]] = [
         [
             """INSERT INTO licenses (id, customer_id, tier, status, is_trial, license_key_encrypted, license_key_index,
                                      feature_overrides, starts_at, expires_at, notes, created_at, updated_at)
-            SELECT license_id, id, tier, 'active', tier = 'core' AND mod(ord, 10) = 3, 'seed:placeholder',
+            SELECT license_id, id, tier, 'active', tier = 'core' AND mod(ord, 10) = 3, 'v1:0:c2VlZCBwbGFjZWhvbGRlcg==',
                    encode(sha256(convert_to('license:' || license_id, 'UTF8')), 'hex'), '{}', created_at,
                    CASE WHEN tier = 'core' AND mod(ord, 10) = 3 THEN %(anchor)s::timestamptz + interval '14 days'
                         WHEN mod(ord, 4) = 0 THEN %(anchor)s::timestamptz + interval '180 days' END,
@@ -107,7 +108,8 @@ STEPS: list[tuple[str, list[str]]] = [
                                      created_at, updated_at)
             SELECT {_uid("old-license", "ord")}, id, CASE WHEN tier = 'asp' THEN 'enterprise' ELSE 'core' END,
                    CASE WHEN mod(ord, 6) = 0 THEN 'revoked' ELSE 'expired' END, mod(ord, 2) = 0,
-                   'seed:placeholder', encode(sha256(convert_to('old-license:' || id, 'UTF8')), 'hex'), '{{}}',
+                   'v1:0:c2VlZCBwbGFjZWhvbGRlcg==',
+                   encode(sha256(convert_to('old-license:' || id, 'UTF8')), 'hex'), '{{}}',
                    created_at - interval '165 days', created_at - interval '1 day',
                    CASE WHEN mod(ord, 6) = 0 THEN created_at - interval '20 days' END, '',
                    created_at - interval '165 days', created_at
@@ -116,7 +118,7 @@ STEPS: list[tuple[str, list[str]]] = [
                                                  secret_encrypted, status, expires_at, revoked_at, last_used_at,
                                                  created_at, updated_at, deleted_at)
             SELECT {_uid("credential", "c.ord * 10 + k")}, c.id, t.type, t.url, 'ci-' || (c.ord + 1) || '-' || k,
-                   'seed:placeholder',
+                   'v1:0:c2VlZCBwbGFjZWhvbGRlcg==',
                    CASE WHEN mod(c.ord + k, 11) = 0 THEN 'revoked' WHEN mod(c.ord + k, 7) = 0 THEN 'expired'
                         ELSE 'active' END,
                    CASE WHEN mod(c.ord + k, 7) = 0 THEN %(anchor)s::timestamptz - interval '20 days'
@@ -132,6 +134,7 @@ STEPS: list[tuple[str, list[str]]] = [
             ORDER BY c.ord, k""",
         ],
     ),
+    ("secrets", [lambda cursor, params: _encrypt_secrets(cursor)]),
     (
         "manifest templates",
         [
@@ -149,6 +152,7 @@ STEPS: list[tuple[str, list[str]]] = [
                 FROM generate_series(1, %(templates)s) k
             ) t""",
             "CREATE UNIQUE INDEX ON seed_templates (tk)",
+            "ANALYZE seed_templates",
         ],
     ),
     (
@@ -174,6 +178,7 @@ STEPS: list[tuple[str, list[str]]] = [
                    CASE WHEN d.u_manifests < 0.15 THEN 0 WHEN d.u_manifests < 0.85 THEN 1 ELSE 2 END AS n_manifests
             FROM seed_conv_draw d JOIN seed_customers c ON c.ord = d.cord""",
             "CREATE UNIQUE INDEX ON seed_conv (g)",
+            "ANALYZE seed_conv",
             """INSERT INTO conversations (id, customer_id, channel, status, model, title, started_at, message_count,
                                           prompt_tokens, completion_tokens, total_cost, satisfaction_score,
                                           satisfaction_comment, satisfaction_source, metadata, created_at, updated_at,
@@ -220,6 +225,12 @@ STEPS: list[tuple[str, list[str]]] = [
                        CASE WHEN mod(i, 2) = 0 THEN 600 + floor(random() * 4000)::int END AS latency_ms
             ) r
             ORDER BY v.started_at, v.g, i""",
+            # Each conversation's first message (what intents and extractions point at), in one pass.
+            """CREATE TEMP TABLE seed_first_message ON COMMIT DROP AS
+            SELECT m.conversation_id, min(m.id) AS first_id
+            FROM conversation_messages m JOIN seed_conv v ON v.id = m.conversation_id GROUP BY m.conversation_id""",
+            "CREATE UNIQUE INDEX ON seed_first_message (conversation_id)",
+            "ANALYZE seed_first_message",
             # The totals the update_conversation_stats trigger keeps, computed once for the whole load.
             """UPDATE conversations c
             SET message_count = s.n, prompt_tokens = s.prompt, completion_tokens = s.completion, total_cost = s.cost,
@@ -244,7 +255,7 @@ STEPS: list[tuple[str, list[str]]] = [
                    v.started_at + k * interval '30 seconds'
             FROM seed_conv v
             JOIN seed_templates t ON t.tk = v.template
-            JOIN LATERAL (SELECT min(id) AS first_id FROM conversation_messages WHERE conversation_id = v.id) m ON true
+            JOIN seed_first_message m ON m.conversation_id = v.id
             CROSS JOIN LATERAL generate_series(1, 1 + mod(v.g, 3)) k
             CROSS JOIN LATERAL (SELECT random() AS u, k AS per_row) r  -- naming k: run per row, not once
             CROSS JOIN LATERAL (
@@ -263,7 +274,7 @@ STEPS: list[tuple[str, list[str]]] = [
                    v.started_at + k * interval '35 seconds'
             FROM seed_conv v
             JOIN seed_templates t ON t.tk = v.template
-            JOIN LATERAL (SELECT min(id) AS first_id FROM conversation_messages WHERE conversation_id = v.id) m ON true
+            JOIN seed_first_message m ON m.conversation_id = v.id
             CROSS JOIN LATERAL generate_series(1, 1 + mod(v.g * 7, 5)) k
             CROSS JOIN LATERAL (SELECT random() AS u, k AS per_row) r  -- naming k: run per row, not once
             CROSS JOIN LATERAL (
@@ -322,6 +333,7 @@ STEPS: list[tuple[str, list[str]]] = [
             FROM seed_build_draw r
             JOIN seed_customers c ON c.id = r.customer_id""",
             "CREATE UNIQUE INDEX ON seed_builds (n)",
+            "ANALYZE seed_builds",
             # Cache entries: the first successful build of a manifest for an owner registers it.
             f"""CREATE TEMP TABLE seed_entries ON COMMIT DROP AS
             SELECT row_number() OVER (ORDER BY finished_at, n) - 1 AS ord, * FROM (
@@ -336,6 +348,7 @@ STEPS: list[tuple[str, list[str]]] = [
             "DELETE FROM seed_entries WHERE ord >= %(cache_entries)s",
             "CREATE UNIQUE INDEX ON seed_entries (ord)",
             "CREATE INDEX ON seed_entries (template)",
+            "ANALYZE seed_entries",
             # A later successful build of a manifest someone may reuse is served from the cache (about half).
             """UPDATE seed_builds b SET cache_hit = true, cache_entry_id = hit.entry_id
             FROM (
@@ -389,6 +402,7 @@ STEPS: list[tuple[str, list[str]]] = [
                             ELSE b.created_at + (b.wait_s + b.run_s) * interval '1 second' END AS finished_at
             ) x
             ORDER BY b.created_at, b.n""",
+            "ANALYZE build_queue",
             f"""INSERT INTO build_manifests (id, conversation_id, customer_id, version, status, manifest, manifest_hash,
                                             build_id, approved_at, approved_by, submitted_at, created_at, updated_at)
             SELECT {_uid("manifest", "v.g * 10 + k")}, v.id, v.customer_id, k,
@@ -557,6 +571,29 @@ STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
+def _encrypt_secrets(cursor) -> None:
+    """Give the seeded licenses and credentials real AES-GCM ciphertexts when honua.crypto is there (a few hundred
+    rows); otherwise they keep a placeholder in the stored format (``v1:0:...``), which nothing decrypts."""
+    try:
+        from honua import crypto
+    except ImportError:
+        return
+    cursor.execute("SELECT id, license_key_index FROM licenses WHERE license_key_encrypted LIKE 'v1:0:%%'")
+    licenses = [
+        (crypto.encrypt(f"HONUA-SEED-{index[:24].upper()}", table="licenses", column="license_key_encrypted",
+                        row_id=row_id), row_id)
+        for row_id, index in cursor.fetchall()
+    ]  # fmt: skip
+    cursor.executemany("UPDATE licenses SET license_key_encrypted = %s WHERE id = %s", licenses)
+    cursor.execute("SELECT id, username FROM registry_credentials WHERE secret_encrypted LIKE 'v1:0:%%'")
+    secrets = [
+        (crypto.encrypt(f"seed-token-{username}", table="registry_credentials", column="secret_encrypted",
+                        row_id=row_id), row_id)
+        for row_id, username in cursor.fetchall()
+    ]  # fmt: skip
+    cursor.executemany("UPDATE registry_credentials SET secret_encrypted = %s WHERE id = %s", secrets)
+
+
 def already_seeded() -> int:
     """How many six-month seed customers exist (0: not loaded)."""
     with connection.cursor() as cursor:
@@ -598,7 +635,10 @@ def generate(*, seed: int, fraction: float = 1.0, progress: Progress | None = No
             if progress is not None:
                 progress(index, len(STEPS), label)
             for statement in statements:
-                cursor.execute(statement, params)
+                if callable(statement):
+                    statement(cursor, params)
+                else:
+                    cursor.execute(statement, params)
         if progress is not None:
             progress(len(STEPS), len(STEPS), "done")
         if triggers_off:
