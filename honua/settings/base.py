@@ -89,6 +89,11 @@ HONUA_ACCESS_LOG_RETENTION_DAYS = env_int("HONUA_ACCESS_LOG_RETENTION_DAYS", 90)
 HONUA_ACCESS_LOG_ARCHIVE = env_str("HONUA_ACCESS_LOG_ARCHIVE", "table")  # "table" or "file"
 HONUA_ACCESS_LOG_ARCHIVE_DIR = env_str("HONUA_ACCESS_LOG_ARCHIVE_DIR", str(BASE_DIR / ".honua" / "archive"))
 
+# Build cache eviction (manage.py cache_evict and its daily maintenance task); 0 turns a limit off.
+BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
+BUILD_CACHE_MAX_IDLE_DAYS = env_int("BUILD_CACHE_MAX_IDLE_DAYS", 30)
+BUILD_CACHE_MAX_TOTAL_BYTES = env_int("BUILD_CACHE_MAX_TOTAL_BYTES", 2 * 1024**4)  # 2 TiB
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from honua.maintenance_runner import LOCK_CLASS_ID
 from honua.models import MaintenanceRun
 from operations.maintenance import export_archive_to_files
 from tests.conftest import PROJECT_ROOT
@@ -76,6 +77,10 @@ def _kill_mid_way(process: subprocess.Popen, progressed) -> None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)  # reaps it and closes its pipes
+    # Its server session ends (and its advisory lock with it) once the server notices the closed connection.
+    while _scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s", [LOCK_CLASS_ID]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 SLOW_BATCHES = {"HONUA_MAINTENANCE_BATCH_SIZE": "50", "HONUA_MAINTENANCE_BATCH_PAUSE_MS": "150"}
