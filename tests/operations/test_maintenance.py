@@ -208,3 +208,13 @@ def test_weekly_vacuums_and_reports_bloat():
     assert all(run.outcome == "succeeded" for run in runs.values())
     assert runs["cleanup_old_build_logs"].rows == 20
     assert _scalar("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'build_events'") == 0
+
+
+@pytest.mark.django_db
+def test_archive_admin_lists_archived_rows_read_only(admin_client):
+    """Archived lookups are listed in the admin and cannot be added."""
+    _old_and_recent_accesses(old=3, recent=0)
+    call_command("run_maintenance", "monthly", "--only", "archive_build_access_log", stdout=StringIO())
+    response = admin_client.get("/admin/operations/accesslogarchive/")
+    assert response.status_code == 200 and response.content.decode().count("<tr") >= 4
+    assert admin_client.get("/admin/operations/accesslogarchive/add/").status_code == 403
