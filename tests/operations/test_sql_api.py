@@ -149,7 +149,7 @@ def test_purge_keeps_licenses_and_customers_still_referenced():
         _soft_delete(Customer, license.customer_id, "60 days")
     _soft_delete(Customer, lonely.pk, "60 days")
     credential = RegistryCredential.objects.create(
-        customer=used.customer, registry_type="ghcr", registry_url="ghcr.io", username="u", secret_encrypted="x"
+        customer=used.customer, registry_type="ghcr", registry_url="ghcr.io", username="u", secret_encrypted="v1:1:eA=="
     )
     _soft_delete(RegistryCredential, credential.pk, "31 days")
     # unused license, its customer (once the license is gone), the lonely customer, the credential
