@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "licensing",
     "builds",
     "intake",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -78,6 +79,16 @@ STATIC_ROOT = BASE_DIR / ".honua" / "static"
 HONUA_ENCRYPTION_KEYS = env_str("HONUA_ENCRYPTION_KEYS", "")
 # Key for the HMAC-SHA256 blind index of license keys (base64, 32 bytes).
 HONUA_BLIND_INDEX_KEY = env_str("HONUA_BLIND_INDEX_KEY", "")
+
+# Maintenance (run_maintenance; see docs/operations.md).
+HONUA_MAINTENANCE_BATCH_SIZE = env_int("HONUA_MAINTENANCE_BATCH_SIZE", 5000)
+HONUA_MAINTENANCE_BATCH_PAUSE_MS = env_int("HONUA_MAINTENANCE_BATCH_PAUSE_MS", 0)
+HONUA_MAINTENANCE_LOCK_TIMEOUT = env_str("HONUA_MAINTENANCE_LOCK_TIMEOUT", "5s")
+HONUA_BUILD_LOG_RETENTION_DAYS = env_int("HONUA_BUILD_LOG_RETENTION_DAYS", 90)
+HONUA_SOFT_DELETE_RETENTION_DAYS = env_int("HONUA_SOFT_DELETE_RETENTION_DAYS", 30)
+HONUA_ACCESS_LOG_RETENTION_DAYS = env_int("HONUA_ACCESS_LOG_RETENTION_DAYS", 90)
+HONUA_ACCESS_LOG_ARCHIVE = env_str("HONUA_ACCESS_LOG_ARCHIVE", "table")  # "table" or "file"
+HONUA_ACCESS_LOG_ARCHIVE_DIR = env_str("HONUA_ACCESS_LOG_ARCHIVE_DIR", str(BASE_DIR / ".honua" / "archive"))
 
 # Build cache eviction (manage.py cache_evict and its daily maintenance task); 0 turns a limit off.
 BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
