@@ -7,7 +7,6 @@ the application itself would have recorded.
 """
 
 import datetime as dt
-import hashlib
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -16,6 +15,7 @@ from honua.registry import demo_loader
 from intake import services
 from intake.models import Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
 from licensing.models import Customer, License
+from licensing.services import license_issue
 
 DEMO_TAG = "intake"
 DEMO_METADATA = {"demo": DEMO_TAG}
@@ -170,15 +170,9 @@ def _customer() -> Customer:
         or usable.filter(tier__in=["pro", "enterprise", "asp"]).order_by("created_at").first()
     )
     if license is None:
+        # No licensing demo data (the intake demo alone): issue a license of its own.
         customer, _ = Customer.objects.get_or_create(name=FALLBACK_CUSTOMER, defaults={"metadata": {"demo": DEMO_TAG}})
-        # No licensing demo data: a license with a placeholder key (never used to authenticate).
-        license = License.objects.create(
-            customer=customer,
-            tier=License.Tier.PRO,
-            license_key_encrypted="demo placeholder: no key",
-            license_key_index=hashlib.sha256(f"intake-demo-{customer.pk}".encode()).hexdigest(),
-            starts_at=now - dt.timedelta(days=30),
-        )
+        license = license_issue(customer=customer, tier=License.Tier.PRO, starts_at=now - dt.timedelta(days=30)).license
     elif license.starts_at > now:
         License.objects.filter(pk=license.pk).update(starts_at=now - dt.timedelta(minutes=1))
     return license.customer

@@ -130,14 +130,18 @@ def test_soft_delete_purge_killed_mid_way_finishes_on_the_next_run(db_url):
     customer = CustomerFactory()
     _execute(
         "INSERT INTO conversations (customer_id, channel, status, model, title, message_count, prompt_tokens,"
-        " completion_tokens, total_cost, satisfaction_comment, metadata, deleted_at)"
-        " SELECT %s, 'web', 'completed', 'm', 'c' || g, 0, 0, 0, 0, '', '{}',"
-        " CASE WHEN g <= 400 THEN now() - interval '40 days' END FROM generate_series(1, 420) g",
+        " completion_tokens, total_cost, satisfaction_comment, metadata)"
+        " SELECT %s, 'web', 'active', 'm', 'c' || g, 0, 0, 0, 0, '', '{}' FROM generate_series(1, 420) g",
         [customer.pk],
     )
     _execute(
         "INSERT INTO conversation_messages (conversation_id, role, content, prompt_tokens, completion_tokens, cost,"
         " model) SELECT c.id, 'user', 'hi', 0, 0, 0, '' FROM conversations c CROSS JOIN generate_series(1, 2)"
+    )
+    # Messages go to active conversations only; then 400 of them end and are soft-deleted 40 days ago.
+    _execute(
+        "UPDATE conversations SET status = 'completed',"
+        " deleted_at = CASE WHEN substr(title, 2)::int <= 400 THEN now() - interval '40 days' END"
     )
     gone = "SELECT count(*) FROM conversations WHERE deleted_at IS NOT NULL"
     process = _maintenance_process(
