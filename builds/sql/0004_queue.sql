@@ -53,11 +53,12 @@ BEGIN
     END IF;
 
     -- Locking the customer's active license serialises this customer's enqueues: the duplicate check and the
-    -- quota count below see every build committed before, so neither can be raced past.
+    -- quota count below see every build committed before, so neither can be raced past. NO KEY UPDATE, so the
+    -- foreign-key checks of other transactions (KEY SHARE) on this license are not blocked.
     SELECT l.* INTO v_license
     FROM licenses l
     WHERE l.customer_id = p_customer_id AND l.status = 'active' AND l.deleted_at IS NULL
-    FOR UPDATE;
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         SELECT l.status INTO v_reason
         FROM licenses l
