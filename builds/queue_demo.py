@@ -4,7 +4,6 @@ and once any exist nothing more is added. Customers and licenses are the licensi
 does it create three of its own."""
 
 import hashlib
-import uuid
 
 from django.db import connection
 
@@ -13,6 +12,7 @@ from builds.executors import ClaimedBuild, image_for
 from builds.models import Build
 from honua.registry import demo_loader
 from licensing.models import Customer, License
+from licensing.services import customer_create, license_issue
 
 SOURCE = "demo"
 MANIFESTS = [
@@ -35,13 +35,8 @@ def _usable_customers() -> list[Customer]:
 def _create_customers() -> list[Customer]:
     customers = []
     for name, tier in (("Demo Core Co", "core"), ("Demo Pro Ltd", "pro"), ("Demo Enterprise Inc", "enterprise")):
-        customer = Customer.objects.create(name=name, contact_email=f"ops@{tier}.example")
-        License.objects.create(
-            customer=customer,
-            tier=tier,
-            license_key_encrypted="demo-placeholder",  # not a usable key; the licensing demo issues real ones
-            license_key_index=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
-        )
+        customer = customer_create(name=name, contact_email=f"ops@{tier}.example")
+        license_issue(customer=customer, tier=tier)
         customers.append(customer)
     return customers
 
