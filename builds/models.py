@@ -5,6 +5,7 @@ Invariants are enforced by the database. ``build_events``, ``build_metrics`` and
 append-only, high-volume and have no inbound foreign keys, so they can become monthly partitions.
 """
 
+import pgtrigger
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
@@ -17,6 +18,7 @@ from licensing.models import Customer, License
 HEX64 = r"^[0-9a-f]{64}$"
 BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
+CACHE_COUNTER_SHARDS = 64  # hit-counter shards per cache entry (BuildCacheHitCounter)
 
 
 def _uuid_pk():
@@ -303,4 +305,47 @@ class BuildAccessLog(models.Model):
             models.Index(fields=["customer_id", "accessed_at"], name="build_access_customer_idx"),
             models.Index(fields=["cache_entry_id", "accessed_at"], name="build_access_entry_idx"),
             BrinIndex(fields=["accessed_at"], name="build_access_accessed_brin"),
+        ]
+        triggers = [
+            # The seed's update_cache_stats: count a hit in the entry's counter shard (BuildCacheHitCounter).
+            pgtrigger.Trigger(
+                name="update_cache_stats",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Q(new__hit=True, new__cache_entry_id__isnull=False),
+                func=f"""
+                    INSERT INTO build_cache_hit_counters AS c (cache_entry_id, shard, hits, last_accessed_at)
+                    VALUES (NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS}, 1, NEW.accessed_at)
+                    ON CONFLICT (cache_entry_id, shard) DO UPDATE
+                        SET hits = c.hits + 1,
+                            last_accessed_at = greatest(c.last_accessed_at, EXCLUDED.last_accessed_at);
+                    RETURN NULL;
+                """,
+            )
+        ]
+
+
+class BuildCacheHitCounter(models.Model):
+    """Hits of a cache entry not yet folded into ``build_cache_registry.hit_count`` (one row per shard).
+
+    Each hit increments the shard of its database session (``pg_backend_pid() % CACHE_COUNTER_SHARDS``) instead of
+    the entry's own row, so concurrent hits on one hot entry do not queue behind one row lock; a session never
+    contends with itself. ``fold_cache_hit_counters()`` moves the shards into the entry (hourly, and before
+    eviction). An entry's exact hit count is ``hit_count + sum(hits)`` of its shards (``cache_entry_usage``).
+    No foreign key: the shards of a purged entry are dropped by the next fold.
+    """
+
+    pk = models.CompositePrimaryKey("cache_entry_id", "shard")
+    cache_entry_id = models.UUIDField()
+    shard = models.SmallIntegerField()
+    hits = models.BigIntegerField()
+    last_accessed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "build_cache_hit_counters"
+        constraints = [
+            models.CheckConstraint(condition=Q(hits__gt=0), name="build_cache_hit_counters_hits_pos"),
+            models.CheckConstraint(
+                condition=Q(shard__gte=0, shard__lt=CACHE_COUNTER_SHARDS), name="build_cache_hit_counters_shard"
+            ),
         ]

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from honua.config import env_bool, env_list, env_str
+from honua.config import env_bool, env_int, env_list, env_str
 from honua.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -81,6 +81,11 @@ STATIC_ROOT = BASE_DIR / ".honua" / "static"
 HONUA_ENCRYPTION_KEYS = env_str("HONUA_ENCRYPTION_KEYS", "")
 # Key for the HMAC-SHA256 blind index of license keys (base64, 32 bytes).
 HONUA_BLIND_INDEX_KEY = env_str("HONUA_BLIND_INDEX_KEY", "")
+
+# Build cache eviction (manage.py cache_evict and its daily maintenance task); 0 turns a limit off.
+BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
+BUILD_CACHE_MAX_IDLE_DAYS = env_int("BUILD_CACHE_MAX_IDLE_DAYS", 30)
+BUILD_CACHE_MAX_TOTAL_BYTES = env_int("BUILD_CACHE_MAX_TOTAL_BYTES", 2 * 1024**4)  # 2 TiB
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,329 @@
+"""The build cache: the canonical manifest hash, and the services and selectors over ``build_cache_registry`` and
+``build_access_log``. The database does the work (``builds/sql/0003_cache.sql`` and later); these are thin, typed
+wrappers that turn its errors into :class:`CacheError`.
+
+Canonical manifest form (the same in :func:`manifest_canonical_json` and SQL ``manifest_canonical_json``; see
+docs/sql-api.md "Build cache"):
+
+* objects: members whose value is null are dropped; keys starting with ``_`` are dropped at every depth; the
+  top-level keys ``comment``, ``comments``, ``description`` and ``notes`` are dropped; the rest are sorted by key
+  in Unicode code point order and written ``{"k":v,...}`` with no whitespace;
+* the top-level ``architectures`` (a string or a list of strings) becomes the sorted list of its distinct values,
+  each stripped of spaces and with ASCII letters lower-cased;
+* arrays keep their order and their nulls;
+* numbers are written in plain decimal notation with no exponent and no trailing zeros (``1``, ``1.0``, ``1e0`` are
+  all ``1``; ``-0`` is ``0``). A float is taken at its shortest ``repr`` (what ``json.dumps`` sends PostgreSQL);
+  parse JSON text with ``parse_float=decimal.Decimal`` to hash its numbers exactly as written;
+* strings are JSON strings with the escapes ``\\" \\\\ \\b \\f \\n \\r \\t`` and ``\\u00xx`` for other control
+  characters; other characters as they are (UTF-8);
+* ``manifest_hash`` is the SHA-256, in lower-case hex, of the UTF-8 bytes of that text.
+
+A manifest is *shareable* (its image may be served to other tenants) unless some object in it has a non-null
+``registry_credential`` or ``registry_credential_id``: it pulls or pushes with a private registry credential.
+"""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Max, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+
+from builds.models import BuildCacheEntry, BuildCacheHitCounter
+
+NOT_AN_OBJECT = "a manifest must be a JSON object"
+BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of strings'
+BAD_NUMBER = "a manifest number must be finite (no NaN or Infinity)"
+BAD_STRING = "a manifest string must be valid Unicode without NUL characters"
+BAD_KEY = "a manifest object key must be a string"
+BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, boolean or null"
+
+EXCLUDED_TOP_LEVEL_KEYS = frozenset({"comment", "comments", "description", "notes"})
+CREDENTIAL_KEYS = ("registry_credential", "registry_credential_id")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+class InvalidManifest(ValueError):
+    """A manifest that cannot be hashed (not a JSON object, or holding values JSON cannot express)."""
+
+
+class CacheError(Exception):
+    """A cache operation the database refused; the message names the reason."""
+
+
+def manifest_hash(manifest: dict) -> str:
+    """The SHA-256 (64 lower-case hex) of the manifest's canonical JSON; equal to SQL ``manifest_hash``."""
+    return hashlib.sha256(manifest_canonical_json(manifest).encode("utf-8")).hexdigest()
+
+
+def manifest_canonical_json(manifest: dict) -> str:
+    """The canonical JSON text of a manifest (module docstring); equal to SQL ``manifest_canonical_json``."""
+    if not isinstance(manifest, dict):
+        raise InvalidManifest(f"{NOT_AN_OBJECT}, not {type(manifest).__name__}")
+    return _canonical(manifest, top_level=True)
+
+
+def manifest_is_shareable(manifest: dict) -> bool:
+    """Whether a manifest uses no private registry credential (SQL ``manifest_is_shareable``)."""
+    stack = [manifest]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if any(value.get(key) is not None for key in CREDENTIAL_KEYS):
+                return False
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
+
+
+def _canonical(value, *, top_level: bool = False) -> str:
+    if isinstance(value, dict):
+        parts = []
+        for key in sorted(_check_key(key) for key in value):
+            member = value[key]
+            if member is None or key.startswith("_") or (top_level and key in EXCLUDED_TOP_LEVEL_KEYS):
+                continue
+            text = _architectures(member) if top_level and key == "architectures" else _canonical(member)
+            parts.append(f"{_string(key)}:{text}")
+        return "{" + ",".join(parts) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_canonical(item) for item in value) + "]"
+    if isinstance(value, str):
+        return _string(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidManifest(BAD_NUMBER)
+        return _number(Decimal(repr(value)))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidManifest(BAD_NUMBER)
+        return _number(value)
+    raise InvalidManifest(f"{BAD_VALUE}, not {type(value).__name__}")
+
+
+def _check_key(key) -> str:
+    if not isinstance(key, str):
+        raise InvalidManifest(f"{BAD_KEY}, not {type(key).__name__}")
+    return key
+
+
+def _string(value: str) -> str:
+    if "\x00" in value:
+        raise InvalidManifest(BAD_STRING)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidManifest(BAD_STRING) from None
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _number(value: Decimal) -> str:
+    if value == 0:
+        return "0"
+    text = format(value, "f")  # plain notation, exact (no context rounding)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _architectures(value) -> str:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise InvalidManifest(BAD_ARCHITECTURES)
+    names = sorted({item.strip(" ").translate(_ASCII_LOWER) for item in items})
+    return "[" + ",".join(_string(name) for name in names) + "]"
+
+
+# Services (writes) ------------------------------------------------------------------------------------------------
+
+
+def _call(sql: str, params: list):
+    """Run one SQL API call in a savepoint; a P0 error from the database becomes a :class:`CacheError`."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except DatabaseError as error:
+        cause = error.__cause__
+        sqlstate = getattr(cause, "sqlstate", None) or ""
+        if sqlstate.startswith("P0"):
+            raise CacheError(cause.diag.message_primary) from None
+        raise
+
+
+def cache_access_record(*, manifest_hash: str, customer_id: uuid.UUID) -> BuildCacheEntry | None:
+    """The entry this customer may use for ``manifest_hash`` (own first, else shared by tier), or None; logged."""
+    rows = _call("SELECT id FROM record_cache_access(%s, %s)", [manifest_hash, customer_id])
+    return BuildCacheEntry.objects.get(pk=rows[0][0]) if rows else None
+
+
+def cache_build_register(*, build_id: uuid.UUID) -> uuid.UUID:
+    """Register (or refresh) the cache entry of a successful build's image; returns the entry's id."""
+    return _call("SELECT register_build_in_cache(%s)", [build_id])[0][0]
+
+
+def cache_entry_register(
+    *,
+    manifest_hash: str,
+    owner_id: uuid.UUID,
+    visibility: str,
+    image_reference: str,
+    image_digest: str,
+    architectures: list[str],
+    size_bytes: int,
+    content_sha256: str,
+    source_build_id: uuid.UUID | None = None,
+    build_duration_ms: int | None = None,
+    expires_at: dt.datetime | None = None,
+) -> uuid.UUID:
+    """Register (or refresh) a cache entry directly, e.g. an image built elsewhere; returns the entry's id."""
+    return _call(
+        "SELECT register_cache_entry(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            manifest_hash,
+            owner_id,
+            visibility,
+            image_reference,
+            image_digest,
+            architectures,
+            size_bytes,
+            content_sha256,
+            source_build_id,
+            build_duration_ms,
+            expires_at,
+        ],
+    )[0][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvictedEntry:
+    """An entry eviction removed (or, in a dry run, would remove), and why: expired, age, idle or size."""
+
+    cache_entry_id: uuid.UUID
+    manifest_hash: str
+    owner_id: uuid.UUID
+    reason: str
+    size_bytes: int
+    last_used_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptEntry:
+    """A live entry whose recorded content digest no longer matches what it registers."""
+
+    cache_entry_id: uuid.UUID
+    manifest_hash: str
+    owner_id: uuid.UUID
+    recorded_sha256: str
+    actual_sha256: str
+    problem: str
+
+
+def cache_hit_counters_fold() -> int:
+    """Fold the sharded hit counters into the entries' hit_count and last access; returns entries updated."""
+    return _call("SELECT fold_cache_hit_counters()", [])[0][0]
+
+
+def cache_entries_evict(
+    *,
+    max_age: dt.timedelta | None,
+    max_idle: dt.timedelta | None,
+    max_total_bytes: int | None,
+    dry_run: bool = False,
+) -> list[EvictedEntry]:
+    """Evict expired, old and idle entries, then least recently used ones down to ``max_total_bytes``; never an
+    entry a queued or running build depends on. ``dry_run`` changes nothing and returns what would go."""
+    rows = _call("SELECT * FROM evict_cache_entries(%s, %s, %s, %s)", [max_age, max_idle, max_total_bytes, dry_run])
+    return [EvictedEntry(*row) for row in rows]
+
+
+def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, int]:
+    """Evict the given live entries now, except those in use; returns (evicted, skipped because in use)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH chosen AS (
+                SELECT e.id, cache_entry_in_use(e.id, e.manifest_hash) AS in_use
+                  FROM build_cache_registry e
+                 WHERE e.id = ANY(%s::uuid[]) AND e.deleted_at IS NULL
+                   FOR UPDATE
+            ), evicted AS (
+                UPDATE build_cache_registry e SET deleted_at = now()
+                  FROM chosen c WHERE e.id = c.id AND NOT c.in_use
+                RETURNING e.id
+            )
+            SELECT (SELECT count(*) FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
+            """,
+            [list(entry_ids)],
+        )
+        evicted, skipped = cursor.fetchone()
+    return evicted, skipped
+
+
+# Selectors (reads) ------------------------------------------------------------------------------------------------
+
+
+def cache_entries_verify() -> list[CorruptEntry]:
+    """The live entries whose recorded content SHA-256 no longer matches their image and artifacts."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM verify_cache_entries()")
+        return [CorruptEntry(*row) for row in cursor.fetchall()]
+
+
+def cache_hit_rate(*, customer_id: uuid.UUID | None = None, since: dt.datetime | None = None) -> Decimal:
+    """Hits / (hits + misses) of lookups since ``since`` (default: 30 days), of one customer or all; 0 if none."""
+    if since is None:
+        return _call("SELECT get_cache_hit_rate(%s)", [customer_id])[0][0]
+    return _call("SELECT get_cache_hit_rate(%s, %s)", [customer_id, since])[0][0]
+
+
+def cache_statistics(*, customer_id: uuid.UUID | None = None) -> list[dict]:
+    """Rows of the ``cache_statistics`` view: the overall row first, then one per customer (or just that one)."""
+    with connection.cursor() as cursor:
+        if customer_id is None:
+            cursor.execute("SELECT * FROM cache_statistics ORDER BY scope = 'customer', customer_name, customer_id")
+        else:
+            cursor.execute("SELECT * FROM cache_statistics WHERE customer_id = %s", [customer_id])
+        columns = [column.name for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def cache_entries_with_usage(queryset=None):
+    """Cache entries annotated with their exact ``live_hit_count``, ``live_last_accessed_at`` (folded counts plus
+    the unfolded shards) and ``live_last_used_at`` (the eviction order), in one query."""
+    shards = BuildCacheHitCounter.objects.filter(cache_entry_id=OuterRef("pk")).values("cache_entry_id")
+    unfolded_hits = Subquery(shards.annotate(total=Sum("hits")).values("total"))
+    unfolded_last = Subquery(shards.annotate(last=Max("last_accessed_at")).values("last"))
+    queryset = queryset if queryset is not None else BuildCacheEntry.objects.all()
+    return queryset.annotate(
+        live_hit_count=F("hit_count") + Coalesce(unfolded_hits, Value(0)),
+        live_last_accessed_at=Greatest("last_accessed_at", unfolded_last),
+        live_last_used_at=Greatest("created_at", "last_accessed_at", unfolded_last),
+    )
+
+
+def cache_eviction_policy(
+    *, max_age_days: int | None = None, max_idle_days: int | None = None, max_total_bytes: int | None = None
+) -> dict:
+    """The eviction limits: the arguments given, else the BUILD_CACHE_* settings; 0 turns a limit off."""
+    age = settings.BUILD_CACHE_MAX_AGE_DAYS if max_age_days is None else max_age_days
+    idle = settings.BUILD_CACHE_MAX_IDLE_DAYS if max_idle_days is None else max_idle_days
+    total = settings.BUILD_CACHE_MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
+    return {
+        "max_age": dt.timedelta(days=age) if age else None,
+        "max_idle": dt.timedelta(days=idle) if idle else None,
+        "max_total_bytes": total or None,
+    }

@@ -1,0 +1,25 @@
+"""The build cache's maintenance tasks (registered in honua.registry; imported by builds/maintenance.py)."""
+
+from builds.cache import cache_entries_evict, cache_eviction_policy, cache_hit_counters_fold
+from builds.models import BuildCacheHitCounter
+from honua.registry import maintenance_task
+
+
+@maintenance_task(
+    "cache_fold_hit_counters",
+    schedule="hourly",
+    description="Fold the sharded cache hit counters into each entry's hit_count and last access.",
+)
+def fold_hit_counters(*, dry_run: bool) -> int:
+    if dry_run:
+        return BuildCacheHitCounter.objects.values("cache_entry_id").distinct().count()
+    return cache_hit_counters_fold()
+
+
+@maintenance_task(
+    "cache_evict",
+    schedule="daily",
+    description="Evict expired, old, idle and least recently used cache entries (BUILD_CACHE_* settings).",
+)
+def evict(*, dry_run: bool) -> int:
+    return len(cache_entries_evict(**cache_eviction_policy(), dry_run=dry_run))

@@ -1,0 +1,87 @@
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from builds.executors import CommandExecutor, SimulatedExecutor
+from builds.worker import Worker
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a build worker: claim builds from the queue (woken by LISTEN build_queue), heartbeat while they run, "
+        "report progress and artifacts, and complete them. SIGTERM/SIGINT stops it gracefully: no new claims, "
+        "running builds get --grace seconds, then go back to the queue. A second signal skips the grace period."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--concurrency", type=int, default=1, help="How many builds to run at once (slots).")
+        parser.add_argument(
+            "--executor",
+            choices=["simulated", "command"],
+            default="simulated",
+            help="simulated: pretend stages, an image digest and an SBOM; command: run --command-template.",
+        )
+        parser.add_argument(
+            "--command-template",
+            default="",
+            help="For --executor command: the command to run per build, e.g. "
+            "'buildctl build --frontend dockerfile.v0 --opt filename={manifest_path} --output "
+            "type=image,name={image},push=true'. Placeholders: {build_id} {manifest_path} {manifest_hash} "
+            "{image} {workdir}. It reports with '::progress N [stage]' and '::image REF sha256:DIGEST' lines.",
+        )
+        parser.add_argument(
+            "--stage-seconds", type=float, default=0.5, help="For --executor simulated: seconds per stage."
+        )
+        parser.add_argument(
+            "--noop", action="store_true", help="For --executor simulated: no stages and no SBOM (benchmarks)."
+        )
+        parser.add_argument("--worker-id", default=None, help="This worker's id (default: host name and a random tag).")
+        parser.add_argument("--grace", type=float, default=30.0, help="Seconds running builds get after SIGTERM.")
+        parser.add_argument(
+            "--poll-interval", type=float, default=5.0, help="Seconds an idle slot waits without a notification."
+        )
+        parser.add_argument(
+            "--heartbeat-interval", type=float, default=15.0, help="Seconds between heartbeats of a quiet build."
+        )
+        parser.add_argument(
+            "--reap-interval",
+            type=float,
+            default=15.0,
+            help="Seconds between runs of handle_build_timeouts (0: never; leave it to the maintenance task).",
+        )
+        parser.add_argument("--max-builds", type=int, default=None, help="Exit after claiming this many builds.")
+        parser.add_argument(
+            "--exit-when-idle", action="store_true", help="Exit once nothing is queued or running (drain mode)."
+        )
+
+    def handle(self, *args, **options):
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1", returncode=2)
+        if options["executor"] == "command":
+            if not options["command_template"].strip():
+                raise CommandError("--executor command needs --command-template", returncode=2)
+            executor = CommandExecutor(options["command_template"])
+        else:
+            executor = SimulatedExecutor(stage_seconds=options["stage_seconds"], noop=options["noop"])
+        verbose = options["verbosity"] >= 1
+        worker = Worker(
+            executor=executor,
+            concurrency=options["concurrency"],
+            worker_id=options["worker_id"],
+            poll_interval=options["poll_interval"],
+            heartbeat_interval=options["heartbeat_interval"],
+            reap_interval=options["reap_interval"],
+            grace=options["grace"],
+            max_builds=options["max_builds"],
+            exit_when_idle=options["exit_when_idle"],
+            echo=(lambda line: self.stdout.write(line)) if verbose else None,
+        )
+        previous = worker.install_signal_handlers()
+        try:
+            counts = worker.run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if verbose:
+            summary = ", ".join(f"{key} {value}" for key, value in counts.items())
+            self.stdout.write(self.style.SUCCESS(f"worker {worker.worker_id} stopped: {summary}"))

@@ -1,0 +1,253 @@
+"""Writes to the build queue: thin, typed wrappers over the SQL API (builds/sql/0004_queue.sql).
+
+The database does the work and enforces every rule; these functions check their input first (so a person gets a
+clear message before a round trip) and turn the database's errors into this module's exceptions. Messages that
+callers rely on are the constants below.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from psycopg.types.json import Jsonb
+
+from builds.models import HEX64, Build, BuildArtifact, BuildMetric
+from licensing.models import Customer
+
+PRIORITY_RANGE = "priority must be an integer from 1 to 10 (10 is the most urgent)"
+MANIFEST_NOT_OBJECT = "manifest must be a JSON object"
+PROGRESS_RANGE = "progress must be an integer from 0 to 100"
+WORKER_ID_EMPTY = "worker id must not be empty"
+SUCCESS_NEEDS_IMAGE = "a succeeded build needs an image reference and an image digest"
+NO_LICENSE = "has no license"
+NO_ACTIVE_LICENSE = "has no active license"
+LICENSE_EXPIRED = "has expired"
+LICENSE_NOT_STARTED = "has not started yet"
+QUOTA_USED_UP = "monthly build quota"
+BUILD_NOT_FOUND = "does not exist"
+NOT_CANCELLABLE = "cannot be cancelled"
+NOT_RETRYABLE = "only failed, timed-out or cancelled builds can be retried"
+NOT_REPRIORITIZABLE = "only queued builds can be reprioritized"
+ARTIFACT_KINDS = tuple(BuildArtifact.Kind.values)
+
+
+class BuildQueueError(Exception):
+    """Base of the build queue's errors; the message says what is wrong."""
+
+
+class BuildInputError(BuildQueueError, ValueError):
+    """The input is invalid (priority, manifest, progress, worker id...)."""
+
+
+class LicenseUnusable(BuildQueueError):
+    """The customer has no usable license (none, suspended, revoked, expired, not started)."""
+
+
+class QuotaExceeded(BuildQueueError):
+    """The license's monthly build quota is used up."""
+
+
+class BuildNotFound(BuildQueueError, LookupError):
+    """No build (or customer) has that id."""
+
+
+class BuildStateError(BuildQueueError):
+    """The build is not in a state that allows the operation (cancel a finished build, ...)."""
+
+
+_ERROR_CLASSES: list[tuple[str, type[BuildQueueError]]] = [
+    (QUOTA_USED_UP, QuotaExceeded),
+    (NO_LICENSE, LicenseUnusable),
+    (NO_ACTIVE_LICENSE, LicenseUnusable),
+    (LICENSE_EXPIRED, LicenseUnusable),
+    (LICENSE_NOT_STARTED, LicenseUnusable),
+    (NOT_CANCELLABLE, BuildStateError),
+    (NOT_RETRYABLE, BuildStateError),
+    (NOT_REPRIORITIZABLE, BuildStateError),
+    (BUILD_NOT_FOUND, BuildNotFound),
+]
+
+
+def _translate(exc: DatabaseError) -> BuildQueueError | None:
+    """The app's exception for an error raised by the SQL API (SQLSTATE class P0), else None."""
+    diag = getattr(getattr(exc, "__cause__", None), "diag", None)
+    sqlstate = getattr(diag, "sqlstate", None) or ""
+    if not sqlstate.startswith("P0"):
+        return None
+    message = getattr(diag, "message_primary", None) or str(exc)
+    for fragment, error_class in _ERROR_CLASSES:
+        if fragment in message:
+            return error_class(message)
+    return BuildInputError(message)
+
+
+def _call(sql: str, params: list[Any], *, fetch: str = "one"):
+    """Run one SQL API call in its own savepoint; database rule violations become BuildQueueError."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if fetch == "one":
+                return cursor.fetchone()
+            return None
+    except DatabaseError as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
+        raise BuildInputError(f"{PRIORITY_RANGE}, got {priority!r}")
+    return priority
+
+
+def _check_worker_id(worker_id: Any) -> str:
+    if not isinstance(worker_id, str) or not worker_id.strip():
+        raise BuildInputError(WORKER_ID_EMPTY)
+    return worker_id
+
+
+def _pk(value: Build | uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, Build):
+        return value.pk
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise BuildInputError(f"build id must be a UUID, got {value!r}") from None
+
+
+def build_enqueue(
+    *, customer: Customer | uuid.UUID, manifest: Mapping[str, Any], priority: int = 5, source: str = "api"
+) -> Build:
+    """Queue a build of ``manifest`` for ``customer`` (``enqueue_build``) and return it.
+
+    The same manifest already queued or running for the customer returns that build; a usable cache entry
+    returns a new build already succeeded. Raises ``LicenseUnusable``, ``QuotaExceeded`` or ``BuildInputError``.
+    """
+    _check_priority(priority)
+    if not isinstance(manifest, Mapping):
+        raise BuildInputError(f"{MANIFEST_NOT_OBJECT}, got {type(manifest).__name__}")
+    if not isinstance(source, str) or not source.strip():
+        raise BuildInputError("source must not be empty")
+    customer_id = customer.pk if isinstance(customer, Customer) else customer
+    (build_id,) = _call("SELECT enqueue_build(%s, %s, %s, %s)", [customer_id, Jsonb(dict(manifest)), priority, source])
+    return Build.objects.get(pk=build_id)
+
+
+def build_claim(*, worker_id: str) -> Build | None:
+    """Claim the most urgent claimable build for ``worker_id`` (``get_next_build_for_worker``), or None."""
+    _check_worker_id(worker_id)
+    builds = list(Build.objects.raw("SELECT * FROM get_next_build_for_worker(%s)", [worker_id]))
+    return builds[0] if builds else None
+
+
+def build_update_progress(
+    *, build: Build | uuid.UUID | str, worker_id: str, progress: int, stage: str | None = None
+) -> bool:
+    """Record progress and a heartbeat. False when the worker no longer holds the build (stop working on it):
+    it finished elsewhere, was rescued after a missed heartbeat, or was cancelled."""
+    _check_worker_id(worker_id)
+    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        raise BuildInputError(f"{PROGRESS_RANGE}, got {progress!r}")
+    (held,) = _call("SELECT update_build_progress(%s, %s, %s, %s)", [_pk(build), worker_id, progress, stage])
+    return held
+
+
+def build_complete(
+    *,
+    build: Build | uuid.UUID | str,
+    worker_id: str,
+    succeeded: bool,
+    image_reference: str | None = None,
+    image_digest: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """Finish a running build (``complete_build``). False, changing nothing, when the worker does not hold it."""
+    _check_worker_id(worker_id)
+    if succeeded and not (image_reference and image_digest):
+        raise BuildInputError(SUCCESS_NEEDS_IMAGE)
+    (done,) = _call(
+        "SELECT complete_build(%s, %s, %s, %s, %s, %s)",
+        [_pk(build), worker_id, bool(succeeded), image_reference, image_digest, error],
+    )
+    return done
+
+
+def build_release(*, build: Build | uuid.UUID | str, worker_id: str, reason: str = "worker stopping") -> bool:
+    """Hand a running build back to the queue without spending a retry (a worker shutting down)."""
+    _check_worker_id(worker_id)
+    (released,) = _call("SELECT release_build(%s, %s, %s)", [_pk(build), worker_id, reason])
+    return released
+
+
+def build_cancel(*, build: Build | uuid.UUID | str, reason: str | None = None) -> str:
+    """Cancel a build: ``"cancelled"`` for a queued one (at once), ``"cancel_requested"`` for a running one (its
+    worker's next progress report returns false and cancels it). Raises ``BuildStateError`` for a finished one."""
+    (outcome,) = _call("SELECT cancel_build(%s, %s)", [_pk(build), reason])
+    return outcome
+
+
+def build_retry(*, build: Build | uuid.UUID | str) -> None:
+    """Queue a failed, timed-out or cancelled build again, with its automatic retries renewed."""
+    _call("SELECT retry_build(%s)", [_pk(build)], fetch="none")
+
+
+def build_change_priority(*, build: Build | uuid.UUID | str, priority: int) -> None:
+    """Change the priority of a queued build (1..10, 10 the most urgent)."""
+    _check_priority(priority)
+    _call("SELECT reprioritize_build(%s, %s)", [_pk(build), priority], fetch="none")
+
+
+def builds_handle_timeouts() -> int:
+    """Rescue running builds with a missed heartbeat or past their timeout (requeue or time out); how many."""
+    (count,) = _call("SELECT handle_build_timeouts()", [])
+    return count
+
+
+def build_artifact_attach(
+    *,
+    build: Build | uuid.UUID | str,
+    kind: str,
+    uri: str,
+    media_type: str,
+    size_bytes: int,
+    sha256: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> BuildArtifact:
+    """Record an artifact of a build (image, SBOM, report, log or signature) with its checksum."""
+    if kind not in ARTIFACT_KINDS:
+        raise BuildInputError(f"artifact kind must be one of {', '.join(ARTIFACT_KINDS)}, got {kind!r}")
+    if not uri:
+        raise BuildInputError("artifact uri must not be empty")
+    if not media_type:
+        raise BuildInputError("artifact media type must not be empty")
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
+        raise BuildInputError(f"artifact size must be a non-negative integer, got {size_bytes!r}")
+    if not isinstance(sha256, str) or not re.fullmatch(HEX64, sha256):
+        raise BuildInputError("artifact sha256 must be 64 lowercase hex digits")
+    build_id = _pk(build)
+    if not Build.objects.filter(pk=build_id).exists():
+        raise BuildNotFound(f"build {build_id} {BUILD_NOT_FOUND}")
+    return BuildArtifact.objects.create(
+        build_id=build_id,
+        kind=kind,
+        uri=uri,
+        media_type=media_type,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        metadata=dict(metadata or {}),
+    )
+
+
+def build_metric_record(*, build: Build | uuid.UUID | str, name: str, value: float, unit: str = "") -> BuildMetric:
+    """Append a time-series sample about a build (e.g. ``layer_bytes``, ``cpu_seconds``)."""
+    if not name:
+        raise BuildInputError("metric name must not be empty")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BuildInputError(f"metric value must be a number, got {value!r}")
+    return BuildMetric.objects.create(build_id=_pk(build), name=name, value=float(value), unit=unit)

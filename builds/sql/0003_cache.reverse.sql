@@ -1,0 +1,11 @@
+DROP FUNCTION IF EXISTS register_build_in_cache(uuid);
+DROP FUNCTION IF EXISTS register_cache_entry(text, uuid, text, text, text, text[], bigint, text, uuid, bigint, timestamptz);
+DROP FUNCTION IF EXISTS cache_content_sha256(text, text, uuid);
+DROP FUNCTION IF EXISTS record_cache_access(text, uuid);
+DROP FUNCTION IF EXISTS cache_validate_hash(text);
+DROP FUNCTION IF EXISTS cache_tier_publishes_shared(text);
+DROP FUNCTION IF EXISTS cache_tier_reads_shared(text);
+DROP FUNCTION IF EXISTS manifest_is_shareable(jsonb);
+DROP FUNCTION IF EXISTS manifest_hash(jsonb);
+DROP FUNCTION IF EXISTS manifest_canonical_architectures(jsonb);
+DROP FUNCTION IF EXISTS manifest_canonical_json(jsonb, boolean);

@@ -1,0 +1,17 @@
+DROP VIEW IF EXISTS customer_build_usage;
+DROP VIEW IF EXISTS build_performance_summary;
+DROP VIEW IF EXISTS active_builds;
+DROP FUNCTION IF EXISTS reprioritize_build(uuid, integer);
+DROP FUNCTION IF EXISTS retry_build(uuid);
+DROP FUNCTION IF EXISTS cancel_build(uuid, text);
+DROP FUNCTION IF EXISTS release_build(uuid, text, text);
+DROP FUNCTION IF EXISTS handle_build_timeouts();
+DROP FUNCTION IF EXISTS complete_build(uuid, text, boolean, text, text, text);
+DROP FUNCTION IF EXISTS update_build_progress(uuid, text, integer, text);
+DROP FUNCTION IF EXISTS build_require(uuid, text);
+DROP FUNCTION IF EXISTS build_record_result(build_queue, text, text, text);
+DROP FUNCTION IF EXISTS get_next_build_for_worker(text);
+DROP FUNCTION IF EXISTS enqueue_build(uuid, jsonb, integer);
+DROP FUNCTION IF EXISTS enqueue_build(uuid, jsonb, integer, text);
+DROP FUNCTION IF EXISTS build_license_lock_key(uuid);
+DROP FUNCTION IF EXISTS build_retry_backoff(integer);

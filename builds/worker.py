@@ -1,0 +1,356 @@
+"""The reference build worker (``manage.py run_build_worker``): N slots claiming builds through the SQL API.
+
+- Idle slots sleep on a condition that a listener thread signals for each ``NOTIFY build_queue`` (sent by
+  ``enqueue_build`` at commit), so a new build is claimed within milliseconds; they also poll every
+  ``poll_interval`` seconds as a safety net (a notification can be missed while every slot is busy).
+- A heartbeat thread re-reports each running build's progress every ``heartbeat_interval`` seconds, so a long
+  stage without progress is not mistaken for a dead worker; it also runs ``handle_build_timeouts`` every
+  ``reap_interval`` seconds, so builds of crashed workers are rescued within their heartbeat timeout plus that
+  interval, not after an hourly job.
+- On SIGTERM/SIGINT it stops claiming, lets running builds finish for ``grace`` seconds, then stops them and
+  hands them back to the queue (``release_build``: queued again at once, no retry spent). A second signal skips
+  the grace period. Nothing it holds is lost: each build ends completed, released, or (if the process is killed
+  outright) rescued by the heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from django.db import DatabaseError, connection
+from psycopg.types.json import Jsonb
+
+from builds.executors import ClaimedBuild, Outcome
+
+logger = logging.getLogger("builds.worker")
+
+CHANNEL = "build_queue"
+LOG_TAIL_BYTES = 64 * 1024
+CLAIM_SQL = (
+    "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds "
+    "FROM get_next_build_for_worker(%s)"
+)
+
+
+class _Context:
+    """What an executor sees of its build (the ``BuildContext`` protocol)."""
+
+    def __init__(self, worker: Worker, slot_id: str, build: ClaimedBuild):
+        self.worker = worker
+        self.worker_id = slot_id
+        self.build = build
+        self.stop = threading.Event()
+        self.stop_reason: str | None = None  # "released" (shutdown), "lost" (no longer ours)
+        self.percent = 0
+        self.stage: str | None = None
+        self.last_report = time.monotonic()
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def progress(self, percent: int, stage: str | None = None) -> bool:
+        self.percent, self.stage = percent, stage or self.stage
+        held = self.worker._report(self, percent, stage)
+        if not held:
+            self.lose()
+        return held and not self.stop.is_set()
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+        if self.worker.echo:
+            self.worker.echo(f"{self.build.id} | {line}")
+
+    def artifact(self, *, kind: str, uri: str, media_type: str, content: bytes, metadata: dict | None = None) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO build_artifacts"
+                " (build_id, kind, uri, media_type, size_bytes, sha256, metadata, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, now())",
+                [
+                    self.build.id,
+                    kind,
+                    uri,
+                    media_type,
+                    len(content),
+                    hashlib.sha256(content).hexdigest(),
+                    Jsonb(metadata or {}),
+                ],
+            )
+
+    def lose(self) -> None:
+        self.stop_reason = self.stop_reason or "lost"
+        self.stop.set()
+
+    def release(self) -> None:
+        self.stop_reason = self.stop_reason or "released"
+        self.stop.set()
+
+    def log_text(self) -> str:
+        with self._lock:
+            text = "\n".join(self.lines)
+        return text[-LOG_TAIL_BYTES:]
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        executor: Callable[[_Context], Outcome],
+        concurrency: int = 1,
+        worker_id: str | None = None,
+        poll_interval: float = 5.0,
+        heartbeat_interval: float = 15.0,
+        reap_interval: float = 15.0,
+        grace: float = 30.0,
+        max_builds: int | None = None,
+        exit_when_idle: bool = False,
+        echo: Callable[[str], None] | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.executor = executor
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.reap_interval = reap_interval
+        self.grace = grace
+        self.max_builds = max_builds
+        self.exit_when_idle = exit_when_idle
+        self.echo = echo
+        self.stopping = threading.Event()  # no more claims
+        self.finished = threading.Event()  # every slot has returned
+        self.wake = threading.Condition()
+        self.active: dict[str, _Context] = {}
+        self.active_lock = threading.Lock()
+        self.counts = {"completed": 0, "failed": 0, "released": 0, "lost": 0}
+        self.counts_lock = threading.Lock()
+        self._claimed = 0
+        self._signals = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> dict:
+        """Stop gracefully on SIGTERM/SIGINT (main thread only); returns the previous handlers to restore."""
+        return {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        self.request_stop(immediately=self._signals > 1)
+
+    def request_stop(self, *, immediately: bool = False) -> None:
+        """Stop claiming; running builds get ``grace`` seconds to finish (none if ``immediately``), then are
+        handed back to the queue."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self._say(f"stopping: no new builds; {len(self.active)} running get {self.grace:g}s to finish")
+            threading.Thread(target=self._release_after, args=(0 if immediately else self.grace,), daemon=True).start()
+        elif immediately:
+            self._release_all()
+        with self.wake:
+            self.wake.notify_all()
+
+    def _release_after(self, seconds: float) -> None:
+        if not self.finished.wait(seconds):
+            self._release_all()
+
+    def _release_all(self) -> None:
+        with self.active_lock:
+            for ctx in self.active.values():
+                ctx.release()
+
+    def run(self) -> dict:
+        """Run until stopped (or idle, or ``max_builds``); returns the counts of what it did."""
+        threads = [threading.Thread(target=self._listen, name="listener", daemon=True)]
+        threads.append(threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True))
+        slots = [
+            threading.Thread(target=self._slot, args=(f"{self.worker_id}/{i}",), name=f"slot-{i}")
+            for i in range(self.concurrency)
+        ]
+        for thread in threads + slots:
+            thread.start()
+        self._say(f"worker {self.worker_id} running {self.concurrency} slot(s), listening on {CHANNEL!r}")
+        try:
+            while any(slot.is_alive() for slot in slots):
+                for slot in slots:
+                    slot.join(0.2)
+        finally:
+            self.finished.set()
+            self.stopping.set()
+        return dict(self.counts)
+
+    def _say(self, message: str) -> None:
+        logger.info(message)
+        if self.echo:
+            self.echo(message)
+
+    # --- slots ------------------------------------------------------------------------------------------------
+
+    def _take_ticket(self) -> bool:
+        with self.counts_lock:
+            if self.max_builds is not None and self._claimed >= self.max_builds:
+                return False
+            self._claimed += 1
+            return True
+
+    def _return_ticket(self) -> None:
+        with self.counts_lock:
+            self._claimed -= 1
+
+    def _slot(self, slot_id: str) -> None:
+        try:
+            while not self.stopping.is_set():
+                if not self._take_ticket():
+                    self.stopping.set()
+                    break
+                try:
+                    build = self._claim(slot_id)
+                except DatabaseError:
+                    logger.exception("claim failed; retrying")
+                    self._return_ticket()
+                    connection.close()
+                    time.sleep(1)
+                    continue
+                if build is None:
+                    self._return_ticket()
+                    if self.exit_when_idle and self._queue_is_idle():
+                        break
+                    with self.wake:
+                        if not self.stopping.is_set():
+                            # Draining: others' builds may still fail back into the queue, so look again soon.
+                            self.wake.wait(0.05 if self.exit_when_idle else self.poll_interval)
+                    continue
+                self._execute(slot_id, build)
+        finally:
+            connection.close()
+
+    def _claim(self, slot_id: str) -> ClaimedBuild | None:
+        with connection.cursor() as cursor:
+            cursor.execute(CLAIM_SQL, [slot_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        if isinstance(values[3], str):  # Django's psycopg loader leaves jsonb as text
+            values[3] = json.loads(values[3])
+        return ClaimedBuild(*values)
+
+    def _queue_is_idle(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM build_queue WHERE status IN ('queued', 'running'))")
+            return cursor.fetchone()[0]
+
+    def _execute(self, slot_id: str, build: ClaimedBuild) -> None:
+        ctx = _Context(self, slot_id, build)
+        with self.active_lock:
+            self.active[slot_id] = ctx
+        try:
+            try:
+                outcome = self.executor(ctx)
+            except Exception as exc:
+                logger.exception("executor failed on build %s", build.id)
+                outcome = Outcome(False, error=f"executor error: {type(exc).__name__}: {exc}"[:2000])
+            self._finish(slot_id, ctx, outcome)
+        except DatabaseError:
+            logger.exception("could not finish build %s; the heartbeat timeout will rescue it", build.id)
+            connection.close()
+        finally:
+            with self.active_lock:
+                self.active.pop(slot_id, None)
+
+    def _finish(self, slot_id: str, ctx: _Context, outcome: Outcome) -> None:
+        build = ctx.build
+        if ctx.stop_reason == "lost":
+            self._count("lost")
+            return
+        if ctx.stop_reason == "released" and not outcome.succeeded:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, slot_id, "worker stopping"])
+            self._count("released")
+            self._say(f"released build {build.id} back to the queue")
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT complete_build(%s, %s, %s, %s, %s, %s)",
+                [
+                    build.id,
+                    slot_id,
+                    outcome.succeeded,
+                    outcome.image_reference,
+                    outcome.image_digest,
+                    outcome.error,
+                ],
+            )
+            done = cursor.fetchone()[0]
+            if done and ctx.lines:
+                cursor.execute(
+                    "UPDATE build_results SET log = %s"
+                    " WHERE id = (SELECT max(id) FROM build_results WHERE build_id = %s)",
+                    [ctx.log_text(), build.id],
+                )
+        self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
+
+    def _count(self, key: str) -> None:
+        with self.counts_lock:
+            self.counts[key] += 1
+
+    def _report(self, ctx: _Context, percent: int, stage: str | None) -> bool:
+        """Progress and heartbeat over the calling thread's own connection."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT update_build_progress(%s, %s, %s, %s)", [ctx.build.id, ctx.worker_id, percent, stage]
+            )
+            held = cursor.fetchone()[0]
+        ctx.last_report = time.monotonic()
+        return held
+
+    # --- background threads -----------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Wake one idle slot per notification on the build_queue channel."""
+        while not self.finished.is_set():
+            try:
+                connection.ensure_connection()
+                raw = connection.connection
+                raw.execute(f"LISTEN {CHANNEL}")
+                while not self.finished.is_set():
+                    for _notice in raw.notifies(timeout=0.5):
+                        with self.wake:
+                            self.wake.notify()
+            except Exception:
+                logger.exception("listener lost its connection; reconnecting")
+                connection.close()
+                time.sleep(1)
+        connection.close()
+
+    def _heartbeat(self) -> None:
+        """Heartbeat builds whose executor has been quiet, and rescue other workers' stuck builds."""
+        next_reap = time.monotonic()
+        tick = min(1.0, self.heartbeat_interval / 2)
+        while not self.finished.wait(tick):
+            try:
+                now = time.monotonic()
+                with self.active_lock:
+                    quiet = [c for c in self.active.values() if now - c.last_report >= self.heartbeat_interval]
+                for ctx in quiet:
+                    if not ctx.stop.is_set() and not self._report(ctx, ctx.percent, None):
+                        ctx.lose()
+                if self.reap_interval and now >= next_reap:
+                    next_reap = now + self.reap_interval
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT handle_build_timeouts()")
+                        rescued = cursor.fetchone()[0]
+                    if rescued:
+                        self._say(f"rescued {rescued} build(s) with a missed heartbeat")
+            except DatabaseError:
+                logger.exception("heartbeat failed; retrying")
+                connection.close()
+        connection.close()
