@@ -3,6 +3,8 @@
 
 import json
 
+import pghistory
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
@@ -31,6 +33,13 @@ def _by_tier(attribute, output_field):
     return Case(*whens, output_field=output_field)
 
 
+# The audit trail (django-pghistory): every insert and every update of a tracked field, with its context (the
+# admin user through the middleware, a command through ``pghistory.context(command=...)``). Secrets, their blind
+# index and the generated limits (derived from tier and overrides) are never copied into the history.
+_HISTORY_EXCLUDED_ALWAYS = ["updated_at"]
+
+
+@pghistory.track(exclude=_HISTORY_EXCLUDED_ALWAYS)
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
     name = models.CharField(max_length=200)
@@ -69,6 +78,17 @@ class Customer(models.Model):
         return self.name
 
 
+@pghistory.track(
+    exclude=[
+        *_HISTORY_EXCLUDED_ALWAYS,
+        "license_key_encrypted",
+        "license_key_index",
+        "monthly_build_quota",
+        "max_concurrent_builds",
+        "max_registries",
+        "features",
+    ]
+)
 class License(models.Model):
     class Tier(models.TextChoices):
         CORE = "core"
@@ -170,7 +190,25 @@ class License(models.Model):
     def __repr__(self) -> str:  # never the key
         return f"<License {self.pk} tier={self.tier} status={self.status}>"
 
+    def clean(self) -> None:
+        """Mirror the database's checks with messages a person understands."""
+        errors = {}
+        if self.tier and self.tier not in TIERS:
+            errors["tier"] = f"Unknown tier {self.tier!r}; choose one of {', '.join(TIERS)}."
+        if self.expires_at and self.starts_at and self.expires_at <= self.starts_at:
+            errors["expires_at"] = "The expiry must be after the start."
+        if self.is_trial and not self.expires_at:
+            errors["expires_at"] = "A trial license needs an expiry date."
+        unknown = sorted(set(self.feature_overrides or {}) - set(FEATURES))
+        if unknown:
+            errors["feature_overrides"] = f"Unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}."
+        elif any(not isinstance(value, bool) for value in (self.feature_overrides or {}).values()):
+            errors["feature_overrides"] = "Each feature override must be true or false."
+        if errors:
+            raise ValidationError(errors)
 
+
+@pghistory.track(exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
 class RegistryCredential(models.Model):
     class RegistryType(models.TextChoices):
         DOCKERHUB = "dockerhub", "Docker Hub"

@@ -10,6 +10,7 @@ from honua.config import (
     env_list,
     env_required,
 )
+from honua.crypto import parse_blind_index_key, parse_key_ring
 
 from .base import *  # noqa: F403
 
@@ -25,6 +26,9 @@ HONUA_ENCRYPTION_KEYS = env_required("HONUA_ENCRYPTION_KEYS")
 HONUA_BLIND_INDEX_KEY = env_required("HONUA_BLIND_INDEX_KEY")
 if HONUA_ENCRYPTION_KEYS == DEVELOPMENT_ENCRYPTION_KEYS or HONUA_BLIND_INDEX_KEY == DEVELOPMENT_BLIND_INDEX_KEY:
     raise ImproperlyConfigured("the development encryption keys must not be used in production")
+# Malformed keys stop the start with a message naming the problem (never the key).
+parse_key_ring(HONUA_ENCRYPTION_KEYS)
+parse_blind_index_key(HONUA_BLIND_INDEX_KEY)
 
 # Pooled connections (psycopg_pool) for the web processes.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = env_bool("DATABASE_POOL", True)  # noqa: F405

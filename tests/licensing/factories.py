@@ -1,12 +1,17 @@
-"""Factories for customers and licenses, used by every app's tests."""
+"""Factories for customers, licenses and registry credentials, used by every app's tests.
 
-import hashlib
+``LicenseFactory`` builds an active license with a real key, encrypted and blind-indexed like the services do;
+pass ``key="..."`` to choose it (keys are write-only: keep the one you passed). ``RegistryCredentialFactory``
+stores ``secret`` encrypted the same way.
+"""
+
 import uuid
 
 import factory
 from faker import Faker
 
-from licensing.models import Customer, License
+from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
+from licensing.models import Customer, License, RegistryCredential
 
 fake = Faker()
 
@@ -21,13 +26,34 @@ class CustomerFactory(factory.django.DjangoModelFactory):
 
 
 class LicenseFactory(factory.django.DjangoModelFactory):
-    """An active license. Its key fields hold placeholders, not a real encrypted key."""
+    """An active license (pro by default) with an encrypted, blind-indexed key."""
 
     class Meta:
         model = License
 
+    class Params:
+        key = factory.LazyFunction(generate_license_key)
+
+    id = factory.LazyFunction(uuid.uuid4)
     customer = factory.SubFactory(CustomerFactory)
     tier = License.Tier.PRO
     status = License.Status.ACTIVE
-    license_key_encrypted = "placeholder"
-    license_key_index = factory.LazyFunction(lambda: hashlib.sha256(uuid.uuid4().bytes).hexdigest())
+    license_key_encrypted = factory.LazyAttribute(lambda o: encrypt_license_key(o.key, o.id))
+    license_key_index = factory.LazyAttribute(lambda o: license_key_index(o.key))
+
+
+class RegistryCredentialFactory(factory.django.DjangoModelFactory):
+    """An active registry credential whose ``secret`` is stored encrypted."""
+
+    class Meta:
+        model = RegistryCredential
+
+    class Params:
+        secret = factory.LazyFunction(lambda: f"secret-{uuid.uuid4().hex}")
+
+    id = factory.LazyFunction(uuid.uuid4)
+    customer = factory.SubFactory(CustomerFactory)
+    registry_type = RegistryCredential.RegistryType.GHCR
+    registry_url = "https://ghcr.io"
+    username = factory.Faker("user_name")
+    secret_encrypted = factory.LazyAttribute(lambda o: encrypt_secret(o.secret, o.id))

@@ -1,0 +1,101 @@
+"""Reads for customers, licenses and registry credentials (the web layer, the admin, other apps)."""
+
+import dataclasses
+import datetime as dt
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from licensing.keys import decrypt_license_key, decrypt_secret, license_key_index
+from licensing.models import Customer, License, RegistryCredential
+from licensing.tiers import FEATURES
+
+UNKNOWN_FEATURE = "Unknown feature {feature!r}; known: sbom, signing, priority_boost, sub_customers."
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaUsage:
+    monthly_quota: int
+    used: int
+    remaining: int
+    period_start: dt.datetime
+    period_end: dt.datetime
+
+
+def usable_licenses(*, at: dt.datetime | None = None) -> QuerySet[License]:
+    """Licenses that can be used now: active, not deleted, and not past their expiry."""
+    at = at or timezone.now()
+    return License.objects.filter(status=License.Status.ACTIVE, deleted_at=None).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=at)
+    )
+
+
+def license_is_usable(*, license: License, at: dt.datetime | None = None) -> bool:
+    """Whether ``license`` is usable at ``at`` (now by default)."""
+    at = at or timezone.now()
+    return (
+        license.status == License.Status.ACTIVE
+        and license.deleted_at is None
+        and (license.expires_at is None or license.expires_at > at)
+    )
+
+
+def license_usable_for_customer(*, customer: Customer) -> License | None:
+    """The customer's one usable license, or None."""
+    return usable_licenses().filter(customer=customer).first()
+
+
+def license_find_by_key(key: str) -> License | None:
+    """The (not deleted) license with this key, found by its blind index without decrypting anything."""
+    if not key or not key.strip():
+        return None
+    return License.objects.filter(license_key_index=license_key_index(key), deleted_at=None).first()
+
+
+def license_has_feature(*, license: License, feature: str) -> bool:
+    """Whether the license has ``feature`` (its tier's default unless the license overrides it)."""
+    if feature not in FEATURES:
+        raise ValueError(UNKNOWN_FEATURE.format(feature=feature))
+    return bool((license.features or {}).get(feature, False))
+
+
+def license_quota_usage(*, license: License) -> QuotaUsage:
+    """This calendar month's (UTC) build quota, use and remainder, from ``get_license_quota_usage``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT monthly_quota, used, remaining, period_start, period_end FROM get_license_quota_usage(%s)",
+            [license.pk],
+        )
+        return QuotaUsage(*cursor.fetchone())
+
+
+def licenses_with_quota_used(queryset: QuerySet[License] | None = None) -> QuerySet[License]:
+    """``queryset`` annotated with ``quota_used`` (this month's builds), computed in the same query."""
+    queryset = License.objects.all() if queryset is None else queryset
+    return queryset.annotate(quota_used=RawSQL('(SELECT u.used FROM get_license_quota_usage("licenses"."id") u)', ()))
+
+
+def licenses_expiring(*, within: dt.timedelta) -> QuerySet[License]:
+    """Usable licenses whose expiry falls within ``within`` from now."""
+    now = timezone.now()
+    return usable_licenses(at=now).filter(expires_at__lte=now + within)
+
+
+def credentials_active_for_customer(*, customer: Customer) -> QuerySet[RegistryCredential]:
+    """The customer's active, unexpired credentials."""
+    now = timezone.now()
+    return RegistryCredential.objects.filter(
+        customer=customer, status=RegistryCredential.Status.ACTIVE, deleted_at=None
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def credential_secret(*, credential: RegistryCredential) -> str:
+    """The credential's secret in clear, for the build worker that pushes with it. Never log or display it."""
+    return decrypt_secret(credential.secret_encrypted, credential.pk)
+
+
+def license_key(*, license: License) -> str:
+    """The license key in clear (for delivering it again to its owner). Never log or display it."""
+    return decrypt_license_key(license.license_key_encrypted, license.pk)
