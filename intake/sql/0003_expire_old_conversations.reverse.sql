@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS expire_old_conversations(integer);
