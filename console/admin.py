@@ -6,15 +6,13 @@ counts), so an operator can see every table of the system.
 """
 
 from django.apps import apps
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
-from django.db import models, transaction
-from django.utils import timezone
+from django.db import models
 
-from builds.models import Build
 from honua.admin_utils import BigTableAdminMixin
 
-DOMAIN_APPS = ("honua", "licensing", "builds", "intake")
+DOMAIN_APPS = ("honua", "licensing", "builds", "intake", "operations")
 SECRET_FIELD_WORDS = ("encrypted", "secret", "key_index", "password")
 BULKY_FIELDS = (models.TextField, models.JSONField)
 
@@ -71,37 +69,10 @@ def read_only_admin(model) -> type[ReadOnlyAdmin]:
     )
 
 
-CANCEL_QUEUED_MESSAGE = "Cancelled {n} queued build(s); {skipped} selected build(s) were not queued."
-
-
-class FallbackBuildAdmin(ReadOnlyAdmin):
-    """Used only while the builds app has no admin of its own: the queue and its cancel action."""
-
-    list_display = ("id", "customer", "status", "priority", "progress", "worker_id", "created_at")
-    list_filter = ("status", "priority")
-    list_select_related = ("customer",)
-    actions = ["cancel_builds"]
-    fields = readonly_fields = ("id", "customer", "license", "status", "priority", "progress", "stage", "worker_id")
-
-    @admin.action(description="Cancel selected queued builds", permissions=["cancel"])
-    def cancel_builds(self, request, queryset):
-        with transaction.atomic():
-            builds = list(queryset.filter(status=Build.Status.QUEUED).select_for_update(of=("self",)))
-            Build.objects.filter(pk__in=[b.pk for b in builds]).update(
-                status=Build.Status.CANCELLED, finished_at=timezone.now()
-            )
-            for build in builds:
-                self.log_change(request, build, "Cancelled through the admin action.")
-        skipped = queryset.count() - len(builds)
-        self.message_user(request, CANCEL_QUEUED_MESSAGE.format(n=len(builds), skipped=skipped), messages.SUCCESS)
-
-    def has_cancel_permission(self, request):
-        return request.user.has_perm("builds.cancel_build")
-
-
-if not admin.site.is_registered(Build):
-    admin.site.register(Build, FallbackBuildAdmin)
-
 for _model in apps.get_models():
-    if _model._meta.app_label in DOMAIN_APPS and not admin.site.is_registered(_model):
+    if (
+        _model._meta.app_label in DOMAIN_APPS
+        and not admin.site.is_registered(_model)
+        and not _model._meta.is_composite_pk  # the admin cannot show those
+    ):
         admin.site.register(_model, read_only_admin(_model))

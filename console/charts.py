@@ -76,7 +76,7 @@ def _frame(
             )
     x = width - PAD_RIGHT
     for name, css_class in reversed(legend):
-        x -= 8 + 6.5 * len(name) + 14
+        x -= 10 + 6.2 * len(name) + 16
         parts.append(f'<rect class="{css_class}" x="{x:.1f}" y="6" width="10" height="10" rx="2"/>')
         parts.append(f'<text class="legend" x="{x + 14:.1f}" y="15">{escape(name)}</text>')
     return parts, x_of, y_of

@@ -17,7 +17,7 @@ PANEL_PERMISSIONS = {
     "cache": "builds.view_buildcacheentry",
     "licenses": "licensing.view_license",
     "conversations": "intake.view_conversation",
-    "maintenance": "honua.view_schemamigration",
+    "maintenance": "honua.view_maintenancerun",
 }
 
 STATUS_CLASSES = {"succeeded": "s-ok", "failed": "s-fail", "timed_out": "s-timeout", "cancelled": "s-cancel"}
@@ -47,7 +47,12 @@ def queue_chart(depth: selectors.QueueDepth):
         [str(p) for p in priorities],
         [
             Series("running", [depth.by_priority[p]["running"] for p in priorities], "s-running"),
-            Series("queued", [depth.by_priority[p]["queued"] for p in priorities], "s-queued"),
+            Series("queued", [depth.by_priority[p]["claimable"] for p in priorities], "s-queued"),
+            Series(
+                "retry backoff",
+                [depth.by_priority[p]["queued"] - depth.by_priority[p]["claimable"] for p in priorities],
+                "s-timeout",
+            ),
         ],
         title="Live builds by priority (10 is the most urgent)",
         height=160,
@@ -88,6 +93,7 @@ def live_payload(user, *, running_limit: int = 50) -> dict:
         depth = selectors.queue_depth()
         payload["queue"] = {
             "queued": depth.queued,
+            "claimable": depth.claimable,
             "running": depth.running,
             "by_priority": {str(p): v for p, v in depth.by_priority.items()},
             "chart": str(queue_chart(depth)),

@@ -16,7 +16,7 @@ OPERATORS = "operators"
 ADMINS = "admins"
 
 # Apps whose data operators watch. ``admin`` is the audit trail (Django's admin log).
-OBSERVED_APPS = ("honua", "licensing", "builds", "intake", "console", "admin")
+OBSERVED_APPS = ("honua", "licensing", "builds", "intake", "operations", "console", "admin")
 QUEUE_ACTIONS = ("cancel_build", "retry_build", "reprioritize_build")
 SECRET_WORDS = ("secret", "reveal", "decrypt", "plaintext")
 

@@ -13,12 +13,12 @@ from django.db.models.functions import Coalesce, Now, Trunc
 from django.utils import timezone
 
 from builds.models import Build, BuildResult
+from builds.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
 from intake.models import Conversation
 from licensing.models import License
 
 UTC = dt.UTC
-LIVE_STATUSES = (Build.Status.QUEUED, Build.Status.RUNNING)
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
 
 
@@ -55,20 +55,25 @@ def window(kind: str, count: int, *, now: dt.datetime | None = None) -> Window:
 
 @dataclasses.dataclass(frozen=True)
 class QueueDepth:
-    by_priority: dict[int, dict[str, int]]  # priority (10..1) -> {"queued": n, "running": n}
+    by_priority: dict[int, dict[str, int]]  # priority (10..1) -> {"queued": n, "claimable": n, "running": n}
     queued: int
+    claimable: int  # queued builds not in retry backoff
     running: int
 
 
 def queue_depth() -> QueueDepth:
-    """Queued and running builds by priority (live builds only: finished ones are history, not depth)."""
-    rows = Build.objects.filter(status__in=LIVE_STATUSES).values("status", "priority").annotate(n=Count("*")).order_by()
-    by_priority = {p: {"queued": 0, "running": 0} for p in range(10, 0, -1)}
-    for row in rows:
-        by_priority[row["priority"]][row["status"]] = row["n"]
+    """Queued (and of those, claimable now) and running builds by priority: live builds only, both counts through
+    the partial indexes on queued and running builds (finished builds are history, not depth)."""
+    by_priority = {p: {"queued": 0, "claimable": 0, "running": 0} for p in range(10, 0, -1)}
+    for row in queue_depth_by_priority():
+        by_priority[row["priority"]].update(queued=row["queued"], claimable=row["claimable"])
+    running = Build.objects.filter(status=Build.Status.RUNNING).values("priority").annotate(n=Count("*")).order_by()
+    for row in running:
+        by_priority[row["priority"]]["running"] = row["n"]
     return QueueDepth(
         by_priority=by_priority,
         queued=sum(v["queued"] for v in by_priority.values()),
+        claimable=sum(v["claimable"] for v in by_priority.values()),
         running=sum(v["running"] for v in by_priority.values()),
     )
 
@@ -97,7 +102,7 @@ def running_builds(*, limit: int = 50) -> list[RunningBuild]:
     """Running builds, stalest heartbeat first, with their customer, worker, stage and heartbeat age."""
     age = ExpressionWrapper(Now() - Coalesce("heartbeat_at", "started_at"), output_field=DurationField())
     rows = (
-        Build.objects.filter(status=Build.Status.RUNNING)
+        builds_running()
         .annotate(heartbeat_age=age, customer_name=F("customer__name"))
         .order_by(F("heartbeat_at").asc(nulls_first=True), "started_at")
         .values(
@@ -323,18 +328,60 @@ def conversation_activity(win: Window) -> ConversationActivity:
 # --- maintenance ------------------------------------------------------------------------------------------------
 
 
+MAINTENANCE_SQL = """
+WITH latest AS (
+    SELECT DISTINCT ON (schedule) schedule, run_id
+    FROM maintenance_runs
+    ORDER BY schedule, started_at DESC
+), last_success AS (
+    SELECT schedule, max(started_at) AS at
+    FROM maintenance_runs
+    WHERE outcome = 'succeeded'
+    GROUP BY schedule
+)
+SELECT l.schedule, min(r.started_at), sum(r.duration_ms), sum(r.rows), bool_and(r.outcome = 'succeeded'),
+       string_agg(r.task, ', ' ORDER BY r.task) FILTER (WHERE r.outcome = 'failed'), max(s.at)
+FROM latest l
+JOIN maintenance_runs r ON r.run_id = l.run_id AND r.schedule = l.schedule
+LEFT JOIN last_success s ON s.schedule = l.schedule
+GROUP BY l.schedule
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class ScheduleStatus:
     schedule: str
     tasks: list[str]
     last_started_at: dt.datetime | None = None
+    last_duration_ms: int | None = None
+    last_rows: int | None = None
     last_succeeded: bool | None = None
-    last_error: str = ""
+    failed_tasks: str = ""
+    last_success_at: dt.datetime | None = None
 
 
 def maintenance_status() -> list[ScheduleStatus]:
-    """Each maintenance schedule with its registered tasks and its last recorded run."""
+    """Each maintenance schedule: its registered tasks, its last run (``honua.MaintenanceRun``: when, how long,
+    rows, whether every task succeeded and which failed), and when a task of it last succeeded."""
     tasks = defaultdict(list)
     for task in maintenance_tasks():
         tasks[task.schedule].append(task.name)
-    return [ScheduleStatus(schedule=s, tasks=sorted(tasks[s])) for s in SCHEDULES]
+    with connection.cursor() as cursor:
+        cursor.execute(MAINTENANCE_SQL)
+        last = {row[0]: row[1:] for row in cursor.fetchall()}
+    statuses = []
+    for schedule in SCHEDULES:
+        started, duration, rows, succeeded, failed, success_at = last.get(schedule, (None,) * 6)
+        statuses.append(
+            ScheduleStatus(
+                schedule=schedule,
+                tasks=tasks[schedule],
+                last_started_at=started,
+                last_duration_ms=duration,
+                last_rows=rows,
+                last_succeeded=succeeded,
+                failed_tasks=failed or "",
+                last_success_at=success_at,
+            )
+        )
+    return statuses

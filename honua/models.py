@@ -28,3 +28,53 @@ class SchemaMigration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.app}.{self.name}"
+
+
+class MaintenanceRun(models.Model):
+    """One maintenance task's run by ``run_maintenance``: when, how long, how many rows, and its outcome.
+
+    The tasks of one invocation share ``run_id``. Dry runs are not recorded (they change nothing).
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    run_id = models.UUIDField(help_text="Shared by the tasks of one run_maintenance invocation.")
+    schedule = models.CharField(max_length=16, help_text="The schedule the task belongs to.")
+    task = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    rows = models.BigIntegerField(default=0, help_text="Rows the task changed (or reported).")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    detail = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "maintenance_runs"
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["task", "-started_at"], name="maintenance_runs_task_idx"),
+            models.Index(
+                fields=["task", "-started_at"],
+                name="maintenance_runs_ok_idx",
+                condition=models.Q(outcome="succeeded"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=["succeeded", "failed"]), name="maintenance_runs_outcome_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(rows__gte=0), name="maintenance_runs_rows_nonneg"),
+            models.CheckConstraint(
+                condition=models.Q(schedule__in=["hourly", "every-6-hours", "daily", "weekly", "monthly"]),
+                name="maintenance_runs_schedule_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(outcome="failed") | ~models.Q(error=""), name="maintenance_runs_failed_has_error"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.outcome} at {self.started_at:%Y-%m-%d %H:%M}"

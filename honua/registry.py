@@ -13,6 +13,14 @@ SCHEDULES = ("hourly", "every-6-hours", "daily", "weekly", "monthly")
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskResult:
+    """What a task may return instead of a bare row count: the count and a short human-readable detail."""
+
+    rows: int
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class DemoLoader:
     name: str
     load: Callable[..., str]  # load(*, rng, scale) -> a one-line summary of what it created
@@ -22,8 +30,12 @@ class DemoLoader:
 class MaintenanceTask:
     name: str
     schedule: str
-    run: Callable[..., int]  # run(*, dry_run) -> rows changed (or that would change)
+    run: Callable[..., int | TaskResult]  # run(*, dry_run) -> rows changed (or that would change)
     description: str = ""
+    # A transactional task runs inside one transaction, which run_maintenance rolls back under --dry-run (so
+    # the task may simply do its work and report exact counts). A non-transactional task (VACUUM, batched
+    # deletes committing between batches) runs in autocommit mode and must itself honour dry_run.
+    transactional: bool = True
 
 
 _demo_loaders: dict[str, DemoLoader] = {}
@@ -40,13 +52,18 @@ def demo_loader(name: str):
     return decorator
 
 
-def maintenance_task(name: str, *, schedule: str, description: str = ""):
-    """Register ``run(*, dry_run)`` as the maintenance task ``name`` on ``schedule``."""
+def maintenance_task(name: str, *, schedule: str, description: str = "", transactional: bool = True):
+    """Register ``run(*, dry_run)`` as the maintenance task ``name`` on ``schedule``.
+
+    Tasks of a schedule run in registration order (``INSTALLED_APPS`` order, then order within the module).
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
 
     def decorator(func):
-        _maintenance_tasks[name] = MaintenanceTask(name=name, schedule=schedule, run=func, description=description)
+        _maintenance_tasks[name] = MaintenanceTask(
+            name=name, schedule=schedule, run=func, description=description, transactional=transactional
+        )
         return func
 
     return decorator
@@ -60,3 +77,8 @@ def demo_loaders() -> list[DemoLoader]:
 def maintenance_tasks() -> list[MaintenanceTask]:
     autodiscover_modules("maintenance")
     return list(_maintenance_tasks.values())
+
+
+def unregister_maintenance_task(name: str) -> None:
+    """Forget the task ``name`` (for tests that register their own tasks)."""
+    _maintenance_tasks.pop(name, None)

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "licensing",
     "builds",
     "intake",
+    "operations",
     # Last: the operator console sits above every other app.
     "console",
 ]
@@ -86,6 +87,15 @@ HONUA_BLIND_INDEX_KEY = env_str("HONUA_BLIND_INDEX_KEY", "")
 BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
 BUILD_CACHE_MAX_IDLE_DAYS = env_int("BUILD_CACHE_MAX_IDLE_DAYS", 30)
 BUILD_CACHE_MAX_TOTAL_BYTES = env_int("BUILD_CACHE_MAX_TOTAL_BYTES", 2 * 1024**4)  # 2 TiB
+
+# Maintenance (run_maintenance; see docs/operations.md).
+HONUA_MAINTENANCE_BATCH_SIZE = env_int("HONUA_MAINTENANCE_BATCH_SIZE", 5000)
+HONUA_MAINTENANCE_BATCH_PAUSE_MS = env_int("HONUA_MAINTENANCE_BATCH_PAUSE_MS", 0)
+HONUA_BUILD_LOG_RETENTION_DAYS = env_int("HONUA_BUILD_LOG_RETENTION_DAYS", 90)
+HONUA_SOFT_DELETE_RETENTION_DAYS = env_int("HONUA_SOFT_DELETE_RETENTION_DAYS", 30)
+HONUA_ACCESS_LOG_RETENTION_DAYS = env_int("HONUA_ACCESS_LOG_RETENTION_DAYS", 90)
+HONUA_ACCESS_LOG_ARCHIVE = env_str("HONUA_ACCESS_LOG_ARCHIVE", "table")  # "table" or "file"
+HONUA_ACCESS_LOG_ARCHIVE_DIR = env_str("HONUA_ACCESS_LOG_ARCHIVE_DIR", str(BASE_DIR / ".honua" / "archive"))
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ import uuid
 from django.utils import timezone
 
 from builds.models import Build, BuildAccessLog, BuildCacheEntry, BuildResult
+from honua.models import MaintenanceRun
 from intake.models import Conversation
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
@@ -135,4 +136,20 @@ def populate(*, seed: int = 7, days: int = 30) -> dict:
         for day in range(days)
         for _ in range(rng.randint(3, 12))
     )
+    run_id = uuid.uuid4()
+    for schedule, task, outcome, ago in [
+        ("hourly", "handle_build_timeouts", "succeeded", dt.timedelta(minutes=12)),
+        ("daily", "expire_licenses", "succeeded", dt.timedelta(hours=7)),
+        ("weekly", "vacuum_analyze", "failed", dt.timedelta(days=2)),
+    ]:
+        MaintenanceRun.objects.create(
+            run_id=run_id,
+            schedule=schedule,
+            task=task,
+            outcome=outcome,
+            rows=3,
+            duration_ms=420,
+            started_at=now - ago,
+            error="canceling statement due to lock timeout" if outcome == "failed" else "",
+        )
     return {"licenses": licenses}

@@ -106,7 +106,7 @@ def test_dashboard_query_count_does_not_grow_with_the_data(operator_client, djan
 def test_live_endpoint_query_count(operator_client, django_assert_max_num_queries):
     """The polled endpoint is cheap: session, user, permissions, queue depth and running builds."""
     _some_of_everything(4)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         assert operator_client.get(reverse("admin:console_live")).status_code == 200
 
 

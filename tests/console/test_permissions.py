@@ -9,9 +9,7 @@ from builds.models import Build
 from console.roles import ADMINS, OPERATORS, sync_roles
 from tests.console.conftest import make_user
 from tests.console.factories import BuildFactory
-from tests.licensing.factories import LicenseFactory
-
-SECRET = "CIPHERTEXT-must-never-be-shown"
+from tests.licensing.factories import LicenseFactory, RegistryCredentialFactory
 
 
 def _codenames(group_name: str) -> set[str]:
@@ -60,24 +58,49 @@ def test_operator_cancels_a_queued_build_through_the_admin_action_and_it_is_audi
 
 
 @pytest.mark.django_db
-def test_staff_without_the_cancel_permission_cannot_run_the_action(client):
-    """A staff user who may only view builds gets no cancel action; posting it changes nothing."""
-    viewer = make_user("vic-viewer")
-    viewer.user_permissions.add(Permission.objects.get(codename="view_build"))
-    client.force_login(viewer)
-    build = BuildFactory()
-    client.post(
-        reverse("admin:builds_build_changelist"), {"action": "cancel_builds", "_selected_action": [str(build.pk)]}
+def test_operator_retries_a_failed_build_through_the_admin_action(operator_client, operator):
+    """The retry action queues a failed build again for an operator, and writes the admin log."""
+    failed = BuildFactory(status=Build.Status.FAILED)
+    response = operator_client.post(
+        reverse("admin:builds_build_changelist"), {"action": "retry_builds", "_selected_action": [str(failed.pk)]}
     )
-    build.refresh_from_db()
-    assert build.status == Build.Status.QUEUED
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert failed.status == Build.Status.QUEUED
+    assert LogEntry.objects.filter(object_id=str(failed.pk), user=operator).exists()
 
 
 @pytest.mark.django_db
-def test_operator_holds_the_retry_and_reprioritise_permissions(operator):
-    """Operators may retry and change the priority of builds (the queue actions check these permissions)."""
-    assert operator.has_perms(["builds.cancel_build", "builds.retry_build", "builds.reprioritize_build"])
-    assert not operator.has_perm("builds.change_build")
+def test_operator_changes_the_priority_of_a_queued_build_through_the_admin_action(operator_client, operator):
+    """The change-priority action sets a queued build's priority for an operator, and writes the admin log."""
+    build = BuildFactory(priority=3)
+    response = operator_client.post(
+        reverse("admin:builds_build_changelist"),
+        {"action": "change_priority", "priority": "9", "_selected_action": [str(build.pk)]},
+    )
+    assert response.status_code == 302
+    build.refresh_from_db()
+    assert build.priority == 9
+    assert LogEntry.objects.filter(object_id=str(build.pk), user=operator).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "status", "extra"),
+    [("cancel_builds", "queued", {}), ("retry_builds", "failed", {}), ("change_priority", "queued", {"priority": "9"})],
+)
+def test_staff_without_the_action_permission_changes_nothing(client, action, status, extra):
+    """A staff user who may only view builds cannot run a queue action: posting it changes nothing."""
+    viewer = make_user("vic-viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_build"))
+    client.force_login(viewer)
+    build = BuildFactory(status=status, priority=3)
+    client.post(
+        reverse("admin:builds_build_changelist"), {"action": action, "_selected_action": [str(build.pk)], **extra}
+    )
+    build.refresh_from_db()
+    assert (build.status, build.priority) == (status, 3)
+    assert not LogEntry.objects.exists()
 
 
 @pytest.mark.django_db
@@ -111,19 +134,25 @@ def test_operator_cannot_delete_a_build(operator_client):
 
 @pytest.mark.django_db
 def test_operator_never_sees_a_secret(operator_client):
-    """Ciphertexts of license keys stay out of every license page an operator reaches, and users are off limits."""
-    license = LicenseFactory(license_key_encrypted=SECRET)
+    """License keys and registry secrets, in clear or encrypted, appear on no page an operator reaches; the user
+    list (password hashes) is off limits."""
+    key = "HONUA-CONSOLE-TEST-KEY-0123456789"
+    license = LicenseFactory(key=key)
+    credential = RegistryCredentialFactory(customer=license.customer, secret="registry-secret-console-test")
     pages = [
         reverse("admin:licensing_license_changelist"),
         reverse("admin:licensing_license_change", args=[license.pk]),
         reverse("admin:licensing_customer_change", args=[license.customer.pk]),
+        reverse("admin:licensing_registrycredential_changelist"),
+        reverse("admin:licensing_registrycredential_change", args=[credential.pk]),
         reverse("admin:console_dashboard"),
     ]
+    secrets = [key, license.license_key_encrypted, "registry-secret-console-test", credential.secret_encrypted]
     for url in pages:
         response = operator_client.get(url)
         assert response.status_code == 200, url
-        assert SECRET.encode() not in response.content, url
-        assert license.license_key_index.encode() not in response.content, url
+        for secret in secrets:
+            assert secret.encode() not in response.content, url
     assert operator_client.get(reverse("admin:auth_user_changelist")).status_code == 403
 
 

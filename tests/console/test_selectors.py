@@ -1,12 +1,14 @@
 """The console's selectors against hand-computed figures."""
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.utils import timezone
 
 from builds.models import Build, BuildResult
 from console import selectors
+from honua.models import MaintenanceRun
 from tests.console.factories import (
     AccessLogFactory,
     BuildFactory,
@@ -24,10 +26,11 @@ def test_queue_depth_counts_live_builds_by_status_and_priority():
     BuildFactory(priority=5)
     BuildFactory(priority=5, running=True)
     BuildFactory(priority=5, status=Build.Status.FAILED)
+    BuildFactory(priority=9, not_before=timezone.now() + dt.timedelta(minutes=5))  # in retry backoff
     depth = selectors.queue_depth()
-    assert (depth.queued, depth.running) == (3, 1)
-    assert depth.by_priority[9] == {"queued": 2, "running": 0}
-    assert depth.by_priority[5] == {"queued": 1, "running": 1}
+    assert (depth.queued, depth.claimable, depth.running) == (4, 3, 1)
+    assert depth.by_priority[9] == {"queued": 3, "claimable": 2, "running": 0}
+    assert depth.by_priority[5] == {"queued": 1, "claimable": 1, "running": 1}
     assert list(depth.by_priority) == list(range(10, 0, -1))
 
 
@@ -124,3 +127,35 @@ def test_window_buckets_end_with_the_current_hour_or_day():
     assert hours.start == dt.datetime(2026, 2, 28, 14, tzinfo=dt.UTC)
     days = selectors.window("day", 30, now=now)
     assert days.buckets[-1] == dt.datetime(2026, 3, 1, tzinfo=dt.UTC) and len(days.buckets) == 30
+
+
+@pytest.mark.django_db
+def test_maintenance_status_reports_each_schedules_last_run_and_last_success():
+    """The last run of a schedule is its newest run_id: failed if any of its tasks failed, naming them; the
+    last success is the newest succeeded task of the schedule; a schedule never run says so."""
+    now = timezone.now()
+    earlier, latest = uuid.uuid4(), uuid.uuid4()
+
+    def run(run_id, task, outcome, minutes_ago, schedule="daily"):
+        MaintenanceRun.objects.create(
+            run_id=run_id,
+            schedule=schedule,
+            task=task,
+            outcome=outcome,
+            rows=2,
+            duration_ms=10,
+            started_at=now - dt.timedelta(minutes=minutes_ago),
+            error="boom" if outcome == "failed" else "",
+        )
+
+    run(earlier, "expire_licenses", "succeeded", 60 * 24)
+    run(latest, "expire_licenses", "failed", 5)
+    run(latest, "revoke_expired_credentials", "succeeded", 4)
+    statuses = {s.schedule: s for s in selectors.maintenance_status()}
+    daily = statuses["daily"]
+    assert daily.last_succeeded is False and daily.failed_tasks == "expire_licenses"
+    assert daily.last_started_at == now - dt.timedelta(minutes=5)
+    assert (daily.last_rows, daily.last_duration_ms) == (4, 20)
+    assert daily.last_success_at == now - dt.timedelta(minutes=4)
+    assert statuses["monthly"].last_started_at is None and statuses["monthly"].last_succeeded is None
+    assert "expire_licenses" in daily.tasks

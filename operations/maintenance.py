@@ -1,0 +1,260 @@
+"""Cross-app maintenance tasks (run by ``run_maintenance``; the SQL they call is in builds/sql and operations/sql).
+
+weekly: ``cleanup_old_build_logs``, ``vacuum_analyze``, ``index_bloat_report``;
+monthly: ``archive_build_access_log``, ``purge_soft_deleted_records``.
+"""
+
+import csv
+import gzip
+import heapq
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from honua.maintenance_runner import maintenance_lock_timeout
+from honua.registry import TaskResult, maintenance_task
+
+# Tables whose rows are updated or deleted often: VACUUM (ANALYZE) them weekly.
+HIGH_CHURN_TABLES = (
+    "build_queue",
+    "build_results",
+    "build_events",
+    "build_metrics",
+    "build_cache_registry",
+    "build_access_log",
+    "build_access_log_archive",
+    "conversations",
+    "conversation_messages",
+    "licenses",
+    "registry_credentials",
+)
+ARCHIVE_COLUMNS = ("id", "manifest_hash", "customer_id", "cache_entry_id", "hit", "latency_us", "accessed_at")
+NEGATIVE_RETENTION = "{name} must be zero or more days, got {value}"
+BAD_ARCHIVE_MODE = "HONUA_ACCESS_LOG_ARCHIVE must be 'table' or 'file', got {value!r}"
+# An index is worth a REINDEX CONCURRENTLY when at least this share of it, and this many bytes, is bloat.
+BLOAT_MIN_RATIO = 0.3
+BLOAT_MIN_BYTES = 8 * 1024 * 1024
+
+
+def _days(name: str) -> int:
+    value = int(getattr(settings, name))
+    if value < 0:
+        raise ValueError(NEGATIVE_RETENTION.format(name=name, value=value))
+    return value
+
+
+def _scalar(sql: str, params=()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] or 0
+
+
+def drain(function: str, days: int) -> int:
+    """Call the batch function ``function(days, batch_size)`` until it returns 0, one transaction per batch.
+
+    A kill between batches loses nothing (each batch committed or rolled back whole), and the next run carries
+    on where this one stopped. ``HONUA_MAINTENANCE_BATCH_PAUSE_MS`` lets a busy system breathe between batches.
+    """
+    batch_size = int(settings.HONUA_MAINTENANCE_BATCH_SIZE)
+    pause = int(settings.HONUA_MAINTENANCE_BATCH_PAUSE_MS) / 1000
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute(f"SELECT {function}(%s, %s)", [days, batch_size])
+            changed = cursor.fetchone()[0]
+        total += changed
+        if changed == 0:
+            return total
+        if pause:
+            time.sleep(pause)
+
+
+@maintenance_task(
+    "cleanup_old_build_logs",
+    schedule="weekly",
+    description="Delete build events and metrics, and empty build result logs, older than the retention (90 days).",
+    transactional=False,
+)
+def cleanup_old_build_logs(*, dry_run: bool) -> TaskResult:
+    days = _days("HONUA_BUILD_LOG_RETENTION_DAYS")
+    if dry_run:
+        cutoff = "now() - make_interval(days => %s)"
+        rows = _scalar(
+            f"SELECT (SELECT count(*) FROM build_events WHERE created_at < {cutoff})"
+            f" + (SELECT count(*) FROM build_metrics WHERE recorded_at < {cutoff})"
+            f" + (SELECT count(*) FROM build_results WHERE created_at < {cutoff} AND log <> '')",
+            [days, days, days],
+        )
+    else:
+        rows = drain("cleanup_old_build_logs", days)
+    return TaskResult(rows, f"older than {days} days")
+
+
+@maintenance_task(
+    "purge_soft_deleted_records",
+    schedule="monthly",
+    description="Permanently delete rows soft-deleted more than 30 days ago (customers and licenses once unused).",
+    transactional=False,
+)
+def purge_soft_deleted_records(*, dry_run: bool) -> TaskResult:
+    days = _days("HONUA_SOFT_DELETE_RETENTION_DAYS")
+    if dry_run:
+        # Exact counts need the function's own rules: run it for every batch inside one rolled-back savepoint.
+        with transaction.atomic():
+            rows = _scalar("SELECT purge_soft_deleted_records(%s, %s)", [days, 2**31 - 1])
+            transaction.set_rollback(True)
+    else:
+        rows = drain("purge_soft_deleted_records", days)
+    return TaskResult(rows, f"soft-deleted more than {days} days ago")
+
+
+@maintenance_task(
+    "vacuum_analyze",
+    schedule="weekly",
+    description="VACUUM (ANALYZE) the high-churn tables (skipping any a session holds locked).",
+    transactional=False,
+)
+def vacuum_analyze(*, dry_run: bool) -> TaskResult:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, n_dead_tup FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+            " AND relname = ANY(%s) ORDER BY relname",
+            [list(HIGH_CHURN_TABLES)],
+        )
+        dead = dict(cursor.fetchall())
+        tables = [table for table in HIGH_CHURN_TABLES if table in dead]
+        if not dry_run:
+            for table in tables:
+                cursor.execute(f'VACUUM (ANALYZE, SKIP_LOCKED) "{table}"')
+    verb = "would vacuum" if dry_run else "vacuumed"
+    return TaskResult(sum(dead.values()), f"{verb} {len(tables)} tables; rows = dead row versions before")
+
+
+@maintenance_task(
+    "index_bloat_report",
+    schedule="weekly",
+    description="Estimate index bloat from the catalog statistics; list indexes worth a REINDEX CONCURRENTLY.",
+)
+def index_bloat_report(*, dry_run: bool) -> TaskResult:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT index_name, bloat_bytes, bloat_ratio FROM index_bloat_estimate()"
+            " WHERE bloat_ratio >= %s AND bloat_bytes >= %s",
+            [BLOAT_MIN_RATIO, BLOAT_MIN_BYTES],
+        )
+        worth = cursor.fetchall()
+    advice = "; ".join(
+        f"REINDEX INDEX CONCURRENTLY {name} (~{ratio:.0%}, {bloat // 1048576} MB)" for name, bloat, ratio in worth
+    )
+    return TaskResult(len(worth), advice or "no index worth rebuilding")
+
+
+def _archive_mode() -> str:
+    mode = settings.HONUA_ACCESS_LOG_ARCHIVE
+    if mode not in ("table", "file"):
+        raise ValueError(BAD_ARCHIVE_MODE.format(value=mode))
+    return mode
+
+
+@maintenance_task(
+    "archive_build_access_log",
+    schedule="monthly",
+    description="Move build_access_log rows older than the retention (90 days) to the archive table, then (file "
+    "mode) to one gzip CSV per month, before they leave the live table.",
+    transactional=False,
+)
+def archive_build_access_log(*, dry_run: bool) -> TaskResult:
+    days = _days("HONUA_ACCESS_LOG_RETENTION_DAYS")
+    mode = _archive_mode()
+    if dry_run:
+        rows = _scalar(
+            "SELECT count(*) FROM build_access_log WHERE accessed_at < now() - make_interval(days => %s)", [days]
+        )
+        return TaskResult(rows, f"would archive to the {mode}")
+    rows = drain("archive_build_access_log", days)
+    if mode == "table":
+        return TaskResult(rows, "archived to build_access_log_archive")
+    directory = Path(settings.HONUA_ACCESS_LOG_ARCHIVE_DIR)
+    files = export_archive_to_files(directory)
+    return TaskResult(rows, f"archived to {len(files)} file(s) in {directory}")
+
+
+def archive_file(directory: Path, month: datetime) -> Path:
+    return directory / f"build_access_log-{month:%Y-%m}.csv.gz"
+
+
+def _file_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    if not path.exists():
+        return
+    with gzip.open(path, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)  # header
+        for row in reader:
+            yield int(row[0]), row
+
+
+def export_archive_to_files(directory: Path) -> list[Path]:
+    """Write each month in build_access_log_archive to its gzip CSV file, then delete those rows from the table.
+
+    Crash-safe: a month's file is the union (by id, in id order) of the file already there and the archived rows,
+    written to a temporary file and renamed into place before the rows are deleted, in one transaction. A kill
+    at any point leaves every row in the table or the file (or both, and the next run merges without duplicates).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT date_trunc('month', accessed_at AT TIME ZONE 'UTC') FROM build_access_log_archive"
+            " ORDER BY 1"
+        )
+        months = [row[0] for row in cursor.fetchall()]
+    written = []
+    for month in months:
+        path = archive_file(directory, month)
+        end = (month.replace(day=1) + timedelta(days=32)).replace(day=1)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM build_access_log_archive"
+                " WHERE accessed_at >= %s::timestamp AT TIME ZONE 'UTC' AND accessed_at < %s::timestamp AT TIME ZONE"
+                " 'UTC' ORDER BY id FOR UPDATE",
+                [month, end],
+            )
+            archived = [(row[0], ["" if value is None else _csv_value(value) for value in row]) for row in cursor]
+            ids = [row_id for row_id, _ in archived]
+            temporary = path.with_name(path.name + ".tmp")
+            seen = None
+            with gzip.open(temporary, "wt", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(ARCHIVE_COLUMNS)
+                for row_id, row in heapq.merge(_file_rows(path), archived, key=lambda item: item[0]):
+                    if row_id != seen:
+                        writer.writerow(row)
+                        seen = row_id
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            _fsync_directory(directory)
+            cursor.execute("DELETE FROM build_access_log_archive WHERE id = ANY(%s)", [ids])
+        written.append(path)
+    return written
+
+
+def _csv_value(value) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

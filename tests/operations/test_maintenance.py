@@ -1,0 +1,205 @@
+"""The cross-app maintenance tasks run by run_maintenance: killed and resumed, dry runs, archive files, VACUUM."""
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from honua.models import MaintenanceRun
+from operations.maintenance import export_archive_to_files
+from tests.conftest import PROJECT_ROOT
+
+
+def _scalar(sql: str, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def _execute(sql: str, params=()) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _old_and_recent_events(old: int, recent: int) -> None:
+    _execute(
+        "INSERT INTO build_events (build_id, event_type, message, data, created_at)"
+        " SELECT gen_random_uuid(), 'progress', 'old', '{}', now() - interval '120 days' - g * interval '1 second'"
+        " FROM generate_series(1, %s) g",
+        [old],
+    )
+    _execute(
+        "INSERT INTO build_events (build_id, event_type, message, data)"
+        " SELECT gen_random_uuid(), 'progress', 'recent', '{}' FROM generate_series(1, %s)",
+        [recent],
+    )
+
+
+def _old_and_recent_accesses(old: int, recent: int) -> None:
+    for count, age in ((old, "100 days"), (recent, "1 day")):
+        _execute(
+            "INSERT INTO build_access_log (manifest_hash, customer_id, hit, latency_us, accessed_at)"
+            " SELECT encode(sha256(g::text::bytea), 'hex'), gen_random_uuid(), g %% 2 = 0, g,"
+            " now() - %s::interval - g * interval '1 second' FROM generate_series(1, %s) g",
+            [age, count],
+        )
+
+
+def _maintenance_process(db_url: str, *args: str, **env: str) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
+    full_env.update(DATABASE_URL=db_url, **env)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_maintenance", *args],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_mid_way(process: subprocess.Popen, progressed) -> None:
+    """SIGKILL the process as soon as ``progressed()`` is true (some batches committed), as an OOM kill would."""
+    deadline = time.monotonic() + 60
+    while not progressed():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)  # reaps it and closes its pipes
+
+
+SLOW_BATCHES = {"HONUA_MAINTENANCE_BATCH_SIZE": "50", "HONUA_MAINTENANCE_BATCH_PAUSE_MS": "150"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_build_log_cleanup_killed_mid_way_finishes_on_the_next_run(db_url):
+    """cleanup_old_build_logs killed after some batches loses nothing it should keep; the next run deletes the
+    rest, counting only what was left, and recent rows survive both."""
+    _old_and_recent_events(old=1000, recent=100)
+    old_left = "SELECT count(*) FROM build_events WHERE message = 'old'"
+    process = _maintenance_process(db_url, "weekly", "--only", "cleanup_old_build_logs", **SLOW_BATCHES)
+    _kill_mid_way(process, lambda: _scalar(old_left) <= 900)
+    remaining = _scalar(old_left)
+    assert 0 < remaining < 1000, "the run was not killed mid-way"
+    assert not MaintenanceRun.objects.exists()  # killed before it could record its run
+
+    call_command("run_maintenance", "weekly", "--only", "cleanup_old_build_logs", stdout=StringIO())
+    assert _scalar(old_left) == 0
+    assert _scalar("SELECT count(*) FROM build_events WHERE message = 'recent'") == 100
+    assert MaintenanceRun.objects.get().rows == remaining  # nothing counted (or deleted) twice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_access_log_archive_killed_mid_way_loses_and_duplicates_nothing(db_url):
+    """archive_build_access_log killed mid-way and re-run: every old row is archived exactly once, and only the
+    recent rows stay live."""
+    _old_and_recent_accesses(old=1000, recent=50)
+    old_ids = set(_scalar("SELECT array_agg(id) FROM build_access_log WHERE accessed_at < now() - interval '90 days'"))
+    process = _maintenance_process(
+        db_url, "monthly", "--only", "archive_build_access_log", HONUA_ACCESS_LOG_ARCHIVE="table", **SLOW_BATCHES
+    )
+    _kill_mid_way(process, lambda: _scalar("SELECT count(*) FROM build_access_log_archive") >= 100)
+    assert 0 < _scalar("SELECT count(*) FROM build_access_log_archive") < 1000, "the run was not killed mid-way"
+
+    call_command("run_maintenance", "monthly", "--only", "archive_build_access_log", stdout=StringIO())
+    archived = _scalar("SELECT array_agg(id) FROM build_access_log_archive")
+    assert len(archived) == len(set(archived)) and set(archived) == old_ids
+    assert _scalar("SELECT count(*) FROM build_access_log") == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_to_files_writes_one_gzip_per_month_and_survives_a_crash(tmp_path, settings):
+    """File mode writes each month's archived rows to build_access_log-YYYY-MM.csv.gz and empties the archive
+    table; rows archived again after a crash (file renamed, delete not committed) appear once in the file."""
+    settings.HONUA_ACCESS_LOG_ARCHIVE = "file"
+    settings.HONUA_ACCESS_LOG_ARCHIVE_DIR = str(tmp_path)
+    _execute(
+        "INSERT INTO build_access_log (manifest_hash, customer_id, hit, accessed_at) SELECT repeat('a', 64),"
+        " gen_random_uuid(), true, timestamptz '2026-01-31 23:00:00+00' + g * interval '1 hour'"
+        " FROM generate_series(0, 3) g"
+    )  # 23:00 on Jan 31 and 00:00..02:00 on Feb 1 (UTC)
+    ids = _scalar("SELECT array_agg(id ORDER BY id) FROM build_access_log")
+    call_command("run_maintenance", "monthly", "--only", "archive_build_access_log", stdout=StringIO())
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "build_access_log-2026-01.csv.gz",
+        "build_access_log-2026-02.csv.gz",
+    ]
+    assert _scalar("SELECT count(*) FROM build_access_log_archive") == 0
+
+    def file_ids(month: str) -> list[int]:
+        with gzip.open(tmp_path / f"build_access_log-{month}.csv.gz", "rt", newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0][0] == "id"
+        return [int(row[0]) for row in rows[1:]]
+
+    assert (file_ids("2026-01"), file_ids("2026-02")) == ([ids[0]], ids[1:])
+    # A crash after the file was renamed but before the archive rows were deleted: the rows are still there.
+    _execute(
+        "INSERT INTO build_access_log_archive (id, manifest_hash, customer_id, hit, accessed_at)"
+        " VALUES (%s, repeat('a', 64), gen_random_uuid(), true, timestamptz '2026-02-01 01:00:00+00')",
+        [ids[2]],
+    )
+    export_archive_to_files(tmp_path)
+    assert file_ids("2026-02") == ids[1:]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.django_db
+def test_weekly_and_monthly_dry_run_change_nothing():
+    """A dry run of the weekly and monthly tasks reports exact counts and deletes or archives nothing."""
+    _old_and_recent_events(old=7, recent=3)
+    _old_and_recent_accesses(old=4, recent=2)
+    out = StringIO()
+    call_command("run_maintenance", "all", "--dry-run", "--format", "json", stdout=out)
+
+    rows = {task["task"]: task["rows"] for task in json.loads(out.getvalue())["tasks"]}
+    assert rows["cleanup_old_build_logs"] == 7 and rows["archive_build_access_log"] == 4
+    assert _scalar("SELECT count(*) FROM build_events") == 10
+    assert _scalar("SELECT count(*) FROM build_access_log") == 6
+    assert _scalar("SELECT count(*) FROM build_access_log_archive") == 0
+
+
+@pytest.mark.django_db
+def test_negative_retention_setting_fails_the_task_clearly(settings):
+    """A negative retention in the settings fails that task with a message naming the setting, exit status 1."""
+    settings.HONUA_BUILD_LOG_RETENTION_DAYS = -5
+    _old_and_recent_events(old=2, recent=0)
+    with pytest.raises(CommandError) as info:
+        call_command("run_maintenance", "weekly", "--only", "cleanup_old_build_logs", stdout=StringIO())
+    assert info.value.returncode == 1
+    assert MaintenanceRun.objects.get().error == (
+        "ValueError: HONUA_BUILD_LOG_RETENTION_DAYS must be zero or more days, got -5"
+    )
+    assert _scalar("SELECT count(*) FROM build_events") == 2
+
+
+@pytest.mark.django_db
+def test_unknown_archive_mode_fails_the_task_clearly(settings):
+    """An archive mode other than table or file is refused with a clear message."""
+    settings.HONUA_ACCESS_LOG_ARCHIVE = "tape"
+    with pytest.raises(CommandError):
+        call_command("run_maintenance", "monthly", "--only", "archive_build_access_log", stdout=StringIO())
+    assert "must be 'table' or 'file', got 'tape'" in MaintenanceRun.objects.get().error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_weekly_vacuums_and_reports_bloat():
+    """The weekly schedule runs cleanup, VACUUM (ANALYZE) and the bloat report, all succeeding."""
+    _old_and_recent_events(old=20, recent=5)
+    _execute("DELETE FROM build_events WHERE message = 'recent'")
+    call_command("run_maintenance", "weekly", stdout=StringIO())
+    runs = {run.task: run for run in MaintenanceRun.objects.all()}
+    assert {"cleanup_old_build_logs", "vacuum_analyze", "index_bloat_report"} <= set(runs)
+    assert all(run.outcome == "succeeded" for run in runs.values())
+    assert runs["cleanup_old_build_logs"].rows == 20
+    assert _scalar("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'build_events'") == 0
