@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from builds.cache import cache_entries_evict_selected, cache_entries_with_usage
 from builds.models import BuildAccessLog, BuildCacheEntry
+from honua.admin_utils import BigTableAdminMixin
 from licensing.models import Customer, License
 
 
@@ -128,7 +129,7 @@ class CustomerFilter(admin.SimpleListFilter):
 
 
 @admin.register(BuildAccessLog)
-class BuildAccessLogAdmin(admin.ModelAdmin):
+class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_display = ["accessed_at", "customer", "short_hash", "hit", "latency_us", "cache_entry_id"]
     list_filter = ["hit", CustomerFilter]
     search_fields = ["manifest_hash"]  # see get_search_results
