@@ -1,0 +1,146 @@
+"""seed_demo --scale six-months: valid rows, realistic shape, repeatable, idempotent (at a small fraction)."""
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+
+from honua.models import MaintenanceRun
+from operations import seed
+from operations.seed import TABLES, generate
+
+ANCHOR = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def fixed_anchor(monkeypatch):
+    monkeypatch.setattr(seed, "seed_anchor", lambda: ANCHOR)
+
+
+def _rows(sql: str, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _fingerprint() -> dict[str, str]:
+    """A digest of each table's generated content, leaving out identity ids (sequences move on)."""
+    queries = {
+        "customers": "SELECT md5(string_agg(c.id || c.name || l.tier, ',' ORDER BY c.id)) FROM customers c"
+        " JOIN licenses l ON l.customer_id = c.id AND l.status = 'active'",
+        "builds": "SELECT md5(string_agg(id || status || priority || created_at || manifest_hash || cache_hit,"
+        " ',' ORDER BY id)) FROM build_queue",
+        "conversations": "SELECT md5(string_agg(id || status || started_at || message_count || total_cost, ','"
+        " ORDER BY id)) FROM conversations",
+        "access_log": "SELECT md5(string_agg(customer_id || manifest_hash || hit || accessed_at, ','"
+        " ORDER BY accessed_at, manifest_hash, customer_id)) FROM build_access_log",
+        "events": "SELECT md5(string_agg(build_id || event_type || created_at, ',' ORDER BY build_id, created_at,"
+        " event_type)) FROM build_events",
+    }
+    return {name: _rows(sql)[0][0] for name, sql in queries.items()}
+
+
+def _generate_and_fingerprint(seed_value: int) -> dict[str, str]:
+    with transaction.atomic():
+        generate(seed=seed_value, fraction=0.005)
+        fingerprint = _fingerprint()
+        transaction.set_rollback(True)
+    return fingerprint
+
+
+@pytest.mark.django_db
+def test_same_seed_gives_the_same_data_and_another_seed_does_not():
+    """Generating twice with one seed yields identical rows; another seed yields different ones."""
+    first = _generate_and_fingerprint(7)
+    assert first == _generate_and_fingerprint(7)
+    other = _generate_and_fingerprint(8)
+    assert all(first[name] != other[name] for name in ("builds", "access_log", "events"))
+
+
+@pytest.mark.django_db
+def test_every_foreign_key_is_satisfied():
+    """Every foreign key of the generated rows points at an existing row (triggers, RI included, were off)."""
+    generate(seed=1, fraction=0.005)
+    foreign_keys = _rows(
+        """SELECT c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text, fa.attname
+        FROM pg_constraint c
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+        WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY(%s)""",
+        [list(TABLES)],
+    )
+    assert len(foreign_keys) >= 15
+    for table, column, parent, parent_column in foreign_keys:
+        [(orphans,)] = _rows(
+            f'SELECT count(*) FROM {table} t WHERE t."{column}" IS NOT NULL AND NOT EXISTS'
+            f' (SELECT 1 FROM {parent} p WHERE p."{parent_column}" = t."{column}")'
+        )
+        assert orphans == 0, f"{table}.{column} -> {parent}"
+
+
+@pytest.mark.django_db
+def test_shape_is_skewed_spread_over_six_months_with_a_mix_of_statuses():
+    """Builds span about six months, the busiest customer has many times the median's builds, every status
+    appears, and conversation totals match their messages."""
+    generate(seed=2, fraction=0.02)
+    [(first, last)] = _rows("SELECT min(created_at), max(created_at) FROM build_queue")
+    assert dt.timedelta(days=150) < last - first <= dt.timedelta(days=183) and last <= ANCHOR
+    counts = [n for (n,) in _rows("SELECT count(*) FROM build_queue GROUP BY customer_id ORDER BY 1 DESC")]
+    assert counts[0] > 5 * counts[len(counts) // 2]
+    statuses = {status for (status,) in _rows("SELECT DISTINCT status FROM build_queue")}
+    assert {"succeeded", "failed", "cancelled", "timed_out"} <= statuses
+    assert _rows("SELECT count(*) FROM build_queue WHERE cache_hit")[0][0] > 0
+    [(mismatched,)] = _rows(
+        "SELECT count(*) FROM conversations c WHERE message_count <>"
+        " (SELECT count(*) FROM conversation_messages m WHERE m.conversation_id = c.id)"
+    )
+    assert mismatched == 0
+    [(hits_mismatched,)] = _rows(
+        "SELECT count(*) FROM build_cache_registry e WHERE hit_count <>"
+        " (SELECT count(*) FROM build_access_log a WHERE a.cache_entry_id = e.id AND a.hit)"
+    )
+    assert hits_mismatched == 0
+
+
+@pytest.mark.django_db
+def test_seed_demo_six_months_is_idempotent_and_shows_progress():
+    """seed_demo --scale six-months draws a progress bar; a second run adds nothing and says so."""
+    out = StringIO()
+    call_command("seed_demo", "--scale", "six-months", "--fraction", "0.002", stdout=out)
+    assert f"{len(seed.STEPS)}/{len(seed.STEPS)} done" in out.getvalue() and "1,000 build_queue" not in out.getvalue()
+    builds = _rows("SELECT count(*) FROM build_queue")[0][0]
+    again = StringIO()
+    call_command("seed_demo", "--scale", "six-months", "--fraction", "0.002", stdout=again)
+    assert "already loaded (100 six-months customers); nothing added" in again.getvalue()
+    assert _rows("SELECT count(*) FROM build_queue")[0][0] == builds
+
+
+@pytest.mark.django_db
+def test_demo_scale_does_not_generate_the_six_month_set():
+    """At the default demo scale the six-months loader adds nothing."""
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert "six-months: nothing at this scale" in out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fraction", ["0", "-0.5", "1.5"])
+def test_fraction_out_of_range_is_refused(fraction):
+    """--fraction outside (0, 1] is a clear error and loads nothing."""
+    with pytest.raises(CommandError, match="--fraction must be greater than 0 and at most 1"):
+        call_command("seed_demo", "--scale", "six-months", "--fraction", fraction, stdout=StringIO())
+    assert _rows("SELECT count(*) FROM customers")[0][0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_schedule_succeeds_on_seeded_data():
+    """run_maintenance all succeeds on the six-month shape, and its cleanup removes what is past retention."""
+    generate(seed=3, fraction=0.005)
+    call_command("run_maintenance", "all", stdout=StringIO())
+    assert not MaintenanceRun.objects.filter(outcome="failed").exists()
+    [(old_events,)] = _rows("SELECT count(*) FROM build_events WHERE created_at < now() - interval '90 days'")
+    [(old_access,)] = _rows("SELECT count(*) FROM build_access_log WHERE accessed_at < now() - interval '90 days'")
+    assert old_events == old_access == 0
+    assert _rows("SELECT count(*) FROM build_access_log_archive")[0][0] > 0
