@@ -145,6 +145,9 @@ def test_operator_never_sees_a_secret(operator_client):
         reverse("admin:licensing_customer_change", args=[license.customer.pk]),
         reverse("admin:licensing_registrycredential_changelist"),
         reverse("admin:licensing_registrycredential_change", args=[credential.pk]),
+        reverse("admin:licensing_licenseevent_changelist"),
+        reverse("admin:licensing_registrycredentialevent_changelist"),
+        reverse("admin:admin_logentry_changelist"),
         reverse("admin:console_dashboard"),
     ]
     secrets = [key, license.license_key_encrypted, "registry-secret-console-test", credential.secret_encrypted]
