@@ -350,7 +350,14 @@ BEGIN
         RETURN false;
     END IF;
 
-    PERFORM build_record_result(v_build, v_status, p_worker_id, v_build.error_message);
+    -- The result row inline (not build_record_result): this is the hot path of every build.
+    INSERT INTO build_results (build_id, attempt, status, worker_id, image_reference, image_digest, error_message,
+                               log, queue_wait_ms, duration_ms)
+    VALUES (p_build_id,
+            coalesce((SELECT max(r.attempt) FROM build_results r WHERE r.build_id = p_build_id), 0) + 1,
+            v_status, p_worker_id, v_build.image_reference, v_build.image_digest, v_build.error_message, '',
+            greatest(0, (extract(epoch FROM v_build.started_at - v_build.not_before) * 1000)::bigint),
+            greatest(0, (extract(epoch FROM v_build.finished_at - v_build.started_at) * 1000)::bigint));
     INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data)
     VALUES (p_build_id, v_status, 'running', v_status, p_worker_id, coalesce(v_build.error_message, ''), '{}');
     IF p_succeeded THEN

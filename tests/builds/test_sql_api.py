@@ -4,6 +4,7 @@ update_build_progress, complete_build, handle_build_timeouts, and the operator f
 import datetime as dt
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -422,3 +423,32 @@ def test_enqueue_without_a_usable_license_is_an_error(license_fields, message):
     with raises_db_error(message):
         _enqueue(customer.pk, {"base": "alpine"})
     assert not Build.objects.exists()
+
+
+# --- views --------------------------------------------------------------------------------------------------
+
+
+def test_views_report_active_builds_performance_and_usage():
+    """active_builds lists live builds; build_performance_summary counts outcomes per customer and day with the
+    success rate; customer_build_usage shows quota use, running and queued builds."""
+    license = LicenseFactory(tier="pro", monthly_build_quota_override=10)
+    ok, bad, waiting = (BuildFactory(license=license) for _ in range(3))
+    _claim("a"), _claim("b")
+    _complete(ok.pk, "a", True, "registry.example/app:1", DIGEST)
+    _progress(bad.pk, "b", 10)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, status, customer_name FROM active_builds ORDER BY created_at")
+        assert [row[:2] for row in cursor.fetchall()] == [(bad.pk, "running"), (waiting.pk, "queued")]
+        _complete(bad.pk, "b", False, error="x")
+        cursor.execute(
+            "SELECT total_builds, succeeded, failed, success_rate FROM build_performance_summary"
+            " WHERE customer_id = %s",
+            [license.customer_id],
+        )
+        assert cursor.fetchone() == (2, 1, 1, Decimal("0.5000"))
+        cursor.execute(
+            "SELECT monthly_quota, builds_this_month, builds_remaining, running_builds, queued_builds, "
+            "max_concurrent_builds FROM customer_build_usage WHERE customer_id = %s",
+            [license.customer_id],
+        )
+        assert cursor.fetchone() == (10, 3, 7, 0, 1, 4)

@@ -197,3 +197,22 @@ def test_sigterm_lets_running_builds_finish_within_the_grace_period(db_url):
     assert process.returncode == 0, err
     assert Build.objects.get(pk=first.pk).status == "succeeded"
     assert Build.objects.get(pk=second.pk).status == "queued"
+
+
+def test_the_worker_can_skip_waiting_for_the_wal_flush():
+    """With synchronous_commit off (opt-in), the worker's sessions say so and it still completes every build."""
+    license = LicenseFactory(tier="asp")
+    for _ in range(10):
+        BuildFactory(license=license)
+    settings_seen = []
+    executor = SimulatedExecutor(noop=True)
+
+    def checking(ctx):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            settings_seen.append(cursor.fetchone()[0])
+        return executor(ctx)
+
+    Worker(executor=checking, concurrency=2, exit_when_idle=True, reap_interval=0, synchronous_commit=False).run()
+    assert _statuses() == ["succeeded"] * 10
+    assert set(settings_seen) == {"off"}

@@ -49,6 +49,12 @@ class Command(BaseCommand):
             default=15.0,
             help="Seconds between runs of handle_build_timeouts (0: never; leave it to the maintenance task).",
         )
+        parser.add_argument(
+            "--no-synchronous-commit",
+            action="store_true",
+            help="Do not wait for the WAL flush on claims and completions (faster on slow disks). A database crash "
+            "may then forget the last moment of them: those builds are rescued and built again (at-least-once).",
+        )
         parser.add_argument("--max-builds", type=int, default=None, help="Exit after claiming this many builds.")
         parser.add_argument(
             "--exit-when-idle", action="store_true", help="Exit once nothing is queued or running (drain mode)."
@@ -74,6 +80,7 @@ class Command(BaseCommand):
             grace=options["grace"],
             max_builds=options["max_builds"],
             exit_when_idle=options["exit_when_idle"],
+            synchronous_commit=not options["no_synchronous_commit"],
             echo=(lambda line: self.stdout.write(line)) if verbose else None,
         )
         previous = worker.install_signal_handlers()

@@ -1,0 +1,2 @@
+# Each import registers its demo loaders.
+from builds import queue_demo  # noqa: F401
