@@ -22,6 +22,7 @@ A manifest is *shareable* (its image may be served to other tenants) unless some
 ``registry_credential`` or ``registry_credential_id``: it pulls or pushes with a private registry credential.
 """
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -32,7 +33,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Max, OuterRef, Subquery, Sum, Value
+from django.db.models import F, Max, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from builds.models import BuildCacheEntry, BuildCacheHitCounter
@@ -42,7 +43,16 @@ BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of stri
 BAD_NUMBER = "a manifest number must be finite (no NaN or Infinity)"
 BAD_STRING = "a manifest string must be valid Unicode without NUL characters"
 BAD_KEY = "a manifest object key must be a string"
+TOO_DEEP = "a manifest is nested too deeply"
 BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, boolean or null"
+
+# Messages of the database's errors (builds/sql/*_cache*.sql) that callers match on, as CacheError text.
+HASH_NOT_HEX = "manifest hash must be 64 lower-case hex characters"
+NOT_FOUND = "does not exist"  # "customer <id> does not exist", "build <id> does not exist"
+NEGATIVE_SIZE = "cache entry size must be a non-negative number of bytes"
+NOT_CACHEABLE = "only a successful build is cached"
+NO_IMAGE = "has no image reference and digest to cache"
+EVICTION_RUNNING = "cache eviction is already running"
 
 EXCLUDED_TOP_LEVEL_KEYS = frozenset({"comment", "comments", "description", "notes"})
 CREDENTIAL_KEYS = ("registry_credential", "registry_credential_id")
@@ -66,7 +76,10 @@ def manifest_canonical_json(manifest: dict) -> str:
     """The canonical JSON text of a manifest (module docstring); equal to SQL ``manifest_canonical_json``."""
     if not isinstance(manifest, dict):
         raise InvalidManifest(f"{NOT_AN_OBJECT}, not {type(manifest).__name__}")
-    return _canonical(manifest, top_level=True)
+    try:
+        return _canonical(manifest, top_level=True)
+    except RecursionError:
+        raise InvalidManifest(TOO_DEEP) from None
 
 
 def manifest_is_shareable(manifest: dict) -> bool:
@@ -150,12 +163,12 @@ def _architectures(value) -> str:
 # Services (writes) ------------------------------------------------------------------------------------------------
 
 
-def _call(sql: str, params: list):
-    """Run one SQL API call in a savepoint; a P0 error from the database becomes a :class:`CacheError`."""
+@contextlib.contextmanager
+def _database_errors():
+    """A savepoint in which a P0 error raised by the database becomes a :class:`CacheError` (its message)."""
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        with transaction.atomic():
+            yield
     except DatabaseError as error:
         cause = error.__cause__
         sqlstate = getattr(cause, "sqlstate", None) or ""
@@ -164,10 +177,20 @@ def _call(sql: str, params: list):
         raise
 
 
+def _call(sql: str, params: list) -> list[tuple]:
+    """Run one SQL API call; its rows."""
+    with _database_errors(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def cache_access_record(*, manifest_hash: str, customer_id: uuid.UUID) -> BuildCacheEntry | None:
     """The entry this customer may use for ``manifest_hash`` (own first, else shared by tier), or None; logged."""
-    rows = _call("SELECT id FROM record_cache_access(%s, %s)", [manifest_hash, customer_id])
-    return BuildCacheEntry.objects.get(pk=rows[0][0]) if rows else None
+    with _database_errors():
+        entries = list(
+            BuildCacheEntry.objects.raw("SELECT * FROM record_cache_access(%s, %s)", [manifest_hash, customer_id])
+        )
+    return entries[0] if entries else None
 
 
 def cache_build_register(*, build_id: uuid.UUID) -> uuid.UUID:
@@ -301,7 +324,7 @@ def cache_statistics(*, customer_id: uuid.UUID | None = None) -> list[dict]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def cache_entries_with_usage(queryset=None):
+def cache_entries_with_usage(queryset: QuerySet | None = None) -> QuerySet:
     """Cache entries annotated with their exact ``live_hit_count``, ``live_last_accessed_at`` (folded counts plus
     the unfolded shards) and ``live_last_used_at`` (the eviction order), in one query."""
     shards = BuildCacheHitCounter.objects.filter(cache_entry_id=OuterRef("pk")).values("cache_entry_id")

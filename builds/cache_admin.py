@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from builds.cache import cache_entries_evict_selected, cache_entries_with_usage
-from builds.models import BuildAccessLog, BuildCacheEntry
+from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
 from honua.admin_utils import BigTableAdminMixin
 from licensing.models import Customer, License
 
@@ -169,6 +169,48 @@ class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
     @admin.display(description="manifest hash")
     def short_hash(self, row):
         return row.manifest_hash[:12]
+
+
+@admin.register(CacheStatistics)
+class CacheStatisticsAdmin(admin.ModelAdmin):
+    """The cache_statistics view: the overall row and one per customer (read-only)."""
+
+    list_display = [
+        "who",
+        "lookups",
+        "hits",
+        "misses",
+        "rate",
+        "entries",
+        "shared_entries",
+        "stored",
+        "time_saved",
+    ]
+    list_display_links = None
+    list_filter = ["scope"]
+    search_fields = ["customer_name"]
+    ordering = ["scope", "-hits", "customer_name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="customer", ordering="customer_name")
+    def who(self, row):
+        return row.customer_name or "(all customers)"
+
+    @admin.display(description="hit rate", ordering="hit_rate")
+    def rate(self, row):
+        return f"{row.hit_rate * 100:.1f}%"
+
+    @admin.display(description="bytes stored", ordering="bytes_stored")
+    def stored(self, row):
+        return _human_bytes(row.bytes_stored)
 
 
 def _human_bytes(size: int) -> str:

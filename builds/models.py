@@ -349,3 +349,32 @@ class BuildCacheHitCounter(models.Model):
                 condition=Q(shard__gte=0, shard__lt=CACHE_COUNTER_SHARDS), name="build_cache_hit_counters_shard"
             ),
         ]
+
+
+class CacheStatistics(models.Model):
+    """A row of the ``cache_statistics`` view (read-only): one per customer, and the overall row (id 'overall')."""
+
+    id = models.TextField(primary_key=True, help_text="The customer's id, or 'overall'.")
+    scope = models.CharField(max_length=16)
+    customer = models.ForeignKey(
+        Customer, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    customer_name = models.CharField(max_length=200, null=True)
+    lookups = models.BigIntegerField()
+    hits = models.BigIntegerField()
+    misses = models.BigIntegerField()
+    hit_rate = models.DecimalField(max_digits=30, decimal_places=20)
+    entries = models.BigIntegerField()
+    shared_entries = models.BigIntegerField()
+    bytes_stored = models.BigIntegerField()
+    time_saved_ms = models.BigIntegerField()
+    time_saved = models.DurationField()
+
+    class Meta:
+        managed = False
+        db_table = "cache_statistics"
+        verbose_name_plural = "cache statistics"
+        ordering = ["scope", "-hits"]
+
+    def __str__(self) -> str:
+        return self.customer_name or "overall"

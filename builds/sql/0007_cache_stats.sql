@@ -69,7 +69,8 @@ $$;
 
 -- cache_statistics: per customer (scope 'customer') and overall (scope 'overall', customer_id NULL): lookups,
 -- hits, misses and hit rate over the retained access log (as the customer that looked up); live entries, shared
--- entries and bytes stored (as owner); time saved, the build durations of the entries its hits were served from.
+-- entries and bytes stored (as owner); time saved, the build durations of the entries its hits were served from;
+-- id, the customer's id or 'overall' (the key of its read-only admin, builds.models.CacheStatistics).
 CREATE OR REPLACE VIEW cache_statistics AS
 WITH access AS (
     SELECT a.customer_id,
@@ -117,7 +118,8 @@ SELECT s.scope,
        s.shared_entries::bigint AS shared_entries,
        s.bytes_stored::bigint AS bytes_stored,
        s.time_saved_ms::bigint AS time_saved_ms,
-       make_interval(secs => s.time_saved_ms / 1000.0) AS time_saved
+       make_interval(secs => s.time_saved_ms / 1000.0) AS time_saved,
+       coalesce(s.customer_id::text, 'overall') AS id
   FROM scoped s
   LEFT JOIN customers c ON c.id = s.customer_id;
 

@@ -79,3 +79,27 @@ def test_access_log_is_read_only_and_filterable(admin_client):
     assert admin_client.get(reverse("admin:builds_buildaccesslog_change", args=[row.pk])).status_code == 200
     assert admin_client.post(reverse("admin:builds_buildaccesslog_delete", args=[row.pk])).status_code == 403
     assert admin_client.get(reverse("admin:builds_buildaccesslog_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_entry_detail_is_read_only_and_adding_is_not_offered(admin_client):
+    """An entry's page opens read-only; entries cannot be added by hand (they come from builds)."""
+    entry = cached(LicenseFactory(tier="core"))
+    response = admin_client.get(reverse("admin:builds_buildcacheentry_change", args=[entry.pk]))
+    assert response.status_code == 200 and entry.manifest_hash in response.content.decode()
+    assert admin_client.get(reverse("admin:builds_buildcacheentry_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_statistics_admin_lists_overall_and_customers(admin_client):
+    """The cache statistics page shows the overall row and each customer's hit rate, read-only."""
+    entry = cached(LicenseFactory(tier="core"))
+    lookup(entry.manifest_hash, entry.owner_id)
+    lookup(sha("miss"), entry.owner_id)
+    response = admin_client.get(reverse("admin:builds_cachestatistics_changelist"))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "(all customers)" in text and entry.owner.name in text and "50.0%" in text
+    rows = {row.id: row for row in response.context["cl"].result_list}
+    assert (rows["overall"].hits, rows[str(entry.owner_id)].misses) == (1, 1)
+    assert admin_client.get(reverse("admin:builds_cachestatistics_add")).status_code == 403

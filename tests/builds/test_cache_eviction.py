@@ -1,13 +1,21 @@
 """Eviction (evict_cache_entries, manage.py cache_evict, the cache_evict task) and integrity verification."""
 
 import datetime as dt
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections, transaction
 from django.utils import timezone
 
-from builds.cache import CacheError, cache_entries_evict, cache_entries_evict_selected, cache_entries_verify
+from builds.cache import (
+    EVICTION_RUNNING,
+    CacheError,
+    cache_entries_evict,
+    cache_entries_evict_selected,
+    cache_entries_verify,
+)
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import maintenance_tasks
 from tests.builds.cache_factories import cached, lookup, sha
@@ -192,3 +200,38 @@ def test_cache_verify_command_exits_1_and_can_evict():
     assert info.value.returncode == 1
     assert str(entry.pk) in out.getvalue() and "evicted 1" in out.getvalue()
     assert entry.pk not in live_ids()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_concurrent_eviction_is_refused():
+    """While one eviction's transaction is open, another raises 'already running' instead of racing it."""
+    entry_used(40)
+    first_holds, second_done = threading.Event(), threading.Event()
+    errors = []
+
+    def first():
+        try:
+            with transaction.atomic():
+                evict(max_idle=30 * DAY)
+                first_holds.set()
+                second_done.wait(10)
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            first_holds.wait(10)
+            evict(max_idle=30 * DAY)
+        except CacheError as error:
+            errors.append(str(error))
+        finally:
+            second_done.set()
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [EVICTION_RUNNING]
+    assert live_ids() == set()

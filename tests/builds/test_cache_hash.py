@@ -47,7 +47,7 @@ manifests = st.fixed_dictionaries(
     },
 ).flatmap(lambda fixed: st.dictionaries(text, json_values, max_size=4).map(lambda extra: {**extra, **fixed}))
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def sql_many(function: str, values: list) -> list:
@@ -171,6 +171,15 @@ def test_bad_architectures_are_rejected_in_both():
         manifest_hash({"architectures": [1]})
     with raises_db_error("architectures"), connection.cursor() as cursor:
         cursor.execute("""SELECT manifest_hash('{"architectures": [1]}'::jsonb)""")
+
+
+def test_a_manifest_nested_too_deeply_is_rejected():
+    """A pathologically deep manifest raises InvalidManifest, not RecursionError."""
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidManifest, match="nested too deeply"):
+        manifest_hash({"x": deep})
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), "a\x00b", object()])

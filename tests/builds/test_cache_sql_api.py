@@ -8,7 +8,17 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from builds.cache import CacheError, cache_access_record, cache_build_register, cache_entry_register, manifest_hash
+from builds.cache import (
+    HASH_NOT_HEX,
+    NEGATIVE_SIZE,
+    NO_IMAGE,
+    NOT_CACHEABLE,
+    CacheError,
+    cache_access_record,
+    cache_build_register,
+    cache_entry_register,
+    manifest_hash,
+)
 from builds.models import Build, BuildAccessLog, BuildCacheEntry
 from licensing.tiers import TIERS
 from tests.builds.cache_factories import cached, lookup, register, sha, succeeded_build
@@ -75,6 +85,13 @@ def test_expired_deleted_and_unlicensed_cases_miss():
     entry = cached(owner)
     reader = LicenseFactory(tier="pro", status="suspended")
     assert lookup(entry.manifest_hash, reader.customer_id) is None
+    lapsed_trial = LicenseFactory(
+        tier="enterprise",
+        is_trial=True,
+        starts_at=timezone.now() - dt.timedelta(days=30),
+        expires_at=timezone.now() - dt.timedelta(days=1),
+    )
+    assert lookup(entry.manifest_hash, lapsed_trial.customer_id) is None
     BuildCacheEntry.objects.filter(pk=entry.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     assert lookup(entry.manifest_hash, owner.customer_id) is None
     BuildCacheEntry.objects.filter(pk=entry.pk).update(expires_at=None, deleted_at=timezone.now())
@@ -104,7 +121,7 @@ def test_a_hash_that_is_not_64_hex_is_refused_and_nothing_logged(bad_hash):
     with raises_db_error("64 lower-case hex") as info, connection.cursor() as cursor:
         cursor.execute("SELECT * FROM record_cache_access(%s, %s)", [bad_hash, customer.pk])
     assert info.value.__cause__.sqlstate.startswith("P0")
-    with pytest.raises(CacheError, match="64 lower-case hex"):
+    with pytest.raises(CacheError, match=HASH_NOT_HEX):
         cache_access_record(manifest_hash=bad_hash, customer_id=customer.pk)
     assert not BuildAccessLog.objects.exists()
 
@@ -132,7 +149,7 @@ def test_an_unknown_customer_is_refused():
 @pytest.mark.django_db
 def test_a_negative_size_is_refused():
     """register_cache_entry raises a clear error for a negative size and creates nothing."""
-    with pytest.raises(CacheError, match="non-negative number of bytes"):
+    with pytest.raises(CacheError, match=NEGATIVE_SIZE):
         cache_entry_register(
             manifest_hash=sha("x"),
             owner_id=CustomerFactory().pk,
@@ -197,11 +214,11 @@ def test_register_refuses_unknown_failed_or_imageless_builds():
     with pytest.raises(CacheError, match="does not exist"):
         cache_build_register(build_id="00000000-0000-4000-8000-000000000000")
     failed = succeeded_build(status=Build.Status.FAILED)
-    with pytest.raises(CacheError, match="only a successful build is cached"):
+    with pytest.raises(CacheError, match=NOT_CACHEABLE):
         cache_build_register(build_id=failed.pk)
     imageless = succeeded_build(image_size=None)
     Build.objects.filter(pk=imageless.pk).update(image_digest=None)
-    with pytest.raises(CacheError, match="no image reference and digest"):
+    with pytest.raises(CacheError, match=NO_IMAGE):
         cache_build_register(build_id=imageless.pk)
     assert not BuildCacheEntry.objects.exists()
 
