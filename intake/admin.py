@@ -109,6 +109,7 @@ class ConversationAdmin(admin.ModelAdmin):
     readonly_fields = (
         "id",
         "customer",
+        "status",
         "model",
         "channel",
         "started_at",
@@ -124,7 +125,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    fields = ("id", "title", "status", *readonly_fields[1:], "metadata", "deleted_at")
+    # Status changes go through the actions (services); only the title, metadata and soft delete are edited here.
+    fields = ("id", "title", *readonly_fields[1:], "metadata", "deleted_at")
     inlines = (MessageInline, IntentInline, ExtractionInline, ManifestInline)
     actions = ("generate_manifest", "mark_abandoned")
 
@@ -146,7 +148,7 @@ class ConversationAdmin(admin.ModelAdmin):
             try:
                 services.manifest_generate(conversation=conversation)
                 done += 1
-            except (services.IntakeError, services.ManifestInvalid) as error:
+            except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
         self.message_user(request, f"{done} manifest(s) generated.", messages.SUCCESS)
 
@@ -205,7 +207,7 @@ class BuildManifestAdmin(admin.ModelAdmin):
             try:
                 services.manifest_approve(manifest=manifest, approved_by=request.user.get_username())
                 done += 1
-            except (services.IntakeError, services.ManifestInvalid) as error:
+            except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
         self.message_user(request, f"{done} manifest(s) approved.", messages.SUCCESS)
 

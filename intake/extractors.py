@@ -120,7 +120,7 @@ _REGISTRY_HOST_RE = re.compile(
     re.I,
 )
 _LANGUAGE_RE = re.compile(
-    r"(?<![\w.])(python|node\.js|nodejs|node|golang|go|java|ruby|rust|php)(?:\s*v?(\d+(?:\.\d+){0,2}))?(?![\w])",
+    r"(?<![\w.])(python|node\.js|nodejs|node|golang|go|java|ruby|rust|php)(?:\s*v?([0-9]+(?:\.[0-9]+){0,2}))?(?![\w])",
     re.I,
 )
 _BASE_IMAGE_RE = re.compile(

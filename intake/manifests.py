@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from builds.cache import manifest_hash as manifest_hash  # re-exported: the one hash of a manifest
+from intake.exceptions import ManifestInvalid
 from intake.extractors import ARCHITECTURES, LANGUAGES, REGISTRIES
 
 SCHEMA_VERSION = 1
@@ -76,16 +77,11 @@ REGISTRY_TYPES = frozenset(REGISTRIES.values()) | {"generic"}
 REQUIRED_KEYS = ("schema_version", "base_image", "language", "packages", "architectures", "registry", "env", "ports")
 OPTIONAL_KEYS = ("comments",)
 
-_IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)*[a-z0-9._-]+(?::[\w.-]{1,128})?(?:@sha256:[0-9a-f]{64})?$")
+_IMAGE_RE = re.compile(
+    r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)*[a-z0-9._-]+(?::[A-Za-z0-9_.-]{1,128})?(?:@sha256:[0-9a-f]{64})?$", re.ASCII
+)
+_VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+-]{0,40}$", re.ASCII)
 _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-
-
-class ManifestInvalid(ValueError):
-    """The manifest does not match the schema; ``errors`` lists every reason."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__(f"manifest does not match schema v{SCHEMA_VERSION}: " + "; ".join(errors))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,16 +194,15 @@ def manifest_from_requirements(requirements: Iterable[Requirement], *, credentia
         kind, value = requirement.requirement_type, requirement.value.strip()
         if kind == "base_image" and _IMAGE_RE.match(value.lower()):
             base_image = value.lower()
-        elif kind == "language" and value.split()[0].lower() in LANGUAGES:
-            name, _, version = value.partition(" ")
-            language = {"name": LANGUAGES[name.lower()], "version": version.strip() or None}
+        elif kind == "language" and _language(value) is not None:
+            language = _language(value)
         elif kind == "registry":
             registry = value.lower()
         elif kind == "package" and value:
             packages.add(value.lower())
         elif kind == "architecture" and value.lower() in ARCHITECTURES:
             architectures.add(ARCHITECTURES[value.lower()])
-        elif kind == "port" and value.isdigit() and 1 <= int(value) <= 65535:
+        elif kind == "port" and re.fullmatch(r"[0-9]{1,5}", value) and 1 <= int(value) <= 65535:
             ports.add(int(value))
         elif kind == "env" and "=" in value and _ENV_KEY_RE.match(value.partition("=")[0]):
             key, _, env_value = value.partition("=")
@@ -236,6 +231,16 @@ def manifest_from_requirements(requirements: Iterable[Requirement], *, credentia
     if comments:
         manifest["comments"] = comments
     return manifest
+
+
+def _language(value: str) -> dict | None:
+    """``{"name", "version"}`` for "python", "Python 3.12"...; None when it does not read as a known language."""
+    words = value.split()
+    if not words or words[0].lower() not in LANGUAGES or len(words) > 2:
+        return None
+    if len(words) == 2 and not _VERSION_RE.match(words[1]):
+        return None
+    return {"name": LANGUAGES[words[0].lower()], "version": words[1] if len(words) == 2 else None}
 
 
 def _registry(value: str, credentials: Sequence[Credential]) -> dict:

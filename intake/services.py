@@ -8,16 +8,16 @@ own refusals (a race lost to ``expire_old_conversations``, say) into the same ex
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from builds.models import Build
 from builds.services import build_enqueue
+from intake.exceptions import ConversationClosed, IntakeError, InvalidInput, ManifestInvalid, ManifestStateError
 from intake.extractors import Extractor, get_extractor
 from intake.manifests import (
     MIN_CONFIDENCE,
     Credential,
-    ManifestInvalid,
     Requirement,
     manifest_from_requirements,
     manifest_hash,
@@ -39,7 +39,8 @@ __all__ = ["ConversationClosed", "IntakeError", "InvalidInput", "ManifestInvalid
 CONVERSATION_CLOSED = "conversation {id} is {status}: messages can only be added to an active conversation"
 UNKNOWN_ROLE = "unknown role {role!r}; expected one of system, user, assistant, tool"
 NEGATIVE_TOKENS = "token counts cannot be negative"
-NEGATIVE_COST = "a cost cannot be negative"
+NEGATIVE_COST = "a cost must be a finite amount, not negative"
+NEGATIVE_LATENCY = "latency cannot be negative"
 CONFIDENCE_RANGE = "confidence must be between 0 and 1"
 UNKNOWN_INTENT = "unknown intent {intent!r}; expected one of " + ", ".join(INTENTS)
 UNKNOWN_REQUIREMENT_TYPE = "unknown requirement type {kind!r}; expected one of " + ", ".join(REQUIREMENT_TYPES)
@@ -55,22 +56,6 @@ WRONG_MESSAGE = "message {message_id} is not in conversation {conversation_id}"
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000001")
-
-
-class IntakeError(ValueError):
-    """Bad input or a request the conversation's state does not allow; nothing was changed."""
-
-
-class InvalidInput(IntakeError):
-    pass
-
-
-class ConversationClosed(IntakeError):
-    pass
-
-
-class ManifestStateError(IntakeError):
-    pass
 
 
 # -- conversations -------------------------------------------------------------------------------------------
@@ -160,10 +145,10 @@ def message_add(
         raise InvalidInput(NEGATIVE_TOKENS)
     if cost is not None:
         cost = Decimal(str(cost))
-        if cost < 0:
+        if not cost.is_finite() or cost < 0:
             raise InvalidInput(NEGATIVE_COST)
     if latency_ms is not None and latency_ms < 0:
-        raise InvalidInput("latency cannot be negative")
+        raise InvalidInput(NEGATIVE_LATENCY)
     if conversation.status != Conversation.Status.ACTIVE or conversation.deleted_at is not None:
         status = "deleted" if conversation.deleted_at else conversation.status
         raise ConversationClosed(CONVERSATION_CLOSED.format(id=conversation.pk, status=status))
@@ -328,14 +313,14 @@ def manifest_generate(*, conversation: Conversation) -> BuildManifest:
     """A draft manifest from the conversation's extractions (``intake.manifests``), as the next version; the open
     (draft or approved) one is superseded. When the open manifest already has the same content it is returned
     unchanged. Serialised per conversation by the conversation's row lock."""
-    requirements = _effective_requirements(conversation)
-    if not requirements:
-        raise InvalidInput(NOTHING_TO_GENERATE.format(id=conversation.pk))
-    manifest = manifest_from_requirements(requirements, credentials=_credentials(conversation.customer_id))
-    validate_manifest(manifest)
-    digest = manifest_hash(manifest)
     with transaction.atomic():
+        # Lock first, so the extractions read and the version chosen are those of the latest committed state.
         Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
+        requirements = _effective_requirements(conversation)
+        if not requirements:
+            raise InvalidInput(NOTHING_TO_GENERATE.format(id=conversation.pk))
+        manifest = manifest_from_requirements(requirements, credentials=_credentials(conversation.customer_id))
+        validate_manifest(manifest)
         manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
         open_manifest = manifests.filter(status__in=["draft", "approved"]).first()
         if open_manifest is not None:
@@ -349,7 +334,7 @@ def manifest_generate(*, conversation: Conversation) -> BuildManifest:
             customer_id=conversation.customer_id,
             version=latest + 1,
             manifest=manifest,
-            manifest_hash=digest,
+            manifest_hash=manifest_hash(manifest),
         )
 
 
@@ -402,14 +387,10 @@ def manifest_create(*, conversation: Conversation, manifest: dict) -> BuildManif
         manifests = BuildManifest.objects.filter(conversation_id=conversation.pk)
         manifests.filter(status__in=["draft", "approved"]).update(status=BuildManifest.Status.SUPERSEDED)
         latest = manifests.order_by("-version").values_list("version", flat=True).first() or 0
-        try:
-            with transaction.atomic():
-                return BuildManifest.objects.create(
-                    conversation=conversation,
-                    customer_id=conversation.customer_id,
-                    version=latest + 1,
-                    manifest=manifest,
-                    manifest_hash=manifest_hash(manifest),
-                )
-        except IntegrityError as error:  # pragma: no cover - the lock above makes this unreachable
-            raise ManifestStateError(str(error)) from error
+        return BuildManifest.objects.create(
+            conversation=conversation,
+            customer_id=conversation.customer_id,
+            version=latest + 1,
+            manifest=manifest,
+            manifest_hash=manifest_hash(manifest),
+        )

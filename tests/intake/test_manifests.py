@@ -1,6 +1,8 @@
 """The manifest schema v1 and the deterministic mapping from requirements (golden examples)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intake.extractors import RuleBasedExtractor
 from intake.manifests import (
@@ -191,3 +193,32 @@ def test_schema_refuses_non_objects():
     """A manifest must be a JSON object."""
     with pytest.raises(ManifestInvalid, match="must be a JSON object"):
         validate_manifest(["python"])
+
+
+_TYPES = ["base_image", "language", "package", "architecture", "registry", "env", "port", "other"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_TYPES), st.text(min_size=1, max_size=40).filter(lambda v: v.strip())), max_size=12
+    )
+)
+def test_any_requirements_map_to_a_valid_manifest(pairs):
+    """Whatever the extractions say, the mapping yields a manifest that passes the schema (odd values -> comments)."""
+    validate_manifest(manifest_from_requirements([Requirement(kind, value) for kind, value in pairs]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_extractor_output_is_always_well_formed(text):
+    """On any text the rule-based extractor returns one known intent and known requirement types, confidences in
+    0..1, and its requirements map to a valid manifest."""
+    result = RuleBasedExtractor().extract(text)
+    assert len(result.intents) == 1
+    assert result.intents[0].intent in {"new_build", "modify_build", "question", "status", "cancel", "other"}
+    assert all(r.requirement_type in _TYPES and r.value.strip() for r in result.requirements)
+    assert all(0 <= found.confidence <= 1 for found in [*result.intents, *result.requirements])
+    validate_manifest(
+        manifest_from_requirements([Requirement(r.requirement_type, r.value) for r in result.requirements])
+    )

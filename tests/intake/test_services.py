@@ -79,6 +79,8 @@ def test_database_enforces_given_cost_wins(conversation):
         ({"prompt_tokens": -1}, services.NEGATIVE_TOKENS),
         ({"completion_tokens": -5}, services.NEGATIVE_TOKENS),
         ({"cost": Decimal("-0.01")}, services.NEGATIVE_COST),
+        ({"cost": Decimal("NaN")}, services.NEGATIVE_COST),
+        ({"latency_ms": -1}, services.NEGATIVE_LATENCY),
     ],
 )
 def test_bad_message_is_refused_and_changes_nothing(conversation, fields, error):

@@ -154,3 +154,14 @@ def test_totals_exact_with_16_concurrent_writers():
     assert totals[0] == writers * (per_writer - 2)
     assert totals == _recomputed(conversation)
     connection.close()
+
+
+@pytest.mark.django_db
+def test_database_refuses_unknown_role_and_negative_tokens():
+    """The message constraints mirror the service: unknown role, negative tokens."""
+    conversation = ConversationFactory()
+    with raises_db_error("conv_messages_role_valid"):
+        MessageFactory(conversation=conversation, role="robot")
+    with raises_db_error("conv_messages_tokens_nonneg"):
+        MessageFactory(conversation=conversation, prompt_tokens=-1)
+    assert _totals(conversation)[0] == 0
