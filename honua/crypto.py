@@ -21,8 +21,10 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.views.decorators.debug import sensitive_variables
 
 FORMAT_VERSION = "v1"
 NONCE_BYTES = 12  # 96 bits, fresh for every encryption
@@ -123,6 +125,7 @@ def associated_data(table: str, column: str, row_id) -> bytes:
     return f"honua:{table}.{column}:{row_id}".encode()
 
 
+@sensitive_variables("plaintext")
 def encrypt(plaintext: str, *, table: str, column: str, row_id) -> str:
     """Encrypt ``plaintext`` under the newest key, bound to ``table.column`` of row ``row_id``."""
     if not isinstance(plaintext, str) or plaintext == "":
@@ -146,6 +149,7 @@ def _split(stored: str) -> tuple[str, int, str]:
     return parts[0], int(parts[1]), parts[2]
 
 
+@sensitive_variables("plaintext", "key")
 def decrypt(stored: str, *, table: str, column: str, row_id) -> str:
     """The plaintext of ``stored``; ``DecryptionError`` naming the key id when it cannot be decrypted."""
     _, key_id, payload = _split(stored)
@@ -176,6 +180,7 @@ def needs_reencryption(stored: str) -> bool:
     return key_id_of(stored) != key_ring().current_id
 
 
+@sensitive_variables("value", "key")
 def blind_index(value: str, *, purpose: str) -> str:
     """HMAC-SHA256 (hex) of ``value`` for equality lookups without decrypting; ``purpose`` separates uses."""
     key = _blind_index_key(settings.HONUA_BLIND_INDEX_KEY)
@@ -186,3 +191,12 @@ def check_configuration() -> None:
     """Raise ``ImproperlyConfigured`` unless both settings hold valid keys."""
     key_ring()
     _blind_index_key(settings.HONUA_BLIND_INDEX_KEY)
+
+
+def system_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """A Django system check (registered by the apps that store secrets): the keys are valid."""
+    try:
+        check_configuration()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="honua.E001")]
+    return []

@@ -12,7 +12,9 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from licensing import selectors, services
 from licensing.models import Customer, License, RegistryCredential
@@ -31,6 +33,28 @@ def _badge(status: str):
     return format_html(
         '<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>', colour, status
     )
+
+
+@admin.display(description="audit trail")
+def audit_trail(obj):
+    """The object's recent history (pghistory) with who made each change; secrets are never in it."""
+    entries = selectors.audit_trail(obj=obj) if obj and obj.pk else []
+    if not entries:
+        return "-"
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.label, e.who, e.state) for e in entries),
+    )
+    return format_html("<table><tr><th>when</th><th>event</th><th>by</th><th>state</th></tr>{}</table>", rows)
+
+
+class NoDeleteMixin:
+    """Rows are retired (revoked, expired, soft-deleted) through the services, never deleted from the admin: the
+    audit trail and the builds that reference them stay whole."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def _run(modeladmin, request, queryset, service, verb: str) -> None:
@@ -75,14 +99,32 @@ class RegistryCredentialInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["name", "contact_name", "contact_email", "created_at", "is_deleted"]
+class CustomerAdmin(NoDeleteMixin, admin.ModelAdmin):
+    list_display = ["name", "contact_name", "contact_email", "usable_license", "created_at", "is_deleted"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "contact_name", "contact_email"]
     date_hierarchy = "created_at"
     fields = ["name", "contact_name", "contact_email", "parent", "publishes_to_shared_cache", "metadata", "deleted_at"]
     raw_id_fields = ["parent"]
+
+    def get_fields(self, request, obj=None):
+        return [*self.fields, "history"] if obj else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["history"] if obj else []
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
+
     inlines = [LicenseInline, RegistryCredentialInline]
+
+    def get_queryset(self, request):
+        return selectors.customers_with_usable_license_tier(super().get_queryset(request))
+
+    @admin.display(description="usable license", ordering="usable_license_tier")
+    def usable_license(self, obj):
+        return getattr(obj, "usable_license_tier", None) or "none"
 
     def get_inlines(self, request, obj):
         # A new customer has neither yet (and its id is a database default until it is saved).
@@ -167,7 +209,7 @@ class LicenseChangeForm(forms.ModelForm):
 
 
 @admin.register(License)
-class LicenseAdmin(admin.ModelAdmin):
+class LicenseAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = [
         "customer",
         "tier",
@@ -175,7 +217,7 @@ class LicenseAdmin(admin.ModelAdmin):
         "is_trial",
         "quota_used",
         "quota_remaining",
-        "max_registries",
+        "registries",
         "expires_at",
     ]
     list_filter = ["tier", "status", "is_trial", ExpiringSoonFilter]
@@ -199,6 +241,7 @@ class LicenseAdmin(admin.ModelAdmin):
         "quota_this_month",
         "created_at",
         "updated_at",
+        "history",
     ]
 
     def get_queryset(self, request):
@@ -220,6 +263,10 @@ class LicenseAdmin(admin.ModelAdmin):
     def status_badge(self, obj):
         return _badge(obj.status)
 
+    @admin.display(description="registries", ordering="max_registries")
+    def registries(self, obj):
+        return "unlimited" if obj.max_registries is None else obj.max_registries
+
     @admin.display(description="quota used")
     def quota_used(self, obj):
         return getattr(obj, "quota_used", None)
@@ -228,6 +275,10 @@ class LicenseAdmin(admin.ModelAdmin):
     def quota_remaining(self, obj):
         used = getattr(obj, "quota_used", None)
         return None if used is None else max(obj.monthly_build_quota - used, 0)
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
 
     @admin.display(description="this month")
     def quota_this_month(self, obj):
@@ -370,13 +421,22 @@ class CredentialChangeForm(forms.ModelForm):
 
 
 @admin.register(RegistryCredential)
-class RegistryCredentialAdmin(admin.ModelAdmin):
+@method_decorator(sensitive_post_parameters("secret", "new_secret"), name="changeform_view")
+class RegistryCredentialAdmin(NoDeleteMixin, admin.ModelAdmin):
     list_display = ["__str__", "customer", "registry_type", "status_badge", "expires_at", "last_used_at"]
     list_filter = ["registry_type", "status"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "registry_url", "username"]
     actions = ["revoke"]
-    readonly_fields = ["customer", "registry_type", "status_badge", "expires_at", "revoked_at", "last_used_at"]
+    readonly_fields = [
+        "customer",
+        "registry_type",
+        "status_badge",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "history",
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = CredentialChangeForm if obj else CredentialAddForm
@@ -393,6 +453,10 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return _badge(obj.status)
+
+    @admin.display(description="audit trail")
+    def history(self, obj):
+        return audit_trail(obj)
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
+from django.db.models.lookups import Exact
 
 from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
@@ -33,13 +34,18 @@ def _by_tier(attribute, output_field):
     return Case(*whens, output_field=output_field)
 
 
-# The audit trail (django-pghistory): every insert and every update of a tracked field, with its context (the
+# The audit trail (django-pghistory): every insert, delete and update of a tracked field, with its context (the
 # admin user through the middleware, a command through ``pghistory.context(command=...)``). Secrets, their blind
 # index and the generated limits (derived from tier and overrides) are never copied into the history.
 _HISTORY_EXCLUDED_ALWAYS = ["updated_at"]
 
 
-@pghistory.track(exclude=_HISTORY_EXCLUDED_ALWAYS)
+def _history_events():
+    # Fresh trackers for each model: pghistory fills an update tracker's condition with its model's fields.
+    return pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent()
+
+
+@pghistory.track(*_history_events(), exclude=_HISTORY_EXCLUDED_ALWAYS)
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
     name = models.CharField(max_length=200)
@@ -79,6 +85,7 @@ class Customer(models.Model):
 
 
 @pghistory.track(
+    *_history_events(),
     exclude=[
         *_HISTORY_EXCLUDED_ALWAYS,
         "license_key_encrypted",
@@ -87,7 +94,7 @@ class Customer(models.Model):
         "max_concurrent_builds",
         "max_registries",
         "features",
-    ]
+    ],
 )
 class License(models.Model):
     class Tier(models.TextChoices):
@@ -175,6 +182,17 @@ class License(models.Model):
             models.CheckConstraint(
                 condition=Q(license_key_index__regex=r"^[0-9a-f]{64}$"), name="licenses_key_index_hex"
             ),
+            models.CheckConstraint(
+                condition=Q(license_key_encrypted__regex=r"^v1:[0-9]+:"), name="licenses_key_encrypted_format"
+            ),
+            # The features column is the tier's flags || these overrides: both must be JSON objects.
+            models.CheckConstraint(
+                condition=Exact(
+                    models.Func("feature_overrides", function="jsonb_typeof", output_field=models.TextField()),
+                    "object",
+                ),
+                name="licenses_feature_overrides_object",
+            ),
             # One usable license per customer; an active license past expires_at is flipped by expire_licenses().
             models.UniqueConstraint(
                 fields=["customer"],
@@ -208,7 +226,7 @@ class License(models.Model):
             raise ValidationError(errors)
 
 
-@pghistory.track(exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
+@pghistory.track(*_history_events(), exclude=[*_HISTORY_EXCLUDED_ALWAYS, "secret_encrypted"])
 class RegistryCredential(models.Model):
     class RegistryType(models.TextChoices):
         DOCKERHUB = "dockerhub", "Docker Hub"
@@ -268,6 +286,9 @@ class RegistryCredential(models.Model):
             ),
             models.CheckConstraint(condition=~Q(registry_url=""), name="registry_creds_url_not_empty"),
             models.CheckConstraint(condition=~Q(secret_encrypted=""), name="registry_creds_secret_not_empty"),
+            models.CheckConstraint(
+                condition=Q(secret_encrypted__regex=r"^v1:[0-9]+:"), name="registry_creds_secret_encrypted_format"
+            ),
         ]
 
     def __str__(self) -> str:

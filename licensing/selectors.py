@@ -3,8 +3,9 @@
 import dataclasses
 import datetime as dt
 
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -13,6 +14,14 @@ from licensing.models import Customer, License, RegistryCredential
 from licensing.tiers import FEATURES
 
 UNKNOWN_FEATURE = "Unknown feature {feature!r}; known: sbom, signing, priority_boost, sub_customers."
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    at: dt.datetime
+    label: str
+    who: str
+    state: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +86,13 @@ def licenses_with_quota_used(queryset: QuerySet[License] | None = None) -> Query
     return queryset.annotate(quota_used=RawSQL('(SELECT u.used FROM get_license_quota_usage("licenses"."id") u)', ()))
 
 
+def customers_with_usable_license_tier(queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    """``queryset`` annotated with ``usable_license_tier`` (None without a usable license), in the same query."""
+    queryset = Customer.objects.all() if queryset is None else queryset
+    usable = usable_licenses().filter(customer=OuterRef("pk"))
+    return queryset.annotate(usable_license_tier=Subquery(usable.values("tier")[:1]))
+
+
 def licenses_expiring(*, within: dt.timedelta) -> QuerySet[License]:
     """Usable licenses whose expiry falls within ``within`` from now."""
     now = timezone.now()
@@ -99,3 +115,23 @@ def credential_secret(*, credential: RegistryCredential) -> str:
 def license_key(*, license: License) -> str:
     """The license key in clear (for delivering it again to its owner). Never log or display it."""
     return decrypt_license_key(license.license_key_encrypted, license.pk)
+
+
+def audit_trail(*, obj: Customer | License | RegistryCredential, limit: int = 20) -> list[AuditEntry]:
+    """The newest ``limit`` history events of ``obj`` (pghistory), each with who made it: the admin user, the
+    command, or "database" when neither was recorded. Secrets are never part of the history."""
+    events = obj.events.select_related("pgh_context").order_by("-pgh_created_at", "-pgh_id")[:limit]
+    user_ids = {e.pgh_context.metadata.get("user") for e in events if e.pgh_context} - {None}
+    users = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    entries = []
+    for event in events:
+        metadata = event.pgh_context.metadata if event.pgh_context else {}
+        if metadata.get("user") is not None:
+            who = f"user {users.get(metadata['user'], metadata['user'])}"
+        elif metadata.get("command"):
+            who = f"command {metadata['command']}"
+        else:
+            who = "database"
+        state = " ".join(f"{name}={getattr(event, name)}" for name in ("tier", "status") if hasattr(event, name))
+        entries.append(AuditEntry(at=event.pgh_created_at, label=event.pgh_label, who=who, state=state))
+    return entries

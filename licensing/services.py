@@ -3,7 +3,9 @@
 Every function is keyword-only, runs in one transaction and either does all it says or changes nothing, raising
 ``LicensingError`` (a ``ValidationError``, so forms show it) with one of the messages below. Races are settled by
 row locks: issuing locks the customer row, adding a credential locks the customer's usable license row, and the
-database's partial unique index ``licenses_one_active_per_customer`` is the last word.
+database's partial unique index ``licenses_one_active_per_customer`` is the last word. The locks are FOR NO KEY
+UPDATE: they serialize these services without blocking the foreign-key checks of builds being inserted for the
+same customer and license (which take KEY SHARE), so they cannot deadlock with the build queue.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
 from licensing.models import Customer, License, RegistryCredential
@@ -37,6 +40,7 @@ EMPTY_SECRET = "The secret must not be empty."
 EMPTY_FIELD = "{field} must not be empty."
 UNKNOWN_REGISTRY_TYPE = "Unknown registry type {value!r}."
 UNKNOWN_FEATURE = "Unknown feature(s) {names}; known: sbom, signing, priority_boost, sub_customers."
+FEATURE_NOT_BOOLEAN = "Each feature override must be true or false."
 CUSTOMER_DELETED = "This customer is deleted."
 LICENSE_NOT_ACTIVE = "Only an active license can be {action} (this one is {status})."
 LICENSE_NOT_SUSPENDED = "Only a suspended license can be reinstated (this one is {status})."
@@ -56,7 +60,8 @@ class LicensingError(ValidationError):
 
 @dataclasses.dataclass(frozen=True)
 class IssuedLicense:
-    """A newly issued license and its plaintext key, which is never available again."""
+    """A newly issued license and its plaintext key: the only time a caller gets the key without decrypting it
+    (the admin shows it once, on the page answering the issue; it is stored only encrypted)."""
 
     license: License
     key: str = dataclasses.field(repr=False)
@@ -72,7 +77,7 @@ def _validate_tier(tier: str) -> None:
 
 def _validate_limits(limits: dict[str, int | None]) -> None:
     for field, value in limits.items():
-        if value is not None and (not isinstance(value, int) or value < 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise LicensingError({field: NEGATIVE_LIMIT.format(field=field.replace("_", " "), value=value)})
 
 
@@ -80,6 +85,8 @@ def _validate_features(feature_overrides: dict[str, bool]) -> None:
     unknown = sorted(set(feature_overrides) - set(FEATURES))
     if unknown:
         raise LicensingError({"feature_overrides": UNKNOWN_FEATURE.format(names=", ".join(unknown))})
+    if not all(isinstance(value, bool) for value in feature_overrides.values()):
+        raise LicensingError({"feature_overrides": FEATURE_NOT_BOOLEAN})
 
 
 def _validate_period(*, starts_at: dt.datetime, expires_at: dt.datetime | None, is_trial: bool) -> None:
@@ -93,21 +100,24 @@ def _validate_period(*, starts_at: dt.datetime, expires_at: dt.datetime | None, 
 
 
 def _lock_customer(customer: Customer) -> Customer:
-    locked = Customer.objects.select_for_update().get(pk=customer.pk)
+    locked = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     if locked.deleted_at is not None:
         raise LicensingError(CUSTOMER_DELETED)
     return locked
 
 
 def _lock_license(license: License) -> License:
-    return License.objects.select_for_update().get(pk=license.pk)
+    return License.objects.select_for_update(no_key=True).get(pk=license.pk)
 
 
-def _expire_lapsed(customer: Customer) -> None:
+def _expire_lapsed(customer: Customer, *, exclude: License | None = None) -> None:
     """An active license past its expiry still holds the one-active slot until expire_licenses() runs; free it."""
-    License.objects.filter(
+    lapsed = License.objects.filter(
         customer=customer, status=License.Status.ACTIVE, deleted_at=None, expires_at__lte=timezone.now()
-    ).update(status=License.Status.EXPIRED)
+    )
+    if exclude is not None:
+        lapsed = lapsed.exclude(pk=exclude.pk)
+    lapsed.update(status=License.Status.EXPIRED)
 
 
 def _has_usable_license(customer: Customer, *, exclude: License | None = None) -> bool:
@@ -138,6 +148,7 @@ def customer_create(
     return customer
 
 
+@sensitive_variables("issued")
 @transaction.atomic
 def customer_create_with_trial(
     *,
@@ -161,6 +172,7 @@ def customer_create_with_trial(
 # --- licenses -----------------------------------------------------------------------------------------------------
 
 
+@sensitive_variables("key")
 @transaction.atomic
 def license_issue(
     *,
@@ -318,7 +330,7 @@ def license_reinstate(*, license: License) -> License:
     license = _lock_license(license)
     if license.status != License.Status.SUSPENDED:
         raise LicensingError(LICENSE_NOT_SUSPENDED.format(status=license.status))
-    _expire_lapsed(customer)
+    _expire_lapsed(customer, exclude=license)
     if _has_usable_license(customer, exclude=license):
         raise LicensingError(ALREADY_LICENSED)
     license.status = License.Status.ACTIVE
@@ -352,7 +364,7 @@ def license_renew(*, license: License, expires_at: dt.datetime | None, end_trial
     is_trial = license.is_trial and not end_trial
     _validate_period(starts_at=license.starts_at, expires_at=expires_at, is_trial=is_trial)
     if license.status in (License.Status.EXPIRED, License.Status.ACTIVE):
-        _expire_lapsed(customer)
+        _expire_lapsed(customer, exclude=license)
         if _has_usable_license(customer, exclude=license):
             raise LicensingError(ALREADY_LICENSED)
         license.status = License.Status.ACTIVE
@@ -389,7 +401,7 @@ def _active_credential_count(customer_id) -> int:
 
 def _lock_usable_license(customer: Customer) -> License:
     license = (
-        License.objects.select_for_update()
+        License.objects.select_for_update(no_key=True)
         .filter(customer=customer, status=License.Status.ACTIVE, deleted_at=None)
         .first()
     )
@@ -415,7 +427,9 @@ def credential_limit_problem(*, customer: Customer) -> str | None:
     return None
 
 
-@transaction.atomic
+# Functions given a secret open their transaction inside (not with @transaction.atomic, whose wrapper frame would
+# hold the secret in its keyword arguments, out of @sensitive_variables' reach in error reports).
+@sensitive_variables("secret")
 def credential_add(
     *,
     customer: Customer,
@@ -441,44 +455,46 @@ def credential_add(
     if customer.deleted_at is not None:
         raise LicensingError(CUSTOMER_DELETED)
 
-    license = _lock_usable_license(customer)
-    if license.max_registries is not None:
-        count = _active_credential_count(customer.pk)
-        if count >= license.max_registries:
-            raise LicensingError(REGISTRY_LIMIT_REACHED.format(limit=license.max_registries, count=count))
+    with transaction.atomic():
+        license = _lock_usable_license(customer)
+        if license.max_registries is not None:
+            count = _active_credential_count(customer.pk)
+            if count >= license.max_registries:
+                raise LicensingError(REGISTRY_LIMIT_REACHED.format(limit=license.max_registries, count=count))
 
-    credential_id = uuid.uuid4()
-    credential = RegistryCredential(
-        id=credential_id,
-        customer=customer,
-        registry_type=registry_type,
-        registry_url=registry_url.strip(),
-        username=username.strip(),
-        secret_encrypted=encrypt_secret(secret, credential_id),
-        expires_at=expires_at,
-    )
-    credential.save(force_insert=True)
-    credential.refresh_from_db()
-    return credential
+        credential_id = uuid.uuid4()
+        credential = RegistryCredential(
+            id=credential_id,
+            customer=customer,
+            registry_type=registry_type,
+            registry_url=registry_url.strip(),
+            username=username.strip(),
+            secret_encrypted=encrypt_secret(secret, credential_id),
+            expires_at=expires_at,
+        )
+        credential.save(force_insert=True)
+        credential.refresh_from_db()
+        return credential
 
 
-@transaction.atomic
+@sensitive_variables("secret")
 def credential_rotate_secret(*, credential: RegistryCredential, secret: str) -> RegistryCredential:
     """Replace a credential's secret (encrypted under the newest key)."""
     if not secret or not secret.strip():
         raise LicensingError({"secret": EMPTY_SECRET})
-    credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
-    if credential.status == RegistryCredential.Status.REVOKED:
-        raise LicensingError(CREDENTIAL_REVOKED)
-    credential.secret_encrypted = encrypt_secret(secret, credential.pk)
-    credential.save(update_fields=["secret_encrypted"])
+    with transaction.atomic():
+        credential = RegistryCredential.objects.select_for_update(no_key=True).get(pk=credential.pk)
+        if credential.status == RegistryCredential.Status.REVOKED:
+            raise LicensingError(CREDENTIAL_REVOKED)
+        credential.secret_encrypted = encrypt_secret(secret, credential.pk)
+        credential.save(update_fields=["secret_encrypted"])
     return credential
 
 
 @transaction.atomic
 def credential_revoke(*, credential: RegistryCredential) -> RegistryCredential:
     """Revoke a credential (idempotent)."""
-    credential = RegistryCredential.objects.select_for_update().get(pk=credential.pk)
+    credential = RegistryCredential.objects.select_for_update(no_key=True).get(pk=credential.pk)
     if credential.status != RegistryCredential.Status.REVOKED:
         credential.status = RegistryCredential.Status.REVOKED
         credential.revoked_at = timezone.now()

@@ -153,3 +153,12 @@ def test_production_refuses_a_malformed_key_ring():
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "HONUA_ENCRYPTION_KEYS" in result.stderr and "tooshort" not in result.stderr
+
+
+def test_system_check_reports_a_bad_key_ring(settings):
+    """manage.py check reports a malformed key ring as an error naming the setting."""
+    assert crypto.system_check() == []
+    settings.HONUA_ENCRYPTION_KEYS = "1:AAAA"
+    errors = crypto.system_check()
+    assert [error.id for error in errors] == ["honua.E001"]
+    assert "HONUA_ENCRYPTION_KEYS: key 1 is 3 bytes" in errors[0].msg

@@ -50,7 +50,7 @@ def _admin_urls():
     for model in (Customer, License, RegistryCredential):
         urls += [_url(model, "changelist"), _url(model, "add")]
         for pk in model.objects.values_list("pk", flat=True):
-            urls += [_url(model, "change", pk), _url(model, "history", pk), _url(model, "delete", pk)]
+            urls += [_url(model, "change", pk), _url(model, "history", pk)]
     changelist = _url(License, "changelist")
     urls += [f"{changelist}?expiring=7", f"{changelist}?expiring=30", f"{changelist}?expiring=lapsed"]
     urls += [
@@ -65,7 +65,7 @@ def _admin_urls():
 
 
 def test_every_admin_page_renders_and_shows_no_secret(admin_client):
-    """Index, changelists (with filters), add, change, history and delete pages render, with no key, secret,
+    """Index, changelists (with filters), add, change and history pages render, with no key, secret,
     ciphertext, blind index or key prefix anywhere in them."""
     forbidden = _populate()
     urls = _admin_urls()
@@ -238,3 +238,37 @@ def test_admin_changes_are_attributed_to_the_user(admin_client, admin_user):
     event = LicenseEvent.objects.filter(pgh_obj_id=license.pk, status="suspended").get()
     assert event.pgh_context.metadata["user"] == admin_user.pk
     assert event.pgh_context.metadata["url"] == _url(License, "changelist")
+
+
+def test_change_pages_show_the_audit_trail_with_who(admin_client, admin_user):
+    """License, credential and customer pages list their history with the admin user or command behind it."""
+    license = LicenseFactory(tier="enterprise")
+    credential = services.credential_add(
+        customer=license.customer, registry_type="ghcr", registry_url="https://ghcr.io", username="u", secret="s"
+    )
+    admin_client.post(_url(License, "changelist"), {"action": "suspend", "_selected_action": [license.pk]})
+    admin_client.post(_url(RegistryCredential, "changelist"), {"action": "revoke", "_selected_action": [credential.pk]})
+    page = admin_client.get(_url(License, "change", license.pk)).content.decode()
+    assert f"user {admin_user.username}" in page and "status=suspended" in page
+    page = admin_client.get(_url(RegistryCredential, "change", credential.pk)).content.decode()
+    assert f"user {admin_user.username}" in page and "status=revoked" in page
+    assert "audit trail" in admin_client.get(_url(Customer, "change", license.customer.pk)).content.decode().lower()
+
+
+def test_admin_never_deletes_rows(admin_client):
+    """Customers, licenses and credentials are retired through actions, not deleted: no delete page or action."""
+    license = LicenseFactory()
+    assert admin_client.get(_url(License, "delete", license.pk)).status_code == 403
+    assert admin_client.get(_url(Customer, "delete", license.customer.pk)).status_code == 403
+    assert "delete_selected" not in admin_client.get(_url(License, "changelist")).content.decode()
+    assert License.objects.filter(pk=license.pk).exists()
+
+
+def test_customer_list_shows_the_usable_license_tier(admin_client, django_assert_max_num_queries):
+    """The customer list shows each customer's usable license tier, or none, in a bounded number of queries."""
+    LicenseFactory(tier="asp", customer__name="Has Asp")
+    services.license_suspend(license=LicenseFactory(tier="pro", customer__name="Suspended Pro"))
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(_url(Customer, "changelist")).content.decode()
+    assert re.search(r"Has Asp.*?<td class=\"field-usable_license\">asp</td>", page, re.S)
+    assert re.search(r"Suspended Pro.*?<td class=\"field-usable_license\">none</td>", page, re.S)

@@ -1,10 +1,15 @@
 """Races settled by the database: two issuers for one customer, and credential adds at the registry limit."""
 
+import datetime as dt
+import hashlib
 import threading
+import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
+from django.utils import timezone
 
+from builds.models import Build
 from licensing import services
 from licensing.models import License, RegistryCredential
 from tests.licensing.factories import CustomerFactory, LicenseFactory
@@ -65,3 +70,69 @@ def test_concurrent_credential_adds_never_pass_the_registry_limit():
     assert sorted(kind for kind, _ in outcomes) == ["ok", "ok", "refused", "refused"], outcomes
     assert all("allows 2 registry credential" in message for kind, message in outcomes if kind == "refused")
     assert RegistryCredential.objects.filter(customer=license.customer, status="active").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_expire_licenses_skips_rows_locked_by_a_busy_transaction():
+    """expire_licenses() does not wait behind a locked license: it expires the others now and that one next run."""
+    past = {"starts_at": timezone.now() - dt.timedelta(days=9), "expires_at": timezone.now() - dt.timedelta(days=1)}
+    busy, idle = LicenseFactory(**past), LicenseFactory(**past)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with transaction.atomic():
+                License.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT expire_licenses()")
+            assert cursor.fetchone()[0] == 1
+    finally:
+        release.set()
+        thread.join(10)
+    assert dict(License.objects.values_list("pk", "status")) == {busy.pk: "active", idle.pk: "expired"}
+    assert services.licenses_expire() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_issuing_does_not_block_builds_being_inserted_for_the_customer():
+    """While an issue holds its customer lock, another connection can still insert a build for that customer."""
+    license = LicenseFactory()
+    locked, release, inserted = threading.Event(), threading.Event(), []
+
+    def hold_customer_lock():
+        try:
+            with transaction.atomic():
+                services._lock_customer(license.customer)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_customer_lock)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            inserted.append(
+                Build.objects.create(
+                    customer=license.customer,
+                    license=license,
+                    manifest={},
+                    manifest_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
+                ).pk
+            )
+    finally:
+        release.set()
+        thread.join(10)
+    assert len(inserted) == 1

@@ -237,3 +237,24 @@ def test_reprs_never_show_secrets():
     shown = " ".join([repr(issued), repr(issued.license), str(issued.license), repr(credential), str(credential)])
     assert issued.key not in shown and "topsecret" not in shown and "v1:" not in shown
     assert RegistryCredential.objects.get(pk=credential.pk).secret_encrypted.startswith("v1:")
+
+
+def test_error_reports_hide_secrets():
+    """A failure inside a service that holds a secret produces an error report without it."""
+    import sys
+
+    from django.views.debug import ExceptionReporter
+
+    customer = CustomerFactory()  # no license: credential_add fails after receiving the secret
+    try:
+        services.credential_add(
+            customer=customer,
+            registry_type="ghcr",
+            registry_url="https://g",
+            username="u",
+            secret="-".join(["report", "me", "not"]),  # built here, so only the service's frame holds it
+        )
+    except services.LicensingError:
+        report = ExceptionReporter(None, *sys.exc_info()).get_traceback_html()
+    assert "credential_add" in report
+    assert "-".join(["report", "me", "not"]) not in report

@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from licensing import selectors, services
-from licensing.models import Customer, License, RegistryCredential
+from licensing.models import Customer, License, RegistryCredential, RegistryCredentialEvent
 from tests.conftest import raises_db_error
 from tests.licensing.factories import CustomerFactory, LicenseFactory, RegistryCredentialFactory
 
@@ -88,6 +88,8 @@ def test_issued_limits_follow_the_tier_unless_overridden():
         ({"tier": "core", "monthly_build_quota": -1}, "monthly build quota must be zero or more"),
         ({"tier": "core", "max_registries": -3}, "max registries must be zero or more"),
         ({"tier": "core", "feature_overrides": {"teleport": True}}, "Unknown feature"),
+        ({"tier": "core", "feature_overrides": {"sbom": "yes"}}, "must be true or false"),
+        ({"tier": "core", "monthly_build_quota": True}, "monthly build quota must be zero or more"),
         ({"tier": "core", "is_trial": True}, "A trial license needs an expiry date"),
         (
             {"tier": "core", "starts_at": NEXT_MONTH, "expires_at": NEXT_MONTH},
@@ -334,10 +336,24 @@ def test_credential_needs_a_usable_license():
     assert services.credential_limit_problem(customer=customer) == services.NO_USABLE_LICENSE
 
 
-def test_database_refuses_an_empty_secret():
-    """The database refuses an empty stored secret even when the services are bypassed."""
-    with raises_db_error("registry_creds_secret_not_empty"):
-        RegistryCredentialFactory(secret_encrypted="")
+@pytest.mark.parametrize("stored", ["", "hunter2"])
+def test_database_refuses_an_empty_or_unencrypted_secret(stored):
+    """The database refuses an empty or plaintext stored secret even when the services are bypassed."""
+    with raises_db_error("registry_creds_secret_(not_empty|encrypted_format)"):
+        RegistryCredentialFactory(secret_encrypted=stored)
+
+
+def test_database_refuses_a_plaintext_license_key():
+    """The license key column only takes values in the encrypted format."""
+    with raises_db_error("licenses_key_encrypted_format"):
+        LicenseFactory(license_key_encrypted="HONUA-PLAINTEXT")
+
+
+@pytest.mark.parametrize("overrides", [[], "sbom", 1])
+def test_database_refuses_non_object_feature_overrides(overrides):
+    """Feature overrides must be a JSON object (they are merged over the tier's flags)."""
+    with raises_db_error("licenses_feature_overrides_object"):
+        LicenseFactory(feature_overrides=overrides)
 
 
 def test_rotate_secret_and_revoke_credential():
@@ -397,3 +413,34 @@ def test_usable_means_active_undeleted_and_unexpired():
     assert selectors.license_is_usable(license=usable, at=now)
     assert not selectors.license_is_usable(license=lapsed, at=now)
     assert set(selectors.usable_licenses(at=now)) == {usable}
+
+
+def test_renewing_a_lapsed_active_license_keeps_it_active_without_an_expired_blip():
+    """Renewing an active license past its expiry extends it in place: its history has no 'expired' step."""
+    license = LicenseFactory(starts_at=timezone.now() - IN_A_MONTH, expires_at=timezone.now() - dt.timedelta(hours=1))
+    license = services.license_renew(license=license, expires_at=timezone.now() + IN_A_MONTH)
+    assert license.status == "active"
+    assert not license.events.filter(status="expired").exists()
+
+
+def test_maintenance_wrappers_count_and_refuse_a_negative_grace():
+    """licenses_expire and credentials_revoke_expired return counts; a negative grace period is refused."""
+    LicenseFactory(starts_at=timezone.now() - IN_A_MONTH, expires_at=timezone.now() - dt.timedelta(hours=1))
+    assert services.licenses_expire() == 1
+    RegistryCredentialFactory(expires_at=timezone.now() - dt.timedelta(days=1))
+    assert services.credentials_revoke_expired(grace_days=0) == 1
+    with pytest.raises(services.LicensingError, match="zero or more days"):
+        services.credentials_revoke_expired(grace_days=-1)
+
+
+def test_hard_deletes_are_recorded_in_the_audit_trail():
+    """Deleting a credential (e.g. a purge of soft-deleted rows) leaves a 'delete' event without its secret."""
+    credential = RegistryCredentialFactory()
+    pk = credential.pk
+    credential.delete()
+    assert list(
+        RegistryCredentialEvent.objects.filter(pgh_obj_id=pk).order_by("pgh_id").values_list("pgh_label", flat=True)
+    ) == [
+        "insert",
+        "delete",
+    ]
