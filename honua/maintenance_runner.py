@@ -190,11 +190,13 @@ def run_maintenance(
     report = RunReport(schedule=schedule, dry_run=dry_run, run_id=uuid.uuid4(), started_at=timezone.now())
     start = time.monotonic()
     connection = connections[using]
-    schedules = sorted({task.schedule for task in tasks}, key=SCHEDULES.index)
-    if only is None and schedule != ALL:
-        schedules = [schedule]
-    elif only is None:
+    # The lock of the schedule(s) this run works for: --only takes its task's schedule's lock.
+    if only is not None:
+        schedules = [tasks[0].schedule]
+    elif schedule == ALL:
         schedules = list(SCHEDULES)
+    else:
+        schedules = [schedule]
     taken, busy = _try_locks(connection, schedules)
     try:
         if busy:

@@ -77,8 +77,3 @@ def demo_loaders() -> list[DemoLoader]:
 def maintenance_tasks() -> list[MaintenanceTask]:
     autodiscover_modules("maintenance")
     return list(_maintenance_tasks.values())
-
-
-def unregister_maintenance_task(name: str) -> None:
-    """Forget the task ``name`` (for tests that register their own tasks)."""
-    _maintenance_tasks.pop(name, None)

@@ -139,7 +139,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
         "manifest templates",
         [
             """CREATE TEMP TABLE seed_templates ON COMMIT DROP AS
-            SELECT tk, m AS manifest, encode(sha256(convert_to(m::text, 'UTF8')), 'hex') AS manifest_hash
+            SELECT tk, m AS manifest, manifest_hash(m) AS manifest_hash  -- the cache's canonical hash
             FROM (
                 SELECT k - 1 AS tk, jsonb_build_object(
                     'base_image', (ARRAY['python:3.12-slim','node:22-alpine','eclipse-temurin:21-jre','golang:1.23',
@@ -412,8 +412,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                         WHEN mod(v.g, 4) = 0 THEN 'approved' ELSE 'draft' END,
                    CASE WHEN k < v.n_manifests THEN t.manifest || jsonb_build_object('draft', k) ELSE t.manifest END,
                    CASE WHEN k < v.n_manifests
-                        THEN encode(sha256(convert_to((t.manifest || jsonb_build_object('draft', k))::text, 'UTF8')),
-                                    'hex')
+                        THEN manifest_hash(t.manifest || jsonb_build_object('draft', k))
                         ELSE t.manifest_hash END,
                    CASE WHEN k = v.n_manifests THEN b.id END,
                    CASE WHEN k = v.n_manifests AND (b.id IS NOT NULL OR (v.status <> 'active' AND mod(v.g, 4) = 0))

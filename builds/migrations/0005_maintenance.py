@@ -4,7 +4,6 @@ from honua.sql_migrations import RunSQLFile
 
 
 class Migration(migrations.Migration):
-    # TODO(maintenance): depend on ("builds", "0004_queue") once the queue branch is merged.
-    dependencies = [("builds", "0002_quota_usage")]
+    dependencies = [("builds", "0004_queue")]
 
     operations = [RunSQLFile("builds", "0005_maintenance")]

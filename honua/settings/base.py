@@ -83,11 +83,6 @@ HONUA_ENCRYPTION_KEYS = env_str("HONUA_ENCRYPTION_KEYS", "")
 # Key for the HMAC-SHA256 blind index of license keys (base64, 32 bytes).
 HONUA_BLIND_INDEX_KEY = env_str("HONUA_BLIND_INDEX_KEY", "")
 
-# Build cache eviction (manage.py cache_evict and its daily maintenance task); 0 turns a limit off.
-BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
-BUILD_CACHE_MAX_IDLE_DAYS = env_int("BUILD_CACHE_MAX_IDLE_DAYS", 30)
-BUILD_CACHE_MAX_TOTAL_BYTES = env_int("BUILD_CACHE_MAX_TOTAL_BYTES", 2 * 1024**4)  # 2 TiB
-
 # Maintenance (run_maintenance; see docs/operations.md).
 HONUA_MAINTENANCE_BATCH_SIZE = env_int("HONUA_MAINTENANCE_BATCH_SIZE", 5000)
 HONUA_MAINTENANCE_BATCH_PAUSE_MS = env_int("HONUA_MAINTENANCE_BATCH_PAUSE_MS", 0)
@@ -96,6 +91,11 @@ HONUA_SOFT_DELETE_RETENTION_DAYS = env_int("HONUA_SOFT_DELETE_RETENTION_DAYS", 3
 HONUA_ACCESS_LOG_RETENTION_DAYS = env_int("HONUA_ACCESS_LOG_RETENTION_DAYS", 90)
 HONUA_ACCESS_LOG_ARCHIVE = env_str("HONUA_ACCESS_LOG_ARCHIVE", "table")  # "table" or "file"
 HONUA_ACCESS_LOG_ARCHIVE_DIR = env_str("HONUA_ACCESS_LOG_ARCHIVE_DIR", str(BASE_DIR / ".honua" / "archive"))
+
+# Build cache eviction (manage.py cache_evict and its daily maintenance task); 0 turns a limit off.
+BUILD_CACHE_MAX_AGE_DAYS = env_int("BUILD_CACHE_MAX_AGE_DAYS", 180)
+BUILD_CACHE_MAX_IDLE_DAYS = env_int("BUILD_CACHE_MAX_IDLE_DAYS", 30)
+BUILD_CACHE_MAX_TOTAL_BYTES = env_int("BUILD_CACHE_MAX_TOTAL_BYTES", 2 * 1024**4)  # 2 TiB
 
 LOGGING = {
     "version": 1,

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from honua.maintenance_runner import LOCK_CLASS_ID
 from honua.models import MaintenanceRun
 from operations.maintenance import export_archive_to_files
 from tests.conftest import PROJECT_ROOT
@@ -76,6 +77,10 @@ def _kill_mid_way(process: subprocess.Popen, progressed) -> None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)  # reaps it and closes its pipes
+    # Its server session ends (and its advisory lock with it) once the server notices the closed connection.
+    while _scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s", [LOCK_CLASS_ID]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 SLOW_BATCHES = {"HONUA_MAINTENANCE_BATCH_SIZE": "50", "HONUA_MAINTENANCE_BATCH_PAUSE_MS": "150"}
@@ -203,3 +208,13 @@ def test_weekly_vacuums_and_reports_bloat():
     assert all(run.outcome == "succeeded" for run in runs.values())
     assert runs["cleanup_old_build_logs"].rows == 20
     assert _scalar("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'build_events'") == 0
+
+
+@pytest.mark.django_db
+def test_archive_admin_lists_archived_rows_read_only(admin_client):
+    """Archived lookups are listed in the admin and cannot be added."""
+    _old_and_recent_accesses(old=3, recent=0)
+    call_command("run_maintenance", "monthly", "--only", "archive_build_access_log", stdout=StringIO())
+    response = admin_client.get("/admin/operations/accesslogarchive/")
+    assert response.status_code == 200 and response.content.decode().count("<tr") >= 4
+    assert admin_client.get("/admin/operations/accesslogarchive/add/").status_code == 403

@@ -149,7 +149,7 @@ def test_purge_keeps_licenses_and_customers_still_referenced():
         _soft_delete(Customer, license.customer_id, "60 days")
     _soft_delete(Customer, lonely.pk, "60 days")
     credential = RegistryCredential.objects.create(
-        customer=used.customer, registry_type="ghcr", registry_url="ghcr.io", username="u", secret_encrypted="x"
+        customer=used.customer, registry_type="ghcr", registry_url="ghcr.io", username="u", secret_encrypted="v1:1:eA=="
     )
     _soft_delete(RegistryCredential, credential.pk, "31 days")
     # unused license, its customer (once the license is gone), the lonely customer, the credential
@@ -213,12 +213,13 @@ def test_archive_never_archives_a_row_twice():
 
 @pytest.mark.django_db(transaction=True)
 def test_index_bloat_estimate_sees_an_index_after_mass_deletion():
-    """After most rows of a table are deleted, its index's estimated bloat ratio is high; before, it is low."""
+    """After most rows of a table are deleted, its index's estimated bloat ratio is high; freshly built, low."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO build_events (build_id, event_type, message, data)"
             " SELECT gen_random_uuid(), 'progress', '', '{}' FROM generate_series(1, 20000)"
         )
+        cursor.execute("REINDEX INDEX build_events_build_idx")  # compact: random uuids leave split pages
         cursor.execute("ANALYZE build_events")
         ratio = "SELECT bloat_ratio FROM index_bloat_estimate() WHERE index_name = 'build_events_build_idx'"
         cursor.execute(ratio)
@@ -227,4 +228,4 @@ def test_index_bloat_estimate_sees_an_index_after_mass_deletion():
         cursor.execute("VACUUM ANALYZE build_events")
         cursor.execute(ratio)
         after = cursor.fetchone()[0]
-    assert before < 0.3 < after
+    assert before < 0.2 and after > 0.5

@@ -27,14 +27,15 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--format",
+            dest="output_format",
             choices=["text", "json"],
             default="text",
             help="text (default) for people, json for monitoring (one object on stdout).",
         )
 
-    def handle(self, *args, schedule, only, dry_run, format, **options):
+    def handle(self, *args, schedule, only, dry_run, output_format, **options):
         verbosity = options["verbosity"]
-        as_text = format == "text"
+        as_text = output_format == "text"
 
         def show(outcome: TaskOutcome) -> None:
             if not as_text or verbosity < 1:

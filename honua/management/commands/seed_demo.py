@@ -1,6 +1,5 @@
 import inspect
 import random
-import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -55,9 +54,7 @@ class Command(BaseCommand):
     def _progress_bar(self):
         """A progress(done, total, label) callback drawing a bar (redrawn in place on a terminal)."""
         start = time.monotonic()
-        interactive = getattr(self.stdout, "isatty", lambda: False)() or (
-            self.stdout._out is sys.stdout and sys.stdout.isatty()
-        )
+        interactive = self.stdout.isatty()
 
         def progress(done: int, total: int, label: str) -> None:
             filled = BAR_WIDTH * done // max(total, 1)
