@@ -63,6 +63,8 @@ FROM (SELECT id, row_number() OVER (ORDER BY name) AS rn FROM customers) c;
 
 CREATE TEMP TABLE bench_lic AS
 SELECT row_number() OVER (ORDER BY id) AS rn, id, customer_id FROM licenses;
+ALTER TABLE bench_lic ADD PRIMARY KEY (rn);
+ANALYZE bench_lic;
 
 -- Builds over six months, customers skewed (a few busy ones), the newest still queued or running.
 INSERT INTO build_queue (retry_count, max_retries, timeout_seconds, heartbeat_timeout_seconds, cancel_requested,
@@ -115,6 +117,8 @@ WHERE rn <= %(cache_entries)s;
 
 CREATE TEMP TABLE bench_entries AS
 SELECT row_number() OVER (ORDER BY id) AS rn, id, manifest_hash FROM build_cache_registry;
+ALTER TABLE bench_entries ADD PRIMARY KEY (rn);
+ANALYZE bench_entries;
 
 INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)
 SELECT coalesce(e.manifest_hash, encode(sha256(s.g::text::bytea), 'hex')), l.customer_id, e.id, e.id IS NOT NULL,
