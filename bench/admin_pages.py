@@ -56,7 +56,7 @@ FROM generate_series(1, %(customers)s) g;
 
 INSERT INTO licenses (customer_id, tier, status, is_trial, license_key_encrypted, license_key_index,
                       feature_overrides, notes, expires_at)
-SELECT c.id, (ARRAY['core', 'pro', 'enterprise', 'asp'])[1 + (c.rn %% 4)], 'active', c.rn %% 10 = 0, 'bench',
+SELECT c.id, (ARRAY['core', 'pro', 'enterprise', 'asp'])[1 + (c.rn %% 4)], 'active', c.rn %% 10 = 0, 'v1:1:bench',
        encode(sha256(c.id::text::bytea), 'hex'), '{}', '',
        CASE WHEN c.rn %% 10 = 0 THEN now() + (1 + c.rn %% 20 || ' days')::interval END
 FROM (SELECT id, row_number() OVER (ORDER BY name) AS rn FROM customers) c;
