@@ -200,3 +200,16 @@ def test_non_staff_user_cannot_open_the_dashboard(client):
     response = client.get(reverse("admin:console_dashboard"))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+@pytest.mark.django_db
+def test_operator_cannot_run_the_license_actions(operator_client):
+    """Suspending or revoking a license needs the change permission: an operator's post changes nothing."""
+    license = LicenseFactory()
+    for action in ["suspend", "revoke"]:
+        operator_client.post(
+            reverse("admin:licensing_license_changelist"), {"action": action, "_selected_action": [str(license.pk)]}
+        )
+    license.refresh_from_db()
+    assert license.status == "active"
+    assert not LogEntry.objects.exists()
