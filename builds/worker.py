@@ -228,7 +228,7 @@ class Worker:
                         continue
                     if build is None:
                         self._return_ticket()
-                        if self.exit_when_idle and self._queue_is_idle():
+                        if self.exit_when_idle and self._idle():
                             break
                         with self.wake:
                             if not self.stopping.is_set():
@@ -264,10 +264,11 @@ class Worker:
             values[3] = json.loads(values[3])
         return ClaimedBuild(*values)
 
-    def _queue_is_idle(self) -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM build_queue WHERE status IN ('queued', 'running'))")
-            return cursor.fetchone()[0]
+    def _idle(self) -> bool:
+        """Drain mode: nothing was claimable and none of this worker's slots is running a build (a running build
+        could still fail back into the queue, or free a license's slot for a queued one)."""
+        with self.active_lock:
+            return not self.active
 
     def _execute(self, slot_id: str, build: ClaimedBuild) -> ClaimedBuild | None:
         """Run one build and finish it; returns the next build, claimed in the same transaction as the finish

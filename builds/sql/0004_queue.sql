@@ -53,11 +53,12 @@ BEGIN
     END IF;
 
     -- Locking the customer's active license serialises this customer's enqueues: the duplicate check and the
-    -- quota count below see every build committed before, so neither can be raced past.
+    -- quota count below see every build committed before, so neither can be raced past. NO KEY UPDATE, so the
+    -- foreign-key checks of other transactions (KEY SHARE) on this license are not blocked.
     SELECT l.* INTO v_license
     FROM licenses l
     WHERE l.customer_id = p_customer_id AND l.status = 'active' AND l.deleted_at IS NULL
-    FOR UPDATE;
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         SELECT l.status INTO v_reason
         FROM licenses l
@@ -180,17 +181,21 @@ BEGIN
     WHERE r.running >= l.max_concurrent_builds;
 
     LOOP
-        SELECT b.id, b.license_id, l.max_concurrent_builds INTO v_candidate
+        -- The license is checked in scalar subqueries, not a join: the planner then has one table to plan and
+        -- walks build_queue_claim_idx in claim order (a join let it start from the licenses and sort every queued
+        -- build, 10 ms instead of 0.1).
+        SELECT b.id, b.license_id,
+               (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = b.license_id) AS max_concurrent_builds
+        INTO v_candidate
         FROM build_queue b
-        JOIN licenses l ON l.id = b.license_id
         WHERE b.status = 'queued'
           AND b.not_before <= statement_timestamp()
           AND b.license_id <> ALL (v_full)
-          AND l.status = 'active' AND l.deleted_at IS NULL
-          AND (l.expires_at IS NULL OR l.expires_at > now())
+          AND (SELECT l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
+               FROM licenses l WHERE l.id = b.license_id)
         ORDER BY b.priority DESC, b.created_at, b.id
         LIMIT 1
-        FOR UPDATE OF b SKIP LOCKED;
+        FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             RETURN;
         END IF;

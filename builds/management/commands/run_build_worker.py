@@ -57,7 +57,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-builds", type=int, default=None, help="Exit after claiming this many builds.")
         parser.add_argument(
-            "--exit-when-idle", action="store_true", help="Exit once nothing is queued or running (drain mode)."
+            "--exit-when-idle",
+            action="store_true",
+            help="Exit once nothing is claimable and this worker runs nothing (drain mode).",
         )
 
     def handle(self, *args, **options):
