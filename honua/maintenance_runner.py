@@ -172,6 +172,7 @@ def run_task(task: MaintenanceTask, *, dry_run: bool, using: str = "default") ->
 
 
 def maintenance_lock_timeout() -> str:
+    """How long a maintenance statement waits for a lock (``HONUA_MAINTENANCE_LOCK_TIMEOUT``)."""
     return getattr(settings, "HONUA_MAINTENANCE_LOCK_TIMEOUT", "5s")
 
 

@@ -141,14 +141,22 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             """CREATE TEMP TABLE seed_templates ON COMMIT DROP AS
             SELECT tk, m AS manifest, manifest_hash(m) AS manifest_hash  -- the cache's canonical hash
             FROM (
+                -- Manifest schema v1 (intake/manifests.py): every key, packages/architectures/ports sorted.
                 SELECT k - 1 AS tk, jsonb_build_object(
+                    'schema_version', 1,
                     'base_image', (ARRAY['python:3.12-slim','node:22-alpine','eclipse-temurin:21-jre','golang:1.23',
                                          'ubuntu:24.04','debian:bookworm-slim','rust:1.82','ruby:3.3'])[1 + mod(k, 8)],
-                    'packages', jsonb_build_array('pkg-' || mod(k * 13, 97), 'pkg-' || mod(k * 29, 89)),
+                    'language', (ARRAY['{"name": "python", "version": "3.12"}', '{"name": "node", "version": "22"}',
+                                       '{"name": "java", "version": "21"}', '{"name": "go", "version": "1.23"}',
+                                       'null', 'null', '{"name": "rust", "version": "1.82"}',
+                                       '{"name": "ruby", "version": "3.3"}'])[1 + mod(k, 8)]::jsonb,
+                    'packages', (SELECT jsonb_agg(DISTINCT p ORDER BY p) FROM unnest(ARRAY[
+                                    'pkg-' || mod(k * 13, 97), 'pkg-' || mod(k * 29, 89)]) p),
                     'architectures', CASE WHEN mod(k, 3) = 0 THEN '["amd64","arm64"]'::jsonb
                                           ELSE '["amd64"]'::jsonb END,
-                    'ports', jsonb_build_array(8000 + mod(k, 100)),
-                    'template', k) AS m
+                    'registry', NULL,
+                    'env', jsonb_build_object('APP_VARIANT', k::text),
+                    'ports', jsonb_build_array(8000 + mod(k, 100))) AS m
                 FROM generate_series(1, %(templates)s) k
             ) t""",
             "CREATE UNIQUE INDEX ON seed_templates (tk)",
@@ -207,7 +215,8 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                              || (t.manifest -> 'ports' ->> 0) || '. It must run on '
                              || (t.manifest ->> 'architectures') || '.'
                         ELSE 'Understood. I will use ' || (t.manifest ->> 'base_image') || ', install '
-                             || (t.manifest -> 'packages' ->> 0) || ' and ' || (t.manifest -> 'packages' ->> 1)
+                             || (t.manifest -> 'packages' ->> 0)
+                             || coalesce(' and ' || (t.manifest -> 'packages' ->> 1), '')
                              || ', expose ' || (t.manifest -> 'ports' ->> 0) || ' and build for '
                              || (t.manifest ->> 'architectures') || '. Shall I prepare the manifest?' END,
                    r.prompt_tokens, r.completion_tokens, r.cost, r.cost, v.model, r.latency_ms,
@@ -410,9 +419,10 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                         WHEN b.id IS NOT NULL THEN 'submitted'
                         WHEN v.status = 'active' THEN 'draft'
                         WHEN mod(v.g, 4) = 0 THEN 'approved' ELSE 'draft' END,
-                   CASE WHEN k < v.n_manifests THEN t.manifest || jsonb_build_object('draft', k) ELSE t.manifest END,
+                   CASE WHEN k < v.n_manifests THEN jsonb_set(t.manifest, '{{env,DRAFT}}', to_jsonb(k::text))
+                        ELSE t.manifest END,
                    CASE WHEN k < v.n_manifests
-                        THEN manifest_hash(t.manifest || jsonb_build_object('draft', k))
+                        THEN manifest_hash(jsonb_set(t.manifest, '{{env,DRAFT}}', to_jsonb(k::text)))
                         ELSE t.manifest_hash END,
                    CASE WHEN k = v.n_manifests THEN b.id END,
                    CASE WHEN k = v.n_manifests AND (b.id IS NOT NULL OR (v.status <> 'active' AND mod(v.g, 4) = 0))

@@ -245,3 +245,18 @@ def test_lock_is_released_when_a_task_fails(tasks):
         cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s", [LOCK_CLASS_ID])
         assert cursor.fetchone()[0] == 0
     assert run_maintenance("hourly").locked_out == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cli_run_while_the_schedule_is_locked_exits_0_and_records_nothing(db_url):
+    """From the shell, a run whose schedule another session holds says so, exits 0 and records nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, 0)", [LOCK_CLASS_ID])  # hourly's lock, as a running run holds it
+        try:
+            result = run_manage("run_maintenance", "hourly", "--format", "json", env={"DATABASE_URL": db_url})
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [LOCK_CLASS_ID])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["locked"] is True and report["locked_out"] == ["hourly"] and report["tasks"] == []
+    assert not MaintenanceRun.objects.exists()

@@ -18,6 +18,7 @@ from honua.maintenance_runner import LOCK_CLASS_ID
 from honua.models import MaintenanceRun
 from operations.maintenance import export_archive_to_files
 from tests.conftest import PROJECT_ROOT
+from tests.licensing.factories import CustomerFactory
 
 
 def _scalar(sql: str, params=()):
@@ -120,6 +121,41 @@ def test_access_log_archive_killed_mid_way_loses_and_duplicates_nothing(db_url):
     archived = _scalar("SELECT array_agg(id) FROM build_access_log_archive")
     assert len(archived) == len(set(archived)) and set(archived) == old_ids
     assert _scalar("SELECT count(*) FROM build_access_log") == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_soft_delete_purge_killed_mid_way_finishes_on_the_next_run(db_url):
+    """purge_soft_deleted_records killed mid-way and re-run: every conversation soft-deleted past the retention
+    goes with its messages, none is counted twice, and live conversations keep theirs."""
+    customer = CustomerFactory()
+    _execute(
+        "INSERT INTO conversations (customer_id, channel, status, model, title, message_count, prompt_tokens,"
+        " completion_tokens, total_cost, satisfaction_comment, metadata, deleted_at)"
+        " SELECT %s, 'web', 'completed', 'm', 'c' || g, 0, 0, 0, 0, '', '{}',"
+        " CASE WHEN g <= 400 THEN now() - interval '40 days' END FROM generate_series(1, 420) g",
+        [customer.pk],
+    )
+    _execute(
+        "INSERT INTO conversation_messages (conversation_id, role, content, prompt_tokens, completion_tokens, cost,"
+        " model) SELECT c.id, 'user', 'hi', 0, 0, 0, '' FROM conversations c CROSS JOIN generate_series(1, 2)"
+    )
+    gone = "SELECT count(*) FROM conversations WHERE deleted_at IS NOT NULL"
+    process = _maintenance_process(
+        db_url,
+        "monthly",
+        "--only",
+        "purge_soft_deleted_records",
+        **{**SLOW_BATCHES, "HONUA_MAINTENANCE_BATCH_SIZE": "20"},
+    )
+    _kill_mid_way(process, lambda: _scalar(gone) <= 360)
+    left = _scalar(gone)
+    assert 0 < left < 400, "the run was not killed mid-way"
+
+    call_command("run_maintenance", "monthly", "--only", "purge_soft_deleted_records", stdout=StringIO())
+    assert _scalar(gone) == 0
+    assert _scalar("SELECT count(*) FROM conversations") == 20
+    assert _scalar("SELECT count(*) FROM conversation_messages") == 40
+    assert MaintenanceRun.objects.get().rows == left * 3  # each conversation and its two messages, once
 
 
 @pytest.mark.django_db(transaction=True)
