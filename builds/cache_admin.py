@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from builds.cache import cache_entries_evict_selected, cache_entries_with_usage
 from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
+from honua.admin_utils import BigTableAdminMixin
 from licensing.models import Customer, License
 
 
@@ -128,12 +129,13 @@ class CustomerFilter(admin.SimpleListFilter):
 
 
 @admin.register(BuildAccessLog)
-class BuildAccessLogAdmin(admin.ModelAdmin):
+class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_display = ["accessed_at", "customer", "short_hash", "hit", "latency_us", "cache_entry_id"]
-    list_filter = ["hit", CustomerFilter]
+    # A date filter rather than date_hierarchy: the hierarchy reads the min, max and distinct months of the whole
+    # log on every page (about 230 ms at a million rows); the filter's choices cost no query.
+    list_filter = ["hit", ("accessed_at", admin.DateFieldListFilter), CustomerFilter]
     search_fields = ["manifest_hash"]  # see get_search_results
     search_help_text = "A customer id, or the start of a manifest hash."
-    date_hierarchy = "accessed_at"
     show_full_result_count = False
 
     def has_add_permission(self, request):

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from builds import selectors, services
 from builds.models import Build, BuildArtifact, BuildResult
+from honua.admin_utils import BigTableAdminMixin
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -67,7 +68,7 @@ class BuildArtifactInline(admin.TabularInline):
 
 
 @admin.register(Build)
-class BuildAdmin(admin.ModelAdmin):
+class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_display = (
         "short_id",
         "customer",

@@ -13,7 +13,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 INSTALLED_APPS = [
     # honua comes first so that its `migrate` (which keeps the migration ledger) wins.
     "honua",
-    "django.contrib.admin",
+    # The admin, with the operator console's site as admin.site (console/admin_apps.py).
+    "console.admin_apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -26,6 +27,8 @@ INSTALLED_APPS = [
     "builds",
     "intake",
     "operations",
+    # Last: the operator console sits above every other app.
+    "console",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,78 @@
+"""The audit trail in the admin, and read-only admins for models no app has given one.
+
+``console`` is the last app, so by the time this module is imported every app's ``admin.py`` has registered its
+models. Whatever is still unregistered gets a read-only view (no add/change/delete, secrets left out, cheap
+counts), so an operator can see every table of the system.
+"""
+
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.db import models
+
+from honua.admin_utils import BigTableAdminMixin
+
+DOMAIN_APPS = ("honua", "licensing", "builds", "intake", "operations")
+SECRET_FIELD_WORDS = ("encrypted", "secret", "key_index", "password")
+BULKY_FIELDS = (models.TextField, models.JSONField)
+
+
+def is_secret_field(field) -> bool:
+    return any(word in field.name for word in SECRET_FIELD_WORDS)
+
+
+@admin.register(LogEntry)
+class AuditTrailAdmin(BigTableAdminMixin, admin.ModelAdmin):
+    """Django's admin log: who did what through the admin, including every queue action."""
+
+    list_display = ("action_time", "user", "content_type", "object_repr", "action_flag", "change_message")
+    list_filter = ("action_flag", "content_type")
+    search_fields = ("object_repr", "object_id", "user__username")
+    list_select_related = ("user", "content_type")
+    ordering = ("-action_time",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(BigTableAdminMixin, admin.ModelAdmin):
+    """A view of a model with no admin of its own: safe columns only, no writes."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def read_only_admin(model) -> type[ReadOnlyAdmin]:
+    fields = [f for f in model._meta.concrete_fields if not is_secret_field(f)]
+    columns = [f.name for f in fields if not isinstance(f, BULKY_FIELDS)][:7]
+    return type(
+        f"{model.__name__}ReadOnlyAdmin",
+        (ReadOnlyAdmin,),
+        {
+            "list_display": columns,
+            "list_select_related": [f.name for f in fields if f.name in columns and f.is_relation],
+            "fields": [f.name for f in fields],
+            "readonly_fields": [f.name for f in fields],
+        },
+    )
+
+
+for _model in apps.get_models():
+    if (
+        _model._meta.app_label in DOMAIN_APPS
+        and not admin.site.is_registered(_model)
+        and not _model._meta.is_composite_pk  # the admin cannot show those
+    ):
+        admin.site.register(_model, read_only_admin(_model))
