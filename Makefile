@@ -25,6 +25,7 @@ demo: $(INSTALLED)
 
 ## The whole test suite, on DATABASE_URL's server if set, else on the embedded PostgreSQL.
 test: $(INSTALLED)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
