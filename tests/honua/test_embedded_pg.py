@@ -66,6 +66,16 @@ def test_server_is_reused_and_keeps_its_data_after_a_restart(data_dir):
         assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
 
 
+def test_a_server_whose_socket_file_vanished_is_restarted(data_dir):
+    """If the running server's socket file is deleted, the next start restarts it so clients can connect again."""
+    first = embedded_pg.ensure_running(data_dir, "honua")
+    first.socket_path.unlink()
+    second = embedded_pg.ensure_running(data_dir, "honua")
+    assert second.pid != first.pid
+    with psycopg.connect(second.dsn + " dbname=honua") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_server_listens_on_no_tcp_port(data_dir):
     """The embedded server accepts only local socket connections."""
     state = embedded_pg.ensure_running(data_dir)
