@@ -1,4 +1,6 @@
--- Back to 0004_queue.sql's build_performance_summary, then drop its index.
+-- Back to 0004_queue.sql's build_performance_summary, then drop its index; the default row estimate again.
+ALTER FUNCTION get_license_quota_usage(uuid) ROWS 1000;
+
 CREATE OR REPLACE VIEW build_performance_summary AS
 SELECT b.customer_id,
        c.name AS customer_name,

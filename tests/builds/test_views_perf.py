@@ -1,5 +1,6 @@
-"""build_performance_summary after 0012_views_perf (grouped in index order): the same figures as 0004_queue.sql's
-definition, against hand-computed values, and read through build_queue_finished_day_idx."""
+"""The views after 0012_views_perf: build_performance_summary (grouped in index order) gives the same figures as
+0004_queue.sql's definition and hand-computed values, read through build_queue_finished_day_idx; customer_build_usage
+plans get_license_quota_usage as the one row it returns."""
 
 import datetime as dt
 from decimal import Decimal
@@ -101,3 +102,13 @@ def test_summary_reads_the_finished_day_index(history):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "build_queue_finished_day_idx" in plan
     assert "GroupAggregate" in plan
+
+
+def test_quota_usage_is_planned_as_one_row():
+    """get_license_quota_usage is estimated at 1 row (not 1,000), so customer_build_usage's cost stays honest."""
+    license = LicenseFactory(tier="pro")
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN SELECT * FROM get_license_quota_usage(%s)", [license.pk])
+        assert "rows=1 " in cursor.fetchone()[0]
+        cursor.execute("EXPLAIN (FORMAT JSON) SELECT * FROM customer_build_usage")
+        assert cursor.fetchone()[0][0]["Plan"]["Total Cost"] < 100_000  # jit_above_cost's default
