@@ -84,7 +84,7 @@ def fill(entries: int, log_rows: int) -> None:
             INSERT INTO licenses (customer_id, tier, status, is_trial, license_key_encrypted, license_key_index,
                                   feature_overrides, notes)
             SELECT c.id, CASE WHEN row_number() OVER () % 2 = 0 THEN 'enterprise' ELSE 'pro' END, 'active', false,
-                   'placeholder', encode(sha256(convert_to(c.id::text, 'UTF8')), 'hex'), '{}', ''
+                   'v1:1:bench-placeholder', encode(sha256(convert_to(c.id::text, 'UTF8')), 'hex'), '{}', ''
               FROM customers c;
             """
         )

@@ -1,0 +1,11 @@
+from django.db import migrations
+
+from honua.sql_migrations import RunSQLFile
+
+
+class Migration(migrations.Migration):
+    """build_performance_summary grouped in index order (issue 7: views under 100 ms at six-month volume)."""
+
+    dependencies = [("builds", "0009_merge_maintenance")]
+
+    operations = [RunSQLFile("builds", "0012_views_perf")]
