@@ -34,7 +34,8 @@ class Build(models.Model):
         CANCELLED = "cancelled"
         TIMED_OUT = "timed_out", "Timed out"
 
-    id = _uuid_pk()
+    # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
+    id = models.UUIDField(primary_key=True, db_default=models.Func(function="build_uuid_v7"), editable=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds")
     license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds")
     manifest = models.JSONField()
@@ -81,7 +82,6 @@ class Build(models.Model):
                 F("priority").desc(), "created_at", "id", name="build_queue_claim_idx", condition=Q(status="queued")
             ),
             models.Index(fields=["license"], name="build_queue_running_lic_idx", condition=Q(status="running")),
-            models.Index(fields=["heartbeat_at"], name="build_queue_running_hb_idx", condition=Q(status="running")),
             # Duplicate-manifest lookup among live builds.
             models.Index(
                 fields=["customer", "manifest_hash"],
@@ -90,7 +90,13 @@ class Build(models.Model):
             ),
             models.Index(fields=["customer", "-created_at"], name="build_queue_customer_idx"),
             models.Index(fields=["license", "created_at"], name="build_queue_license_month_idx"),
-            models.Index(fields=["status", "-created_at"], name="build_queue_status_idx"),
+            # Finished builds by status, newest first (admin, history); queued and running builds are reached
+            # through the partial indexes above, so claims do not write this index.
+            models.Index(
+                fields=["status", "-created_at"],
+                name="build_queue_finished_idx",
+                condition=Q(status__in=TERMINAL_STATUSES),
+            ),
             GinIndex(fields=["manifest"], name="build_queue_manifest_gin", opclasses=["jsonb_path_ops"]),
         ]
         constraints = [
