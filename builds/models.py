@@ -36,15 +36,22 @@ class Build(models.Model):
 
     # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
     id = models.UUIDField(primary_key=True, db_default=models.Func(function="build_uuid_v7"), editable=False)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds")
+    # No single-column indexes on the foreign keys: build_queue_customer_idx and build_queue_license_month_idx lead
+    # with them, and every non-HOT update (each claim and completion) writes each full index of this table.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds", db_index=False)
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds", db_index=False)
     manifest = models.JSONField()
     manifest_hash = models.CharField(max_length=64)
     priority = models.SmallIntegerField(default=5, help_text="1..10; 10 is the most urgent.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cache_hit = models.BooleanField(default=False)
     cache_entry = models.ForeignKey(
-        "BuildCacheEntry", null=True, blank=True, on_delete=models.SET_NULL, related_name="served_builds"
+        "BuildCacheEntry",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="served_builds",
+        db_index=False,  # build_queue_cache_entry_idx: only cache hits have one
     )
     worker_id = models.CharField(max_length=200, null=True, blank=True)
     progress = models.SmallIntegerField(default=0)
@@ -98,6 +105,9 @@ class Build(models.Model):
                 condition=Q(status__in=TERMINAL_STATUSES),
             ),
             GinIndex(fields=["manifest"], name="build_queue_manifest_gin", opclasses=["jsonb_path_ops"]),
+            models.Index(
+                fields=["cache_entry"], name="build_queue_cache_entry_idx", condition=Q(cache_entry__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=10), name="build_queue_priority_range"),
