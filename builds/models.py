@@ -138,7 +138,8 @@ class BuildResult(models.Model):
     """The outcome of a build reaching a terminal state (a retried build can have several)."""
 
     id = models.BigAutoField(primary_key=True)
-    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="results")
+    # No index of its own: build_results_build_idx leads with build_id.
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="results", db_index=False)
     attempt = models.SmallIntegerField(default=1)
     status = models.CharField(max_length=16, choices=Build.Status.choices)
     worker_id = models.CharField(max_length=200, null=True, blank=True)

@@ -5,10 +5,11 @@ from honua.sql_migrations import RunSQLFile
 
 
 class Migration(migrations.Migration):
-    """Drop build_queue's redundant single-column foreign-key indexes (every claim and completion wrote them).
+    """Drop the redundant single-column foreign-key indexes of build_queue and build_results (every claim and
+    completion wrote them).
 
-    The SQL file drops the indexes; the model state says db_index=False without touching the database (Django's own AlterField would also
-    drop and re-validate the foreign keys, a scan of the whole table under lock)."""
+    The SQL file drops the indexes; the model state says db_index=False without touching the database (Django's
+    own AlterField would also drop and re-validate the foreign keys, a scan of the whole table under lock)."""
 
     dependencies = [("builds", "0010_queue_perf"), ("licensing", "0005_audit_deletes")]
 
@@ -46,6 +47,16 @@ class Migration(migrations.Migration):
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="builds",
                         to="licensing.license",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="buildresult",
+                    name="build",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="results",
+                        to="builds.build",
                     ),
                 ),
             ],
