@@ -119,7 +119,8 @@ def setup_customers() -> None:
         INSERT INTO licenses (customer_id, tier, status, is_trial, license_key_encrypted, license_key_index,
                               feature_overrides, notes, monthly_build_quota_override)
         SELECT c.id, (ARRAY['core', 'pro', 'enterprise', 'asp'])[1 + (row_number() OVER (ORDER BY c.id)) %% 4],
-               'active', false, 'placeholder', encode(sha256(convert_to(c.id::text, 'UTF8')), 'hex'), '{}', '',
+               'active', false, 'v1:0:bench-placeholder', encode(sha256(convert_to(c.id::text, 'UTF8')), 'hex'),
+               '{}', '',
                100000000
         FROM customers c WHERE c.name LIKE 'bench %%'
         """

@@ -34,16 +34,24 @@ class Build(models.Model):
         CANCELLED = "cancelled"
         TIMED_OUT = "timed_out", "Timed out"
 
-    id = _uuid_pk()
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds")
-    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds")
+    # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
+    id = models.UUIDField(primary_key=True, db_default=models.Func(function="build_uuid_v7"), editable=False)
+    # No single-column indexes on the foreign keys: build_queue_customer_idx and build_queue_license_month_idx lead
+    # with them, and every non-HOT update (each claim and completion) writes each full index of this table.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds", db_index=False)
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="builds", db_index=False)
     manifest = models.JSONField()
     manifest_hash = models.CharField(max_length=64)
     priority = models.SmallIntegerField(default=5, help_text="1..10; 10 is the most urgent.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cache_hit = models.BooleanField(default=False)
     cache_entry = models.ForeignKey(
-        "BuildCacheEntry", null=True, blank=True, on_delete=models.SET_NULL, related_name="served_builds"
+        "BuildCacheEntry",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="served_builds",
+        db_index=False,  # build_queue_cache_entry_idx: only cache hits have one
     )
     worker_id = models.CharField(max_length=200, null=True, blank=True)
     progress = models.SmallIntegerField(default=0)
@@ -81,7 +89,6 @@ class Build(models.Model):
                 F("priority").desc(), "created_at", "id", name="build_queue_claim_idx", condition=Q(status="queued")
             ),
             models.Index(fields=["license"], name="build_queue_running_lic_idx", condition=Q(status="running")),
-            models.Index(fields=["heartbeat_at"], name="build_queue_running_hb_idx", condition=Q(status="running")),
             # Duplicate-manifest lookup among live builds.
             models.Index(
                 fields=["customer", "manifest_hash"],
@@ -90,8 +97,17 @@ class Build(models.Model):
             ),
             models.Index(fields=["customer", "-created_at"], name="build_queue_customer_idx"),
             models.Index(fields=["license", "created_at"], name="build_queue_license_month_idx"),
-            models.Index(fields=["status", "-created_at"], name="build_queue_status_idx"),
+            # Finished builds by status, newest first (admin, history); queued and running builds are reached
+            # through the partial indexes above, so claims do not write this index.
+            models.Index(
+                fields=["status", "-created_at"],
+                name="build_queue_finished_idx",
+                condition=Q(status__in=TERMINAL_STATUSES),
+            ),
             GinIndex(fields=["manifest"], name="build_queue_manifest_gin", opclasses=["jsonb_path_ops"]),
+            models.Index(
+                fields=["cache_entry"], name="build_queue_cache_entry_idx", condition=Q(cache_entry__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=10), name="build_queue_priority_range"),
@@ -122,7 +138,8 @@ class BuildResult(models.Model):
     """The outcome of a build reaching a terminal state (a retried build can have several)."""
 
     id = models.BigAutoField(primary_key=True)
-    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="results")
+    # No index of its own: build_results_build_idx leads with build_id.
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="results", db_index=False)
     attempt = models.SmallIntegerField(default=1)
     status = models.CharField(max_length=16, choices=Build.Status.choices)
     worker_id = models.CharField(max_length=200, null=True, blank=True)
