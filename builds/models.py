@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.models import Customer, License
 
@@ -19,10 +20,6 @@ HEX64 = r"^[0-9a-f]{64}$"
 BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
 CACHE_COUNTER_SHARDS = 64  # hit-counter shards per cache entry (BuildCacheHitCounter)
-
-
-def _uuid_pk():
-    return models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
 
 
 class Build(models.Model):
@@ -35,7 +32,7 @@ class Build(models.Model):
         TIMED_OUT = "timed_out", "Timed out"
 
     # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
-    id = models.UUIDField(primary_key=True, db_default=models.Func(function="build_uuid_v7"), editable=False)
+    id = uuid_primary_key("build_uuid_v7")
     # No single-column indexes on the foreign keys: build_queue_customer_idx and build_queue_license_month_idx lead
     # with them, and every non-HOT update (each claim and completion) writes each full index of this table.
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds", db_index=False)
@@ -248,7 +245,7 @@ class BuildCacheEntry(models.Model):
         PRIVATE = "private"
         SHARED = "shared"
 
-    id = _uuid_pk()
+    id = uuid_primary_key()
     manifest_hash = models.CharField(max_length=64)
     owner = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cache_entries")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)

@@ -14,12 +14,9 @@ from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import Exact
 
 from builds.models import HEX64, Build
+from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.models import Customer
-
-
-def _uuid_pk():
-    return models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
 
 
 class Conversation(models.Model):
@@ -40,7 +37,7 @@ class Conversation(models.Model):
         OPERATOR = "operator"
         MODEL = "model"
 
-    id = _uuid_pk()
+    id = uuid_primary_key()
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
@@ -320,7 +317,7 @@ class BuildManifest(models.Model):
         SUBMITTED = "submitted"
         SUPERSEDED = "superseded"
 
-    id = _uuid_pk()
+    id = uuid_primary_key()
     conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="manifests")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="build_manifests")
     version = models.IntegerField()

@@ -10,6 +10,7 @@ from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, Now
 from django.db.models.lookups import Exact
 
+from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
 
@@ -47,7 +48,7 @@ def _history_events():
 
 @pghistory.track(*_history_events(), exclude=_HISTORY_EXCLUDED_ALWAYS)
 class Customer(models.Model):
-    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    id = uuid_primary_key()
     name = models.CharField(max_length=200)
     contact_name = models.CharField(max_length=200, blank=True, default="")
     contact_email = models.EmailField(max_length=254, blank=True, default="")
@@ -109,7 +110,7 @@ class License(models.Model):
         EXPIRED = "expired"
         REVOKED = "revoked"
 
-    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    id = uuid_primary_key()
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="licenses")
     tier = models.CharField(max_length=16, choices=Tier.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
@@ -243,7 +244,7 @@ class RegistryCredential(models.Model):
         EXPIRED = "expired"
         REVOKED = "revoked"
 
-    id = models.UUIDField(primary_key=True, db_default=models.Func(function="gen_random_uuid"), editable=False)
+    id = uuid_primary_key()
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="registry_credentials")
     registry_type = models.CharField(max_length=16, choices=RegistryType.choices)
     registry_url = models.CharField(max_length=500)
