@@ -2,7 +2,7 @@
 
 Measures 16 writers into ONE conversation (they queue on its row lock) against 16 writers into 16 conversations,
 and checks that the totals are exact afterwards. Runs against the development database (DATABASE_URL or the
-embedded server) and deletes what it created.
+embedded server), migrating it first, and deletes what it created.
 
     .venv/bin/python bench/intake_messages.py           # 16 writers x 200 messages
     .venv/bin/python bench/intake_messages.py --quick   # 16 writers x 20 messages
@@ -23,6 +23,7 @@ import django
 
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=16, help="Concurrent writers (connections).")
     args = parser.parse_args()
     per_writer = 20 if args.quick else 200
+    call_command("migrate", verbosity=0)  # the totals come from a trigger a stale database would lack
     customer = Customer.objects.create(name="bench: intake messages")
     try:
         one = [services.conversation_start(customer=customer, model="claude-sonnet-4")]
