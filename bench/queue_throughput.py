@@ -23,26 +23,14 @@ Each connection runs in its own process (no GIL between clients). Runs in its ow
 
 import argparse
 import multiprocessing
-import os
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "honua.settings.development")
-
-import django  # noqa: E402
-
-django.setup()
-
-import psycopg  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection, connections  # noqa: E402
-from psycopg import sql  # noqa: E402
+import psycopg
+from _setup import use_database  # sets Django up, so it comes before the Django imports
+from django.conf import settings
+from django.db import connection, connections
 
 RATIO_TARGET, HISTORY_CHANGE_TARGET, P99_TARGET_MS = 0.9, 0.10, 5.0
 WORKER_TARGET, NOTIFY_P50_TARGET_MS = 1500.0, 10.0
@@ -72,22 +60,6 @@ RETURNING id
 MINIMAL_COMPLETE = "UPDATE bench_minimal_queue SET status = 'succeeded', finished_at = now() WHERE id = %s"
 HONUA_CLAIM = "SELECT id FROM get_next_build_for_worker(%s)"
 HONUA_COMPLETE = "SELECT complete_build(%s, %s, true, 'registry.example/bench:1', %s, NULL)"
-
-
-def use_database(name: str, *, fresh: bool) -> None:
-    """Point every connection at ``name``, creating (and migrating) it if it does not exist."""
-    with connection._nodb_cursor() as cursor:
-        if fresh:
-            cursor.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)).as_string(cursor.connection)
-            )
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if not cursor.fetchone():
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string(cursor.connection))
-    connections.close_all()
-    settings.DATABASES["default"]["NAME"] = name
-    connection.settings_dict["NAME"] = name
-    call_command("migrate", verbosity=0)
 
 
 def conninfo() -> str:
