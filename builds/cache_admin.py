@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from builds.cache import cache_entries_evict_selected, cache_entries_with_usage
 from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
-from honua.admin_utils import BigTableAdminMixin
+from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin
 from licensing.models import Customer, License
 
 
@@ -129,7 +129,7 @@ class CustomerFilter(admin.SimpleListFilter):
 
 
 @admin.register(BuildAccessLog)
-class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
+class BuildAccessLogAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
     list_display = ["accessed_at", "customer", "short_hash", "hit", "latency_us", "cache_entry_id"]
     # A date filter rather than date_hierarchy: the hierarchy reads the min, max and distinct months of the whole
     # log on every page (about 230 ms at a million rows); the filter's choices cost no query.
@@ -137,15 +137,6 @@ class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
     search_fields = ["manifest_hash"]  # see get_search_results
     search_help_text = "A customer id, or the start of a manifest hash."
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         """A customer's UUID finds its lookups; anything else is matched as the start of a manifest hash."""
@@ -173,7 +164,7 @@ class BuildAccessLogAdmin(BigTableAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CacheStatistics)
-class CacheStatisticsAdmin(admin.ModelAdmin):
+class CacheStatisticsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The cache_statistics view: the overall row and one per customer (read-only)."""
 
     list_display = [
@@ -191,15 +182,6 @@ class CacheStatisticsAdmin(admin.ModelAdmin):
     list_filter = ["scope"]
     search_fields = ["customer_name"]
     ordering = ["scope", "-hits", "customer_name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="customer", ordering="customer_name")
     def who(self, row):

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.db import models
 
-from honua.admin_utils import BigTableAdminMixin
+from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin
 
 DOMAIN_APPS = ("honua", "licensing", "builds", "intake", "operations")
 SECRET_FIELD_WORDS = ("encrypted", "secret", "key_index", "password")
@@ -22,7 +22,7 @@ def is_secret_field(field) -> bool:
 
 
 @admin.register(LogEntry)
-class AuditTrailAdmin(BigTableAdminMixin, admin.ModelAdmin):
+class AuditTrailAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
     """Django's admin log: who did what through the admin, including every queue action."""
 
     list_display = ("action_time", "user", "content_type", "object_repr", "action_flag", "change_message")
@@ -31,27 +31,9 @@ class AuditTrailAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_select_related = ("user", "content_type")
     ordering = ("-action_time",)
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(BigTableAdminMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
     """A view of a model with no admin of its own: safe columns only, no writes."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def read_only_admin(model) -> type[ReadOnlyAdmin]:

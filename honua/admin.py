@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.db.models import Max, Q
 
+from honua.admin_utils import ReadOnlyAdminMixin
 from honua.models import MaintenanceRun
 
 
 @admin.register(MaintenanceRun)
-class MaintenanceRunAdmin(admin.ModelAdmin):
+class MaintenanceRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only history of run_maintenance: when each task ran, how long, how many rows, and whether it worked."""
 
     list_display = ["task", "schedule", "outcome_badge", "rows", "duration_ms", "started_at", "last_success"]
@@ -28,12 +29,3 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
     @admin.display(description="task last succeeded")
     def last_success(self, run: MaintenanceRun):
         return getattr(self, "_last_success", {}).get(run.task) or "never"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

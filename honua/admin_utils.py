@@ -1,4 +1,4 @@
-"""Admin helpers every app may use: cheap counts for changelists over big tables.
+"""Admin helpers every app may use: cheap counts for changelists over big tables, and read-only admins.
 
 Django's changelist counts the whole queryset to paginate (and, by default, the whole table again for "N total").
 On ``build_access_log`` or ``build_events`` at six months' volume that is a sequential scan of millions of rows
@@ -65,3 +65,16 @@ class BigTableAdminMixin:
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+
+
+class ReadOnlyAdminMixin:
+    """A ModelAdmin for looking only: no add, change or delete (logs, history, SQL views, run records)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from honua.admin_utils import ReadOnlyAdminMixin
 from intake import services
 from intake.models import (
     ActiveConversation,
@@ -268,17 +269,8 @@ class RequirementExtractionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{len(queryset)} extraction(s) marked incorrect.", messages.SUCCESS)
 
 
-class ViewAdmin(admin.ModelAdmin):
+class ViewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only admin over a SQL view: no add, change or delete."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ActiveConversation)

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from honua.admin_utils import ReadOnlyAdminMixin
 from operations.models import AccessLogArchive
 
 
 @admin.register(AccessLogArchive)
-class AccessLogArchiveAdmin(admin.ModelAdmin):
+class AccessLogArchiveAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only view of archived cache lookups (table mode of the monthly access-log archive)."""
 
     list_display = ["accessed_at", "hit", "manifest_hash", "customer_id", "latency_us", "archived_at"]
@@ -13,12 +14,3 @@ class AccessLogArchiveAdmin(admin.ModelAdmin):
     date_hierarchy = "accessed_at"
     show_full_result_count = False  # no count(*) over millions of rows on every page
     readonly_fields = [field.name for field in AccessLogArchive._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
