@@ -260,6 +260,11 @@ def cache_hit_counters_fold() -> int:
     return _call("SELECT fold_cache_hit_counters()", [])[0][0]
 
 
+def cache_access_rollup_fold() -> int:
+    """Fold the access rollup's session shards into one row per (customer, entry); returns shard rows folded."""
+    return _call("SELECT fold_cache_access_rollup()", [])[0][0]
+
+
 def cache_entries_evict(
     *,
     max_age: dt.timedelta | None,

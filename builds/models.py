@@ -335,7 +335,86 @@ class BuildAccessLog(models.Model):
                             last_accessed_at = greatest(c.last_accessed_at, EXCLUDED.last_accessed_at);
                     RETURN NULL;
                 """,
-            )
+            ),
+            # Count every lookup in its (customer, entry) rollup shard (BuildCacheAccessRollup).
+            pgtrigger.Trigger(
+                name="rollup_cache_access",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                func=f"""
+                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
+                    VALUES (NEW.customer_id, NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
+                            NEW.hit::int, (NOT NEW.hit)::int)
+                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                        SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
+                    RETURN NULL;
+                """,
+            ),
+            # Deleted lookups (the monthly archive) stop counting: subtract them, one upsert per (customer, entry).
+            pgtrigger.Trigger(
+                name="rollup_cache_access_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows"),
+                func=f"""
+                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
+                    SELECT o.customer_id, o.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
+                           -count(*) FILTER (WHERE o.hit), -count(*) FILTER (WHERE NOT o.hit)
+                      FROM old_rows o
+                     GROUP BY o.customer_id, o.cache_entry_id
+                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                        SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
+                    RETURN NULL;
+                """,
+            ),
+            # A lookup's customer, entry and outcome never change (the rollup counts them where they were).
+            pgtrigger.Protect(
+                name="build_access_log_keep_rollup_key",
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("customer_id", "cache_entry_id", "hit"),
+            ),
+            # Emptying the log empties its rollup.
+            pgtrigger.Trigger(
+                name="rollup_cache_access_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                func="DELETE FROM build_cache_access_rollup; RETURN NULL;",
+            ),
+        ]
+
+
+class BuildCacheAccessRollup(models.Model):
+    """Lookups of the access log counted per (customer, cache entry), for ``cache_statistics``.
+
+    The ``rollup_cache_access`` trigger counts each new lookup in the shard of its database session
+    (``pg_backend_pid() % CACHE_COUNTER_SHARDS``), so concurrent lookups of one hot entry never queue behind one row;
+    deleting log rows (the monthly archive) subtracts them, so the rollup always equals the retained log, exactly
+    and in the same transaction. ``fold_cache_access_rollup()`` (hourly) moves the shards into the folded row
+    (shard -1) and drops rows that count nothing. Hits are kept per entry, not as durations, so time saved is
+    always ``sum(hits * the entry's current build_duration_ms)``. ``cache_entry_id`` is NULL for misses without
+    an entry; no foreign key, like the log.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    customer_id = models.UUIDField()
+    cache_entry_id = models.UUIDField(null=True, blank=True)
+    shard = models.SmallIntegerField(help_text="The counting session's shard; -1 is the folded row.")
+    hits = models.BigIntegerField(default=0)
+    misses = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "build_cache_access_rollup"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer_id", "cache_entry_id", "shard"],
+                nulls_distinct=False,
+                name="build_cache_access_rollup_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(shard__gte=-1, shard__lt=CACHE_COUNTER_SHARDS), name="build_cache_access_rollup_shard"
+            ),
         ]
 
 

@@ -574,6 +574,14 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                 WHERE hit AND cache_entry_id IN (SELECT id FROM seed_entries) GROUP BY cache_entry_id
             ) s
             WHERE r.id = s.cache_entry_id""",
+            # The rollup the rollup_cache_access trigger keeps (cache_statistics), recounted from the whole log
+            # whether or not the trigger ran; the lock keeps concurrent lookups out of the recount.
+            "LOCK TABLE build_access_log IN SHARE ROW EXCLUSIVE MODE",
+            "DELETE FROM build_cache_access_rollup",
+            """INSERT INTO build_cache_access_rollup (customer_id, cache_entry_id, shard, hits, misses)
+            SELECT customer_id, cache_entry_id, -1, count(*) FILTER (WHERE hit), count(*) FILTER (WHERE NOT hit)
+            FROM build_access_log GROUP BY customer_id, cache_entry_id""",
+            "ANALYZE build_cache_access_rollup",
         ],
     ),
     ("statistics (ANALYZE)", [f"ANALYZE {table}" for table in TABLES]),

@@ -103,3 +103,16 @@ def test_statistics_admin_lists_overall_and_customers(admin_client):
     rows = {row.id: row for row in response.context["cl"].result_list}
     assert (rows["overall"].hits, rows[str(entry.owner_id)].misses) == (1, 1)
     assert admin_client.get(reverse("admin:builds_cachestatistics_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_statistics_admin_filters_by_scope(admin_client):
+    """The scope filter lists both scopes and narrows the page to the overall row or the customers' rows."""
+    entry = cached(LicenseFactory(tier="core"))
+    lookup(entry.manifest_hash, entry.owner_id)
+    url = reverse("admin:builds_cachestatistics_changelist")
+    overall = admin_client.get(url, {"scope__exact": "overall"})
+    assert [row.id for row in overall.context["cl"].result_list] == ["overall"]
+    customers = admin_client.get(url, {"scope__exact": "customer"})
+    assert [row.id for row in customers.context["cl"].result_list] == [str(entry.owner_id)]
+    assert "?scope__exact=customer" in overall.content.decode()

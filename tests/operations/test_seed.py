@@ -83,7 +83,7 @@ def test_every_foreign_key_is_satisfied():
 @pytest.mark.django_db
 def test_shape_is_skewed_spread_over_six_months_with_a_mix_of_statuses():
     """Builds span about six months, the busiest customer has many times the median's builds, every status
-    appears, and conversation totals match their messages."""
+    appears, conversation totals match their messages, and the cache access rollup matches the log."""
     generate(seed=2, fraction=0.02)
     [(first, last)] = _rows("SELECT min(created_at), max(created_at) FROM build_queue")
     assert dt.timedelta(days=150) < last - first <= dt.timedelta(days=183) and last <= ANCHOR
@@ -102,6 +102,12 @@ def test_shape_is_skewed_spread_over_six_months_with_a_mix_of_statuses():
         " (SELECT count(*) FROM build_access_log a WHERE a.cache_entry_id = e.id AND a.hit)"
     )
     assert hits_mismatched == 0
+    rollup = "SELECT customer_id, cache_entry_id, sum(hits), sum(misses) FROM build_cache_access_rollup GROUP BY 1, 2"
+    from_log = (
+        "SELECT customer_id, cache_entry_id, count(*) FILTER (WHERE hit), count(*) FILTER (WHERE NOT hit)"
+        " FROM build_access_log GROUP BY 1, 2"
+    )
+    assert sorted(_rows(rollup), key=str) == sorted(_rows(from_log), key=str)
 
 
 @pytest.mark.django_db
