@@ -57,6 +57,28 @@ class NoDeleteMixin:
         return False
 
 
+class AddChangeFormsMixin:
+    """One form to add (through a service), another to change: on the change page the editable fields stand
+    after the first ``readonly_lead`` read-only fields and before the rest."""
+
+    add_form: type[forms.ModelForm]
+    change_form: type[forms.ModelForm]
+    readonly_lead: int
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = self.change_form if obj else self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return self.add_form.Meta.fields
+        lead = self.readonly_lead
+        return [*self.readonly_fields[:lead], *self.change_form.Meta.fields, *self.readonly_fields[lead:]]
+
+
 def _run(modeladmin, request, queryset, service, verb: str) -> None:
     """Call ``service`` for each object; report successes and each refusal (its message) to the user."""
     done = 0
@@ -209,7 +231,8 @@ class LicenseChangeForm(forms.ModelForm):
 
 
 @admin.register(License)
-class LicenseAdmin(NoDeleteMixin, admin.ModelAdmin):
+class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
+    add_form, change_form, readonly_lead = LicenseIssueForm, LicenseChangeForm, 5
     list_display = [
         "customer",
         "tier",
@@ -246,18 +269,6 @@ class LicenseAdmin(NoDeleteMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.licenses_with_quota_used(super().get_queryset(request))
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        kwargs["form"] = LicenseChangeForm if obj else LicenseIssueForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj else []
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return LicenseIssueForm.Meta.fields
-        return [*self.readonly_fields[:5], *LicenseChangeForm.Meta.fields, *self.readonly_fields[5:]]
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
@@ -422,7 +433,8 @@ class CredentialChangeForm(forms.ModelForm):
 
 @admin.register(RegistryCredential)
 @method_decorator(sensitive_post_parameters("secret", "new_secret"), name="changeform_view")
-class RegistryCredentialAdmin(NoDeleteMixin, admin.ModelAdmin):
+class RegistryCredentialAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
+    add_form, change_form, readonly_lead = CredentialAddForm, CredentialChangeForm, 2
     list_display = ["__str__", "customer", "registry_type", "status_badge", "expires_at", "last_used_at"]
     list_filter = ["registry_type", "status"]
     list_select_related = ["customer"]
@@ -437,18 +449,6 @@ class RegistryCredentialAdmin(NoDeleteMixin, admin.ModelAdmin):
         "last_used_at",
         "history",
     ]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        kwargs["form"] = CredentialChangeForm if obj else CredentialAddForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj else []
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return CredentialAddForm.Meta.fields
-        return [*self.readonly_fields[:2], *CredentialChangeForm.Meta.fields, *self.readonly_fields[2:]]
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
