@@ -280,6 +280,12 @@ def cache_entries_evict(
 
 def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, int]:
     """Evict the given live entries now, except those in use; returns (evicted, skipped because in use)."""
+    evicted, skipped = cache_entries_evict_chosen(entry_ids=entry_ids)
+    return len(evicted), skipped
+
+
+def cache_entries_evict_chosen(*, entry_ids: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+    """Evict the given live entries now, except those in use; returns (the ids evicted, skipped because in use)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -293,12 +299,12 @@ def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, in
                   FROM chosen c WHERE e.id = c.id AND NOT c.in_use
                 RETURNING e.id
             )
-            SELECT (SELECT count(*) FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
+            SELECT (SELECT coalesce(array_agg(id), '{}') FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
             """,
             [list(entry_ids)],
         )
         evicted, skipped = cursor.fetchone()
-    return evicted, skipped
+    return list(evicted), skipped
 
 
 # Selectors (reads) ------------------------------------------------------------------------------------------------

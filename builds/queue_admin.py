@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from builds import selectors, services
 from builds.models import Build, BuildArtifact, BuildResult
-from honua.admin_utils import BigTableAdminMixin
+from honua.admin_utils import BigTableAdminMixin, audit_admin_action
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -261,7 +261,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 outcome = services.build_cancel(build=build, reason=f"cancelled by {request.user.get_username()}")
             except services.BuildStateError:
                 continue  # finished meanwhile
-            self.log_change(request, build, f"Cancel: {outcome}.")
+            audit_admin_action(request, build, f"Cancel: {outcome}.")
             done += 1
         self._report(request, done, queryset.count() - done, "cancelled or marked for cancellation")
 
@@ -274,7 +274,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 services.build_retry(build=build)
             except services.BuildStateError:
                 continue
-            self.log_change(request, build, "Retry: queued again.")
+            audit_admin_action(request, build, "Retry: queued again.")
             done += 1
         self._report(request, done, queryset.count() - done, "queued again")
 
@@ -292,6 +292,6 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 services.build_change_priority(build=build, priority=priority)
             except services.BuildStateError:
                 continue
-            self.log_change(request, build, f"Priority: {old} → {priority}.")
+            audit_admin_action(request, build, f"Priority: {old} → {priority}.")
             done += 1
         self._report(request, done, queryset.count() - done, f"set to priority {priority}")
