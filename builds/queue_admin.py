@@ -26,6 +26,13 @@ STATUS_COLOURS = {
 }
 
 
+MANIFEST_PREVIEW_CHARS = 16 * 1024
+
+
+def _kilobytes(size: int) -> str:
+    return f"{size / 1024:,.0f} KB" if size >= 1024 else f"{size} bytes"
+
+
 def _duration(delta: dt.timedelta | None) -> str:
     if delta is None:
         return "-"
@@ -115,7 +122,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         "cache_entry",
         "source",
         "manifest_hash",
-        "manifest",
+        "manifest_folded",
         "image_reference",
         "image_digest",
         "error_message",
@@ -133,7 +140,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("id", "customer", "license", "status_badge", "priority", "progress_bar", "stage")}),
         ("Work", {"fields": ("worker_id", "retry_count", "max_retries", "cancel_requested", "source")}),
-        ("Manifest", {"fields": ("manifest_hash", "manifest", "cache_hit", "cache_entry")}),
+        ("Manifest", {"fields": ("manifest_hash", "manifest_folded", "cache_hit", "cache_entry")}),
         ("Outcome", {"fields": ("image_reference", "image_digest", "error_message")}),
         (
             "Times",
@@ -156,6 +163,26 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # builds are enqueued through the service (license, quota, dedup, cache)
+
+    def get_queryset(self, request):
+        # The manifest (up to 256 KiB, more for builds queued before the limit) is read by manifest_folded, in part.
+        return super().get_queryset(request).defer("manifest")
+
+    @admin.display(description="manifest")
+    def manifest_folded(self, obj: Build):
+        """The manifest as indented JSON; past MANIFEST_PREVIEW_CHARS folded in a <details> showing its start, so a
+        huge manifest is neither loaded whole into Python nor rendered whole (the database cuts it)."""
+        size, preview, folded = selectors.manifest_preview(build_id=obj.pk, chars=MANIFEST_PREVIEW_CHARS)
+        if size is None:
+            return "-"
+        if not folded:
+            return format_html('<pre class="manifest">{}</pre>', preview)
+        return format_html(
+            '<details class="manifest"><summary>{} of JSON: the first {} KB shown</summary><pre>{}\n…</pre></details>',
+            _kilobytes(size),
+            MANIFEST_PREVIEW_CHARS // 1024,
+            preview,
+        )
 
     def has_change_permission(self, request, obj=None):
         return False  # the queue changes only through its actions

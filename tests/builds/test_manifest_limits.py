@@ -196,3 +196,26 @@ def test_null_credential_references_are_no_references():
     manifest = {"base": "alpine", "registry": {"registry_credential_id": None}, "push": [{"registry_credential": None}]}
     check_manifest_credentials(license.customer_id, manifest)
     assert services.build_enqueue(customer=license.customer, manifest=manifest).status == Build.Status.QUEUED
+
+
+# --- the build page -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_build_page_folds_a_huge_manifest(admin_client):
+    """A 10 MB manifest (a row from before the limit) is shown folded: a <details> with its size and the first
+    16 KB, not 10 MB of page; a small one is shown whole and unfolded, escaped."""
+    from django.urls import reverse
+
+    from tests.console.factories import BuildFactory
+
+    huge = BuildFactory(manifest={"base": "alpine", "blob": "q" * 10_000_000})
+    small = BuildFactory(manifest={"base": "<script>alert(1)</script>"})
+    page = admin_client.get(reverse("admin:builds_build_change", args=[huge.pk]))
+    assert page.status_code == 200
+    assert b'<details class="manifest">' in page.content
+    assert b"first 16 KB shown" in page.content
+    assert len(page.content) < 200_000
+    page = admin_client.get(reverse("admin:builds_build_change", args=[small.pk]))
+    assert b'<details class="manifest">' not in page.content
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page.content
