@@ -17,13 +17,11 @@ BEGIN
         SELECT r.ref, c.id, c.customer_id, c.status, c.deleted_at,
                c.customer_id IN (SELECT p_customer_id UNION ALL
                                  SELECT cu.parent_id FROM customers cu WHERE cu.id = p_customer_id) AS owned
-          FROM (SELECT DISTINCT v AS ref
+          FROM (SELECT DISTINCT k.ref
                   FROM jsonb_path_query(p_manifest,
-                           'lax $.** ? (@.registry_credential != null).registry_credential') AS v
-                 UNION
-                SELECT v
-                  FROM jsonb_path_query(p_manifest,
-                           'lax $.** ? (@.registry_credential_id != null).registry_credential_id') AS v) r
+                           'strict $.** ? (@.registry_credential != null || @.registry_credential_id != null)') AS o,
+                       LATERAL (VALUES (o -> 'registry_credential'), (o -> 'registry_credential_id')) AS k(ref)
+                 WHERE jsonb_typeof(k.ref) <> 'null') r
           LEFT JOIN registry_credentials c
             ON c.id = CASE WHEN jsonb_typeof(r.ref) = 'string'
                             AND (r.ref #>> '{}') ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
