@@ -3,16 +3,20 @@ progress, attaches an artifact or completes never fails the build; it reconnects
 and the build ends succeeded exactly once, or is handed back without spending a retry."""
 
 import logging
+import threading
+import time
 
 import psycopg
 import pytest
 from django.db import connection
 
+from builds import services
 from builds import worker as worker_module
 from builds.executors import Outcome
 from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
 from builds.worker import DatabaseUnavailable, Worker, db_retry
 from tests.builds.factories import BuildFactory
+from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,3 +137,48 @@ def test_db_retry_raises_an_error_of_the_statement_at_once():
         db_retry(refused, what="a test call")
     assert len(calls) == 1
     assert not Build.objects.exists()
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _terminate_other_backends() -> int:
+    """Kill every other session on the test database (the worker's listener, slots and heartbeat)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_connection_churn_logs_one_line_per_drop_and_the_worker_keeps_working(caplog):
+    """Every connection of an idle worker is terminated three times: each drop is at most one warning line, none
+    with a traceback, and a build enqueued afterwards is still claimed at once (LISTEN re-established)."""
+    caplog.set_level(logging.INFO, logger="builds.worker")
+    license = LicenseFactory()
+    worker = Worker(executor=_executor("none"), poll_interval=30, heartbeat_interval=0.2, reap_interval=0.2)
+    thread = threading.Thread(target=lambda: (worker.run(), connection.close()))
+    thread.start()
+    try:
+        killed = 0
+        for _ in range(3):
+            time.sleep(0.6)
+            killed += _terminate_other_backends()
+        time.sleep(1.5)  # the listener reconnects after a second
+        build = services.build_enqueue(customer=license.customer, manifest={"base": "alpine"})
+        assert _wait_for(lambda: Build.objects.get(pk=build.pk).status == "succeeded", timeout=5)
+    finally:
+        worker.request_stop(immediately=True)
+        thread.join(10)
+    records = [r for r in caplog.records if r.name == "builds.worker"]
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
+    assert killed >= 3
+    assert 1 <= len(warnings) <= killed, [r.getMessage() for r in warnings]
+    assert not any(r.exc_info for r in records)
