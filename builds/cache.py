@@ -18,6 +18,10 @@ docs/sql-api.md "Build cache"):
   characters; other characters as they are (UTF-8);
 * ``manifest_hash`` is the SHA-256, in lower-case hex, of the UTF-8 bytes of that text.
 
+Limits (the same numbers and messages as SQL ``manifest_check_depth`` / ``manifest_check_size``, P0001): at most
+``MANIFEST_MAX_DEPTH`` nested objects/arrays on any path (the manifest itself is level 1), checked without
+recursion before canonicalising; at most ``MANIFEST_MAX_BYTES`` bytes of canonical text (UTF-8).
+
 A manifest is *shareable* (its image may be served to other tenants) unless some object in it has a non-null
 ``registry_credential`` or ``registry_credential_id``: it pulls or pushes with a private registry credential.
 """
@@ -28,6 +32,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import uuid
 from decimal import Decimal
 
@@ -43,7 +48,16 @@ BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of stri
 BAD_NUMBER = "a manifest number must be finite (no NaN or Infinity)"
 BAD_STRING = "a manifest string must be valid Unicode without NUL characters"
 BAD_KEY = "a manifest object key must be a string"
-TOO_DEEP = "a manifest is nested too deeply"
+MANIFEST_MAX_DEPTH = 32  # SQL manifest_max_depth()
+MANIFEST_MAX_BYTES = 262_144  # SQL manifest_max_bytes(): 256 KiB of canonical JSON text
+TOO_DEEP = f"a manifest must not be nested more than {MANIFEST_MAX_DEPTH} levels deep"
+TOO_LARGE = (
+    f"a manifest must not be larger than {MANIFEST_MAX_BYTES} bytes of canonical JSON, this one is {{size}} bytes"
+)
+CREDENTIAL_UNKNOWN = "the manifest references registry credential {ref}, which does not exist"  # HN104
+CREDENTIAL_NOT_OWNED = "the manifest references registry credential {ref}, which belongs to another customer"  # HN205
+CREDENTIAL_RETIRED = "the manifest references registry credential {ref}, which is revoked or deleted"  # HN205
+_UUID_RE = re.compile(r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 BAD_VALUE = "a manifest value must be JSON: an object, array, string, number, boolean or null"
 
 # Messages of the database's errors (builds/sql/*_cache*.sql) that callers match on, as CacheError text.
@@ -76,10 +90,97 @@ def manifest_canonical_json(manifest: dict) -> str:
     """The canonical JSON text of a manifest (module docstring); equal to SQL ``manifest_canonical_json``."""
     if not isinstance(manifest, dict):
         raise InvalidManifest(f"{NOT_AN_OBJECT}, not {type(manifest).__name__}")
+    check_manifest_depth(manifest)
     try:
-        return _canonical(manifest, top_level=True)
-    except RecursionError:
+        text = _canonical(manifest, top_level=True)
+    except RecursionError:  # unreachable after the depth check; kept as a last guard
         raise InvalidManifest(TOO_DEEP) from None
+    size = len(text.encode("utf-8"))
+    if size > MANIFEST_MAX_BYTES:
+        raise InvalidManifest(TOO_LARGE.format(size=size))
+    return text
+
+
+def check_manifest_depth(manifest) -> None:
+    """Raise ``InvalidManifest`` when some object or array sits deeper than ``MANIFEST_MAX_DEPTH`` (no recursion)."""
+    stack = [(manifest, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth > MANIFEST_MAX_DEPTH:
+            raise InvalidManifest(TOO_DEEP)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+
+
+class ManifestCredentialError(InvalidManifest):
+    """A manifest names a registry credential the customer may not use; ``sqlstate`` is HN104 or HN205."""
+
+    def __init__(self, message: str, sqlstate: str):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def manifest_credential_refs(manifest) -> list:
+    """Every distinct non-null ``registry_credential`` / ``registry_credential_id`` value, at any depth."""
+    refs: list = []
+    stack = [manifest]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key in CREDENTIAL_KEYS:
+                ref = value.get(key)
+                if ref is not None and ref not in refs:
+                    refs.append(ref)
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return refs
+
+
+def check_manifest_credentials(customer_id, manifest) -> None:
+    """Raise ``ManifestCredentialError`` unless every credential the manifest names is a live (not revoked, not
+    deleted) registry credential of the customer or of its parent; the Python mirror of the database's
+    ``manifest_credentials_owned`` trigger (builds/sql/0015_manifest_credentials.sql), same messages. One query,
+    and none for a manifest without a reference."""
+    refs = manifest_credential_refs(manifest)
+    if not refs:
+        return
+    from licensing.models import Customer, RegistryCredential
+
+    ids = {ref.lower() for ref in refs if isinstance(ref, str) and _UUID_RE.match(ref)}
+    found = {str(c.pk): c for c in RegistryCredential.objects.filter(pk__in=ids)} if ids else {}
+    owners = {str(customer_id)}
+    parent = Customer.objects.filter(pk=customer_id).values_list("parent_id", flat=True).first()
+    if parent:
+        owners.add(str(parent))
+
+    def order(ref):
+        return ref if isinstance(ref, str) else json.dumps(ref)
+
+    for ref in sorted(refs, key=order):
+        credential = found.get(ref.lower()) if isinstance(ref, str) and _UUID_RE.match(ref) else None
+        if credential is None:
+            shown = ref[:100] if isinstance(ref, str) else f"given as a {_json_type(ref)}"
+            raise ManifestCredentialError(CREDENTIAL_UNKNOWN.format(ref=shown), "HN104")
+        if str(credential.customer_id) not in owners:
+            raise ManifestCredentialError(CREDENTIAL_NOT_OWNED.format(ref=credential.pk), "HN205")
+        if credential.status == RegistryCredential.Status.REVOKED or credential.deleted_at is not None:
+            raise ManifestCredentialError(CREDENTIAL_RETIRED.format(ref=credential.pk), "HN205")
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list | tuple) else "string"
 
 
 def manifest_is_shareable(manifest: dict) -> bool:
@@ -280,6 +381,12 @@ def cache_entries_evict(
 
 def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, int]:
     """Evict the given live entries now, except those in use; returns (evicted, skipped because in use)."""
+    evicted, skipped = cache_entries_evict_chosen(entry_ids=entry_ids)
+    return len(evicted), skipped
+
+
+def cache_entries_evict_chosen(*, entry_ids: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
+    """Evict the given live entries now, except those in use; returns (the ids evicted, skipped because in use)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -293,12 +400,12 @@ def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, in
                   FROM chosen c WHERE e.id = c.id AND NOT c.in_use
                 RETURNING e.id
             )
-            SELECT (SELECT count(*) FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
+            SELECT (SELECT coalesce(array_agg(id), '{}') FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
             """,
             [list(entry_ids)],
         )
         evicted, skipped = cursor.fetchone()
-    return evicted, skipped
+    return list(evicted), skipped
 
 
 # Selectors (reads) ------------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from builds.cache import cache_entries_evict_selected, cache_entries_with_usage
+from builds.cache import cache_entries_evict_chosen, cache_entries_with_usage
 from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
-from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin
+from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin, audit_admin_action
 from licensing.models import Customer, License
 
 
@@ -105,12 +105,17 @@ class BuildCacheEntryAdmin(admin.ModelAdmin):
     def size(self, entry):
         return _human_bytes(entry.size_bytes)
 
-    @admin.action(description="Evict selected entries (entries in use by queued or running builds are kept)")
+    @admin.action(
+        description="Evict selected entries (entries in use by queued or running builds are kept)",
+        permissions=["change"],
+    )
     def evict(self, request, queryset):
-        evicted, skipped = cache_entries_evict_selected(
+        evicted, skipped = cache_entries_evict_chosen(
             entry_ids=list(queryset.filter(deleted_at__isnull=True).values_list("pk", flat=True))
         )
-        self.message_user(request, f"Evicted {evicted} cache entries.", messages.SUCCESS)
+        for entry in BuildCacheEntry.objects.filter(pk__in=evicted):
+            audit_admin_action(request, entry, "Evict: live → evicted (deleted_at set).")
+        self.message_user(request, f"Evicted {len(evicted)} cache entries.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Kept {skipped} in use by queued or running builds.", messages.WARNING)
 

@@ -13,17 +13,18 @@ from django.utils import timezone
 from builds.cache import manifest_hash
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import demo_loader
-from licensing.models import Customer, License
-from licensing.services import customer_create, license_issue
+from licensing.models import Customer, License, RegistryCredential
+from licensing.services import credential_add, customer_create, license_issue
 
 SOURCE = "demo-cache"
+PRIVATE_CREDENTIAL = "<the owner's demo registry credential>"  # replaced by a credential id of the owner
 MANIFESTS = [
     {"base": "python:3.12-slim", "packages": ["django", "psycopg"], "architectures": ["amd64", "arm64"]},
     {"base": "node:22-alpine", "packages": ["next"], "architectures": ["amd64"]},
     {"base": "golang:1.23", "packages": ["chi"], "architectures": ["amd64", "arm64"]},
     {"base": "debian:12-slim", "packages": ["ffmpeg"], "architectures": ["amd64"]},
     {
-        "base": {"image": "registry.internal.example/base:7", "registry_credential": "demo-private-registry"},
+        "base": {"image": "registry.internal.example/base:7", "registry_credential": PRIVATE_CREDENTIAL},
         "packages": ["company-sdk"],
         "architectures": ["amd64"],
     },
@@ -76,6 +77,24 @@ def _register(customer: Customer, manifest: dict, *, rng, age: dt.timedelta) -> 
     return entry_id
 
 
+def _with_own_credential(owner: Customer, manifest: dict) -> dict:
+    """The manifest with its credential placeholder replaced by a credential of ``owner`` (a manifest may only name
+    its own customer's credentials: the manifest_credentials_owned trigger)."""
+    base = manifest.get("base")
+    if not (isinstance(base, dict) and base.get("registry_credential") == PRIVATE_CREDENTIAL):
+        return manifest
+    credential = RegistryCredential.objects.filter(customer=owner, status="active", deleted_at=None).first()
+    if credential is None:
+        credential = credential_add(
+            customer=owner,
+            registry_type="generic",
+            registry_url="https://registry.internal.example",
+            username="demo-cache",
+            secret=f"demo-{uuid.uuid4().hex}",
+        )
+    return {**manifest, "base": {**base, "registry_credential": str(credential.pk)}}
+
+
 @demo_loader("builds_cache")
 def load(*, rng, scale) -> str:
     if scale != "demo":
@@ -86,6 +105,7 @@ def load(*, rng, scale) -> str:
     hashes = []
     for index, manifest in enumerate(MANIFESTS):
         owner = customers[index % len(customers)]
+        manifest = _with_own_credential(owner, manifest)
         _register(owner, manifest, rng=rng, age=dt.timedelta(days=60 if index == len(MANIFESTS) - 1 else index + 1))
         hashes.append(manifest_hash(manifest))
     lookups = hits = 0

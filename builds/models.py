@@ -73,7 +73,17 @@ class Build(models.Model):
 
     class Meta:
         db_table = "build_queue"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # Credential references in the manifest must be the customer's (builds/sql/0015_manifest_credentials.sql).
+            pgtrigger.Trigger(
+                name="manifest_credentials_owned",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NOT manifest_is_shareable(NEW.manifest)"),
+                func="PERFORM manifest_check_credentials(NEW.customer_id, NEW.manifest); RETURN NEW;",
+            ),
+        ]
         permissions = [
             ("cancel_build", "Can cancel builds"),
             ("retry_build", "Can retry builds"),

@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from builds import selectors, services
 from builds.models import Build, BuildArtifact, BuildResult
-from honua.admin_utils import BigTableAdminMixin
+from honua.admin_utils import BigTableAdminMixin, audit_admin_action
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -24,6 +24,13 @@ STATUS_COLOURS = {
     "cancelled": "#6f42c1",
     "timed_out": "#fd7e14",
 }
+
+
+MANIFEST_PREVIEW_CHARS = 16 * 1024
+
+
+def _kilobytes(size: int) -> str:
+    return f"{size / 1024:,.0f} KB" if size >= 1024 else f"{size} bytes"
 
 
 def _duration(delta: dt.timedelta | None) -> str:
@@ -115,7 +122,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         "cache_entry",
         "source",
         "manifest_hash",
-        "manifest",
+        "manifest_folded",
         "image_reference",
         "image_digest",
         "error_message",
@@ -133,7 +140,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("id", "customer", "license", "status_badge", "priority", "progress_bar", "stage")}),
         ("Work", {"fields": ("worker_id", "retry_count", "max_retries", "cancel_requested", "source")}),
-        ("Manifest", {"fields": ("manifest_hash", "manifest", "cache_hit", "cache_entry")}),
+        ("Manifest", {"fields": ("manifest_hash", "manifest_folded", "cache_hit", "cache_entry")}),
         ("Outcome", {"fields": ("image_reference", "image_digest", "error_message")}),
         (
             "Times",
@@ -156,6 +163,26 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # builds are enqueued through the service (license, quota, dedup, cache)
+
+    def get_queryset(self, request):
+        # The manifest (up to 256 KiB, more for builds queued before the limit) is read by manifest_folded, in part.
+        return super().get_queryset(request).defer("manifest")
+
+    @admin.display(description="manifest")
+    def manifest_folded(self, obj: Build):
+        """The manifest as indented JSON; past MANIFEST_PREVIEW_CHARS folded in a <details> showing its start, so a
+        huge manifest is neither loaded whole into Python nor rendered whole (the database cuts it)."""
+        size, preview, folded = selectors.manifest_preview(build_id=obj.pk, chars=MANIFEST_PREVIEW_CHARS)
+        if size is None:
+            return "-"
+        if not folded:
+            return format_html('<pre class="manifest">{}</pre>', preview)
+        return format_html(
+            '<details class="manifest"><summary>{} of JSON: the first {} KB shown</summary><pre>{}\n…</pre></details>',
+            _kilobytes(size),
+            MANIFEST_PREVIEW_CHARS // 1024,
+            preview,
+        )
 
     def has_change_permission(self, request, obj=None):
         return False  # the queue changes only through its actions
@@ -261,7 +288,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 outcome = services.build_cancel(build=build, reason=f"cancelled by {request.user.get_username()}")
             except services.BuildStateError:
                 continue  # finished meanwhile
-            self.log_change(request, build, f"Cancel: {outcome}.")
+            audit_admin_action(request, build, f"Cancel: {outcome}.")
             done += 1
         self._report(request, done, queryset.count() - done, "cancelled or marked for cancellation")
 
@@ -274,7 +301,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 services.build_retry(build=build)
             except services.BuildStateError:
                 continue
-            self.log_change(request, build, "Retry: queued again.")
+            audit_admin_action(request, build, "Retry: queued again.")
             done += 1
         self._report(request, done, queryset.count() - done, "queued again")
 
@@ -292,6 +319,6 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 services.build_change_priority(build=build, priority=priority)
             except services.BuildStateError:
                 continue
-            self.log_change(request, build, f"Priority: {old} → {priority}.")
+            audit_admin_action(request, build, f"Priority: {old} → {priority}.")
             done += 1
         self._report(request, done, queryset.count() - done, f"set to priority {priority}")

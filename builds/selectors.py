@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import chain
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Now
 
@@ -85,3 +86,16 @@ def build_timeline(*, build: Build) -> list[dict]:
         for a in BuildArtifact.objects.filter(build=build)
     )
     return sorted(chain(events, results, artifacts), key=lambda item: (item["at"], item["kind"] != "event"))
+
+
+def manifest_preview(*, build_id, chars: int) -> tuple[int | None, str, bool]:
+    """(bytes of the manifest's JSON text, its first ``chars`` characters indented, whether that is only a part),
+    cut by the database so a huge manifest never reaches Python whole; (None, "", False) for no such build."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT octet_length(m.manifest::text), left(m.pretty, %s), length(m.pretty) > %s"
+            " FROM (SELECT manifest, jsonb_pretty(manifest) AS pretty FROM build_queue WHERE id = %s) m",
+            [chars, chars, build_id],
+        )
+        row = cursor.fetchone()
+    return (None, "", False) if row is None else (row[0], row[1], row[2])

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
+from builds.cache import ManifestCredentialError, check_manifest_credentials
 from builds.models import HEX64, Build, BuildArtifact, BuildMetric
 from licensing.models import Customer
 
@@ -76,6 +77,8 @@ def _translate(exc: DatabaseError) -> BuildQueueError | None:
     """The app's exception for an error raised by the SQL API (SQLSTATE class P0), else None."""
     diag = getattr(getattr(exc, "__cause__", None), "diag", None)
     sqlstate = getattr(diag, "sqlstate", None) or ""
+    if sqlstate in ("HN104", "HN205"):  # issue 11: a manifest's registry credential reference refused
+        return BuildInputError(getattr(diag, "message_primary", None) or str(exc))
     if not sqlstate.startswith("P0"):
         return None
     message = getattr(diag, "message_primary", None) or str(exc)
@@ -135,6 +138,10 @@ def build_enqueue(
     if not isinstance(source, str) or not source.strip():
         raise BuildInputError("source must not be empty")
     customer_id = customer.pk if isinstance(customer, Customer) else customer
+    try:  # issue 11: the Python mirror of the manifest_credentials_owned trigger (no query without a reference)
+        check_manifest_credentials(customer_id, manifest)
+    except ManifestCredentialError as error:
+        raise BuildInputError(str(error)) from error
     (build_id,) = _call("SELECT enqueue_build(%s, %s, %s, %s)", [customer_id, Jsonb(dict(manifest)), priority, source])
     return Build.objects.get(pk=build_id)
 

@@ -11,6 +11,11 @@
   hands them back to the queue (``release_build``: queued again at once, no retry spent). A second signal skips
   the grace period. Nothing it holds is lost: each build ends completed, released, or (if the process is killed
   outright) rescued by the heartbeat timeout.
+- A dropped database connection (a terminated backend, a network blip) is the worker's problem, not the build's:
+  every database call a running build depends on (progress, artifacts, completion) goes through ``db_retry``,
+  which logs one line, reconnects with backoff and calls again. If the database stays away, the build is handed
+  back (``release_build``: no retry spent) or, failing that too, left to the heartbeat rescue; it is never marked
+  failed for it.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from builds.executors import ClaimedBuild, Outcome
 
 logger = logging.getLogger("builds.worker")
+T = TypeVar("T")
 
 CHANNEL = "build_queue"
 LOG_TAIL_BYTES = 64 * 1024
@@ -40,6 +47,73 @@ CLAIM_SQL = (
     "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds "
     "FROM get_next_build_for_worker(%s)"
 )
+
+
+# --- database resilience ------------------------------------------------------------------------------------------
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+RETRY_ATTEMPTS = 6
+RETRY_BACKOFF = 0.1  # seconds before the first reconnect; doubled after each failure
+RETRY_MAX_BACKOFF = 2.0
+# admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now (starting up, shutting down, recovery)
+LOST_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable through every reconnect ``db_retry`` tried."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost connection (worth a reconnect) rather than an error of the statement itself."""
+    if not isinstance(exc, CONNECTION_ERRORS):
+        return False
+    if isinstance(exc, InterfaceError | psycopg.InterfaceError):
+        return True
+    cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    sqlstate = getattr(getattr(cause, "diag", None), "sqlstate", None)
+    if sqlstate is None or sqlstate.startswith("08") or sqlstate in LOST_SQLSTATES:
+        return True  # no SQLSTATE: the client lost the socket
+    raw = connection.connection
+    return raw is None or raw.closed or getattr(raw, "broken", False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def db_retry(call: Callable[[], T], *, what: str, attempts: int = RETRY_ATTEMPTS, backoff: float = RETRY_BACKOFF) -> T:
+    """``call()`` (database work over this thread's connection, outside any transaction), surviving a dropped
+    connection: on a lost connection it logs one line (no traceback), closes the connection, waits (exponential
+    backoff up to ``RETRY_MAX_BACKOFF``), reconnects and calls again; after ``attempts`` losses it raises
+    ``DatabaseUnavailable``. An error of the statement itself (a refused argument, a constraint) is raised at once.
+
+    ``call`` must be safe to repeat: the lost attempt may or may not have committed (the SQL API answers a repeated
+    ``complete_build`` with false, ``update_build_progress`` is idempotent)."""
+    delay = backoff
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except CONNECTION_ERRORS as exc:
+            if connection.in_atomic_block or not connection_lost(exc):
+                raise
+            connection.close()
+            if attempt == attempts:
+                logger.warning(
+                    "database unreachable during %s (%s); giving up after %d attempts", what, _first_line(exc), attempts
+                )
+                raise DatabaseUnavailable(f"database unreachable during {what}") from None
+            logger.warning(
+                "database connection lost during %s (%s); reconnecting in %.2fs (attempt %d of %d)",
+                what,
+                _first_line(exc),
+                delay,
+                attempt + 1,
+                attempts,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_BACKOFF)
+    raise AssertionError("unreachable")
 
 
 def _claimed(row) -> ClaimedBuild:
@@ -82,21 +156,21 @@ class _Context:
             self.worker.echo(f"{self.build.id} | {line}")
 
     def artifact(self, *, kind: str, uri: str, media_type: str, content: bytes, metadata: dict | None = None) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO build_artifacts"
-                " (build_id, kind, uri, media_type, size_bytes, sha256, metadata, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, now())",
-                [
-                    self.build.id,
-                    kind,
-                    uri,
-                    media_type,
-                    len(content),
-                    hashlib.sha256(content).hexdigest(),
-                    Jsonb(metadata or {}),
-                ],
-            )
+        values = [self.build.id, kind, uri, media_type, len(content), hashlib.sha256(content).hexdigest()]
+
+        def attach():
+            # Repeatable (db_retry): an attempt lost after its commit is not attached twice.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO build_artifacts"
+                    " (build_id, kind, uri, media_type, size_bytes, sha256, metadata, created_at)"
+                    " SELECT %s, %s, %s, %s, %s, %s, %s, now()"
+                    " WHERE NOT EXISTS (SELECT 1 FROM build_artifacts"
+                    " WHERE build_id = %s AND kind = %s AND uri = %s AND sha256 = %s)",
+                    [*values, Jsonb(metadata or {}), values[0], kind, uri, values[5]],
+                )
+
+        db_retry(attach, what=f"attaching an artifact to build {self.build.id}")
 
     def lose(self) -> None:
         self.stop_reason = self.stop_reason or "lost"
@@ -233,8 +307,8 @@ class Worker:
                         break
                     try:
                         build = self._claim(slot_id)
-                    except DatabaseError:
-                        logger.exception("claim failed; retrying")
+                    except DatabaseError as exc:
+                        self._log_db_error("claim failed; retrying", exc)
                         self._return_ticket()
                         connection.close()
                         time.sleep(1)
@@ -288,6 +362,12 @@ class Worker:
             try:
                 outcome = self.executor(ctx)
             except Exception as exc:
+                if isinstance(exc, DatabaseUnavailable) or connection_lost(exc):
+                    # The worker's database trouble, not the build's: hand it back, never fail it.
+                    with self.active_lock:
+                        self.active.pop(slot_id, None)
+                    self._hand_back(slot_id, ctx, exc)
+                    return None
                 logger.exception("executor failed on build %s", build.id)
                 outcome = Outcome(False, error=f"executor error: {type(exc).__name__}: {exc}"[:2000])
             with self.active_lock:
@@ -307,12 +387,16 @@ class Worker:
                     if following is None:
                         self._return_ticket()
                     return following
-            except DatabaseError:
-                logger.exception("could not finish build %s together with the next claim; finishing alone", build.id)
+            except DatabaseError as exc:
+                self._log_db_error(
+                    f"could not finish build {build.id} together with the next claim; finishing alone", exc
+                )
+                if connection_lost(exc):
+                    connection.close()
                 self._finish(slot_id, ctx, outcome)
                 return None
-        except DatabaseError:
-            logger.exception("could not finish build %s; the heartbeat timeout will rescue it", build.id)
+        except (DatabaseError, DatabaseUnavailable) as exc:
+            self._log_db_error(f"could not finish build {build.id}; the heartbeat timeout will rescue it", exc)
             connection.close()
             return None
         finally:
@@ -343,7 +427,9 @@ class Worker:
                 self._return_ticket()
             if not isinstance(exc, (DatabaseError, psycopg.Error)):
                 raise
-            logger.exception("could not finish build %s together with the next claim; finishing alone", ctx.build.id)
+            self._log_db_error(
+                f"could not finish build {ctx.build.id} together with the next claim; finishing alone", exc
+            )
             connection.close()
             self._finish(slot_id, ctx, outcome)
             return None
@@ -360,33 +446,75 @@ class Worker:
             self._count("lost")
             return
         if ctx.stop_reason == "released" and not outcome.succeeded:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, slot_id, "worker stopping"])
+            self._release(slot_id, build, "worker stopping")
             self._count("released")
             self._say(f"released build {build.id} back to the queue")
             return
-        with connection.cursor() as cursor:
-            cursor.execute(COMPLETE_SQL, [build.id, slot_id, *_outcome_values(outcome)])
-            done = cursor.fetchone()[0]
-            if done and ctx.lines:
-                cursor.execute(
-                    "UPDATE build_results SET log = %s"
-                    " WHERE id = (SELECT max(id) FROM build_results WHERE build_id = %s)",
-                    [ctx.log_text(), build.id],
-                )
+
+        def complete() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(COMPLETE_SQL, [build.id, slot_id, *_outcome_values(outcome)])
+                return cursor.fetchone()[0]
+
+        done = db_retry(complete, what=f"completing build {build.id}")
+        if done and ctx.lines:
+
+            def attach_log() -> None:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "UPDATE build_results SET log = %s"
+                        " WHERE id = (SELECT max(id) FROM build_results WHERE build_id = %s)",
+                        [ctx.log_text(), build.id],
+                    )
+
+            db_retry(attach_log, what=f"storing the log of build {build.id}")
         self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
+
+    def _release(self, slot_id: str, build: ClaimedBuild, reason: str) -> bool:
+        """``release_build`` (queued again at once, no retry spent), through ``db_retry``."""
+
+        def release() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, slot_id, reason])
+                return cursor.fetchone()[0]
+
+        return db_retry(release, what=f"releasing build {build.id}")
+
+    def _hand_back(self, slot_id: str, ctx: _Context, exc: BaseException) -> None:
+        """The database went away under a running build: release it (no retry spent) or, if the database is still
+        unreachable, leave it to the heartbeat rescue. Never complete it as failed."""
+        try:
+            self._release(slot_id, ctx.build, "worker lost its database connection")
+        except (DatabaseError, DatabaseUnavailable) as error:
+            self._log_db_error(f"could not release build {ctx.build.id}; the heartbeat timeout will rescue it", error)
+            connection.close()
+            self._count("lost")
+            return
+        self._count("released")
+        self._say(f"released build {ctx.build.id} back to the queue ({_first_line(exc)})")
+
+    def _log_db_error(self, message: str, exc: BaseException) -> None:
+        """One line for a lost connection (expected, handled); the traceback only for anything else."""
+        if isinstance(exc, DatabaseUnavailable) or connection_lost(exc):
+            logger.warning("%s: %s", message, _first_line(exc))
+        else:
+            logger.exception(message)
 
     def _count(self, key: str) -> None:
         with self.counts_lock:
             self.counts[key] += 1
 
     def _report(self, ctx: _Context, percent: int, stage: str | None) -> bool:
-        """Progress and heartbeat over the calling thread's own connection."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT update_build_progress(%s, %s, %s, %s)", [ctx.build.id, ctx.worker_id, percent, stage]
-            )
-            held = cursor.fetchone()[0]
+        """Progress and heartbeat over the calling thread's own connection, surviving a dropped connection."""
+
+        def report() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT update_build_progress(%s, %s, %s, %s)", [ctx.build.id, ctx.worker_id, percent, stage]
+                )
+                return cursor.fetchone()[0]
+
+        held = db_retry(report, what=f"reporting progress of build {ctx.build.id}")
         ctx.last_report = time.monotonic()
         return held
 
@@ -403,8 +531,8 @@ class Worker:
                     for _notice in raw.notifies(timeout=0.5):
                         with self.wake:
                             self.wake.notify()
-            except Exception:
-                logger.exception("listener lost its connection; reconnecting")
+            except Exception as exc:
+                self._log_db_error("listener lost its connection; reconnecting", exc)
                 connection.close()
                 time.sleep(1)
         connection.close()
@@ -428,7 +556,7 @@ class Worker:
                         rescued = cursor.fetchone()[0]
                     if rescued:
                         self._say(f"rescued {rescued} build(s) with a missed heartbeat")
-            except DatabaseError:
-                logger.exception("heartbeat failed; retrying")
+            except (DatabaseError, DatabaseUnavailable) as exc:
+                self._log_db_error("heartbeat failed; retrying", exc)
                 connection.close()
         connection.close()

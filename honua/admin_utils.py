@@ -78,3 +78,20 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def audit_admin_action(request, obj, message: str, *, action_flag: int | None = None) -> None:
+    """Record one admin action on one object in Django's admin log: who (``request.user``), what and which object
+    (content type, primary key, ``str(obj)``), and the change in words (``message``, e.g. "Suspend: active →
+    suspended."). Every data-changing admin action calls this once per object it changed, so the "Log entries"
+    page is the one audit trail of the admin. Never put a secret in ``message``: the log is shown to operators.
+    """
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    LogEntry.objects.log_actions(
+        user_id=request.user.pk,
+        queryset=[obj],
+        action_flag=CHANGE if action_flag is None else action_flag,
+        change_message=message,
+        single_object=True,
+    )

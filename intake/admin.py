@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from honua.admin_utils import ReadOnlyAdminMixin
+from honua.admin_utils import ReadOnlyAdminMixin, audit_admin_action
 from intake import services
 from intake.models import (
     ActiveConversation,
@@ -142,23 +142,32 @@ class ConversationAdmin(admin.ModelAdmin):
     def total_tokens(self, conversation):
         return conversation.prompt_tokens + conversation.completion_tokens
 
-    @admin.action(description="Generate a manifest from the extractions")
+    @admin.action(description="Generate a manifest from the extractions", permissions=["change"])
     def generate_manifest(self, request, queryset):
         done = 0
         for conversation in queryset:
             try:
-                services.manifest_generate(conversation=conversation)
+                manifest = services.manifest_generate(conversation=conversation)
                 done += 1
             except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
+                continue
+            audit_admin_action(request, conversation, f"Generate manifest: {manifest} ({manifest.pk}).")
         self.message_user(request, f"{done} manifest(s) generated.", messages.SUCCESS)
 
-    @admin.action(description="Mark abandoned (active ones only)")
+    @admin.action(description="Mark abandoned (active ones only)", permissions=["change"])
     def mark_abandoned(self, request, queryset):
         active = queryset.filter(status=Conversation.Status.ACTIVE)
+        done = 0
         for conversation in active:
-            services.conversation_end(conversation=conversation, status=Conversation.Status.ABANDONED)
-        self.message_user(request, f"{len(active)} conversation(s) marked abandoned.", messages.SUCCESS)
+            try:
+                services.conversation_end(conversation=conversation, status=Conversation.Status.ABANDONED)
+            except services.IntakeError as error:
+                self.message_user(request, str(error), messages.WARNING)
+                continue
+            audit_admin_action(request, conversation, "Mark abandoned: active → abandoned.")
+            done += 1
+        self.message_user(request, f"{done} conversation(s) marked abandoned.", messages.SUCCESS)
 
 
 @admin.register(BuildManifest)
@@ -201,7 +210,7 @@ class BuildManifestAdmin(admin.ModelAdmin):
         label = f"{manifest.build_id} ({manifest.build.status})"
         return format_html('<a href="{}">{}</a>', url, label) if url else label
 
-    @admin.action(description="Approve (drafts only)")
+    @admin.action(description="Approve (drafts only)", permissions=["change"])
     def approve(self, request, queryset):
         done = 0
         for manifest in queryset.filter(status=BuildManifest.Status.DRAFT):
@@ -210,18 +219,26 @@ class BuildManifestAdmin(admin.ModelAdmin):
                 done += 1
             except services.IntakeError as error:
                 self.message_user(request, str(error), messages.WARNING)
+                continue
+            audit_admin_action(request, manifest, "Approve: draft → approved.")
         self.message_user(request, f"{done} manifest(s) approved.", messages.SUCCESS)
 
-    @admin.action(description="Submit to the build queue (approved only)")
+    @admin.action(description="Submit to the build queue (approved only)", permissions=["submit"])
     def submit(self, request, queryset):
         done = 0
         for manifest in queryset.filter(status=BuildManifest.Status.APPROVED):
             try:
-                services.manifest_submit(manifest=manifest)
+                submitted = services.manifest_submit(manifest=manifest)
                 done += 1
             except Exception as error:
                 self.message_user(request, str(error), messages.WARNING)
+                continue
+            audit_admin_action(request, manifest, f"Submit: approved → submitted as build {submitted.build_id}.")
         self.message_user(request, f"{done} manifest(s) submitted.", messages.SUCCESS)
+
+    def has_submit_permission(self, request):
+        """Submitting spends the customer's build quota: it needs change on manifests and add on builds."""
+        return request.user.has_perms(["intake.change_buildmanifest", "builds.add_build"])
 
 
 def _has_build_admin() -> bool:
@@ -256,17 +273,32 @@ class RequirementExtractionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Mark correct")
+    @admin.action(description="Mark correct", permissions=["verify"])
     def mark_correct(self, request, queryset):
-        for extraction in queryset:
-            services.extraction_verify(extraction=extraction, correct=True, verified_by=request.user.get_username())
-        self.message_user(request, f"{len(queryset)} extraction(s) marked correct.", messages.SUCCESS)
+        self._verify(request, queryset, correct=True)
 
-    @admin.action(description="Mark incorrect")
+    @admin.action(description="Mark incorrect", permissions=["verify"])
     def mark_incorrect(self, request, queryset):
+        self._verify(request, queryset, correct=False)
+
+    def has_verify_permission(self, request):
+        """Verifying changes the extraction (the form itself stays read-only): change_requirementextraction."""
+        return request.user.has_perm("intake.change_requirementextraction")
+
+    def _verify(self, request, queryset, *, correct: bool) -> None:
+        verdict = "correct" if correct else "incorrect"
+        done = 0
         for extraction in queryset:
-            services.extraction_verify(extraction=extraction, correct=False, verified_by=request.user.get_username())
-        self.message_user(request, f"{len(queryset)} extraction(s) marked incorrect.", messages.SUCCESS)
+            try:
+                services.extraction_verify(
+                    extraction=extraction, correct=correct, verified_by=request.user.get_username()
+                )
+            except services.IntakeError as error:
+                self.message_user(request, str(error), messages.WARNING)
+                continue
+            audit_admin_action(request, extraction, f"Verify: marked {verdict}.")
+            done += 1
+        self.message_user(request, f"{done} extraction(s) marked {verdict}.", messages.SUCCESS)
 
 
 class ViewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

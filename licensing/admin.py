@@ -16,6 +16,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
+from honua.admin_utils import audit_admin_action
 from licensing import selectors, services
 from licensing.models import Customer, License, RegistryCredential
 
@@ -79,15 +80,26 @@ class AddChangeFormsMixin:
         return [*self.readonly_fields[:lead], *self.change_form.Meta.fields, *self.readonly_fields[lead:]]
 
 
-def _run(modeladmin, request, queryset, service, verb: str) -> None:
-    """Call ``service`` for each object; report successes and each refusal (its message) to the user."""
+def _state(obj) -> str:
+    """What an action changes on a license or credential, in words (never a secret)."""
+    expires = getattr(obj, "expires_at", None)
+    return f"{obj.status}, expires {expires:%Y-%m-%d}" if expires else str(obj.status)
+
+
+def _run(modeladmin, request, queryset, service, verb: str, action: str) -> None:
+    """Call ``service`` for each object and record each change in the admin log; report successes and each
+    refusal (its message) to the user."""
     done = 0
     for obj in queryset:
+        before = _state(obj)
         try:
             service(obj)
             done += 1
         except services.LicensingError as error:
             modeladmin.message_user(request, f"{obj}: {error}", messages.ERROR)
+            continue
+        obj.refresh_from_db()
+        audit_admin_action(request, obj, f"{action}: {before} → {_state(obj)}.")
     if done:
         modeladmin.message_user(request, f"{done} {verb}.", messages.SUCCESS)
 
@@ -356,7 +368,7 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
     @admin.action(description="Suspend selected active licenses", permissions=["change"])
     def suspend(self, request, queryset):
         active = queryset.filter(status="active")
-        _run(self, request, active, lambda o: services.license_suspend(license=o), "suspended")
+        _run(self, request, active, lambda o: services.license_suspend(license=o), "suspended", "Suspend")
 
     @admin.action(description="Reinstate selected suspended licenses", permissions=["change"])
     def reinstate(self, request, queryset):
@@ -366,12 +378,13 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
             queryset.filter(status="suspended"),
             lambda o: services.license_reinstate(license=o),
             "reinstated",
+            "Reinstate",
         )
 
     @admin.action(description="Revoke selected licenses", permissions=["change"])
     def revoke(self, request, queryset):
         live = queryset.exclude(status="revoked")
-        _run(self, request, live, lambda o: services.license_revoke(license=o), "revoked")
+        _run(self, request, live, lambda o: services.license_revoke(license=o), "revoked", "Revoke")
 
     @admin.action(description="Renew selected licenses for a year", permissions=["change"])
     def renew(self, request, queryset):
@@ -379,7 +392,7 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
             base = max(license.expires_at or timezone.now(), timezone.now())
             services.license_renew(license=license, expires_at=base + RENEWAL_PERIOD)
 
-        _run(self, request, queryset.filter(Q(status="active") | Q(status="expired")), renew_one, "renewed")
+        _run(self, request, queryset.filter(Q(status="active") | Q(status="expired")), renew_one, "renewed", "Renew")
 
 
 # --- registry credentials -----------------------------------------------------------------------------------------
@@ -485,4 +498,5 @@ class RegistryCredentialAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdm
             queryset.exclude(status="revoked"),
             lambda o: services.credential_revoke(credential=o),
             "revoked",
+            "Revoke",
         )

@@ -178,7 +178,7 @@ def test_a_manifest_nested_too_deeply_is_rejected():
     deep: list = []
     for _ in range(5000):
         deep = [deep]
-    with pytest.raises(InvalidManifest, match="nested too deeply"):
+    with pytest.raises(InvalidManifest, match="nested more than 32 levels deep"):
         manifest_hash({"x": deep})
 
 

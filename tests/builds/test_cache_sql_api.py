@@ -23,7 +23,7 @@ from builds.models import Build, BuildAccessLog, BuildCacheEntry
 from licensing.tiers import TIERS
 from tests.builds.cache_factories import cached, lookup, register, sha, succeeded_build
 from tests.conftest import raises_db_error
-from tests.licensing.factories import CustomerFactory, LicenseFactory
+from tests.licensing.factories import CustomerFactory, LicenseFactory, RegistryCredentialFactory
 
 ALL_TIERS = list(TIERS)
 
@@ -61,7 +61,8 @@ def test_tier_matrix(owner_tier, reader_tier, publisher_opts_out):
 def test_a_manifest_with_a_private_registry_credential_stays_private():
     """An enterprise build whose manifest uses a registry credential is registered private, not shared."""
     owner = LicenseFactory(tier="enterprise")
-    entry = cached(owner, manifest={"base": {"image": "r.example/b", "registry_credential": "cred-1"}})
+    credential = RegistryCredentialFactory(customer=owner.customer)
+    entry = cached(owner, manifest={"base": {"image": "r.example/b", "registry_credential": str(credential.pk)}})
     assert entry.visibility == "private"
     assert lookup(entry.manifest_hash, LicenseFactory(tier="asp").customer_id) is None
 
