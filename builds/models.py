@@ -170,7 +170,7 @@ class BuildLicenseState(models.Model):
     ``running``/``queued``/``urgent_queued`` count the license's builds (the whole family's, for a parent's
     license); ``vtime`` is its virtual time: each claim adds ``1 / scheduling_weight`` and the claim picks the
     eligible license with the lowest (urgent work first). Locking this row (``FOR UPDATE``) is the per-license
-    lock that keeps ``running <= max_concurrent_builds``. No secondary index, so every update is HOT.
+    lock that keeps ``running <= max_concurrent_builds``.
     """
 
     license = models.OneToOneField(
@@ -183,6 +183,14 @@ class BuildLicenseState(models.Model):
 
     class Meta:
         db_table = "build_license_state"
+        # The claim walks licenses with work in virtual-time order (urgent work first) and stops at the first
+        # usable one, instead of sorting them all.
+        indexes = [
+            models.Index(fields=["vtime", "license"], name="build_license_state_ready_idx", condition=Q(queued__gt=0)),
+            models.Index(
+                fields=["vtime", "license"], name="build_license_state_urgent_idx", condition=Q(urgent_queued__gt=0)
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(running__gte=0, queued__gte=0, urgent_queued__gte=0), name="build_license_state_counts_pos"

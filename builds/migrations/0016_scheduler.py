@@ -111,6 +111,20 @@ class Migration(migrations.Migration):
             model_name="buildquotausage",
             constraint=models.CheckConstraint(condition=models.Q(("used__gte", 0)), name="build_quota_usage_used_pos"),
         ),
+        migrations.AddIndex(
+            model_name="buildlicensestate",
+            index=models.Index(
+                condition=models.Q(("queued__gt", 0)), fields=["vtime", "license"], name="build_license_state_ready_idx"
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="buildlicensestate",
+            index=models.Index(
+                condition=models.Q(("urgent_queued__gt", 0)),
+                fields=["vtime", "license"],
+                name="build_license_state_urgent_idx",
+            ),
+        ),
         RunSQLFile("builds", "0016_scheduler"),
         pgtrigger.migrations.AddTrigger(
             model_name="build",

@@ -462,6 +462,7 @@ DECLARE
     v_claimed integer := 0;
     v_skip uuid[] := '{}';
     v_locked boolean := false;
+    v_urgent boolean := true;
     v_member record;
     v_build_id uuid;
     v_build build_queue%ROWTYPE;
@@ -478,16 +479,33 @@ BEGIN
     END IF;
 
     WHILE v_claimed < p_limit LOOP
-        SELECT s.license_id INTO v_license
-        FROM build_license_state s
-        JOIN licenses l ON l.id = s.license_id
-        WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
-          AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
-          AND s.license_id <> ALL (v_skip)
-        ORDER BY s.urgent_queued > 0 DESC, s.vtime, s.license_id
-        LIMIT 1
-        FOR UPDATE OF s SKIP LOCKED;
-        IF NOT FOUND THEN
+        -- Urgent work first (build_license_state_urgent_idx, usually empty), then all work
+        -- (build_license_state_ready_idx), each walked in virtual-time order up to the first usable license.
+        v_license := NULL;
+        IF v_urgent THEN
+            SELECT s.license_id INTO v_license
+            FROM build_license_state s
+            JOIN licenses l ON l.id = s.license_id
+            WHERE s.urgent_queued > 0 AND s.running < l.max_concurrent_builds
+              AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
+              AND s.license_id <> ALL (v_skip)
+            ORDER BY s.vtime, s.license_id
+            LIMIT 1
+            FOR UPDATE OF s SKIP LOCKED;
+            v_urgent := FOUND;
+        END IF;
+        IF v_license IS NULL THEN
+            SELECT s.license_id INTO v_license
+            FROM build_license_state s
+            JOIN licenses l ON l.id = s.license_id
+            WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
+              AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
+              AND s.license_id <> ALL (v_skip)
+            ORDER BY s.vtime, s.license_id
+            LIMIT 1
+            FOR UPDATE OF s SKIP LOCKED;
+        END IF;
+        IF v_license IS NULL THEN
             -- Every candidate is locked by another claim. Wait for the first one, but only while holding no lock
             -- at all (nothing claimed, no earlier write in this transaction): a claim that waits while holding a
             -- license's lock could close a cycle with another.
