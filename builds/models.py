@@ -77,11 +77,39 @@ class Build(models.Model):
             update_updated_at_column(),
             # The scheduler's counters (BuildLicenseState, BuildMemberState, BuildQuotaUsage) follow every change
             # that moves a build in or out of queued/running or of the monthly count (builds/sql/0016_scheduler.sql).
+            # Inserts are counted per statement (a bulk INSERT ... SELECT updates each counter row once).
             pgtrigger.Trigger(
                 name="build_queue_account_insert",
                 when=pgtrigger.After,
                 operation=pgtrigger.Insert,
-                func="PERFORM build_queue_account(NULL, NEW); RETURN NULL;",
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(new="new_builds"),
+                func="""
+                    INSERT INTO build_quota_usage AS u (license_id, period_start, used)
+                    SELECT n.license_id, build_quota_month(n.created_at), count(*)
+                      FROM new_builds n
+                     WHERE NOT n.cache_hit AND NOT (n.status = 'cancelled' AND n.started_at IS NULL)
+                     GROUP BY 1, 2
+                     ORDER BY 1, 2
+                    ON CONFLICT (license_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used;
+                    PERFORM build_state_apply(a.license_id, a.queued, a.urgent, a.running, false)
+                       FROM (SELECT n.license_id,
+                                    count(*) FILTER (WHERE n.status = 'queued')::integer AS queued,
+                                    count(*) FILTER (WHERE n.status = 'queued' AND n.priority >= 9)::integer AS urgent,
+                                    count(*) FILTER (WHERE n.status = 'running')::integer AS running
+                               FROM new_builds n
+                              WHERE n.status IN ('queued', 'running')
+                              GROUP BY n.license_id
+                              ORDER BY n.license_id) a;
+                    PERFORM build_member_apply(a.license_id, a.customer_id, a.queued, a.urgent, false)
+                       FROM (SELECT n.license_id, n.customer_id, count(*)::integer AS queued,
+                                    count(*) FILTER (WHERE n.priority >= 9)::integer AS urgent
+                               FROM new_builds n
+                              WHERE n.status = 'queued'
+                              GROUP BY n.license_id, n.customer_id
+                              ORDER BY n.license_id, n.customer_id) a;
+                    RETURN NULL;
+                """,
             ),
             pgtrigger.Trigger(
                 name="build_queue_account_update",
@@ -170,7 +198,8 @@ class BuildLicenseState(models.Model):
     ``running``/``queued``/``urgent_queued`` count the license's builds (the whole family's, for a parent's
     license); ``vtime`` is its virtual time: each claim adds ``1 / scheduling_weight`` and the claim picks the
     eligible license with the lowest (urgent work first). Locking this row (``FOR UPDATE``) is the per-license
-    lock that keeps ``running <= max_concurrent_builds``.
+    lock that keeps ``running <= max_concurrent_builds``. No secondary index, so the claim's updates are HOT and
+    page pruning keeps the table at a few pages however many claims it serves.
     """
 
     license = models.OneToOneField(
@@ -183,14 +212,6 @@ class BuildLicenseState(models.Model):
 
     class Meta:
         db_table = "build_license_state"
-        # The claim walks licenses with work in virtual-time order (urgent work first) and stops at the first
-        # usable one, instead of sorting them all.
-        indexes = [
-            models.Index(fields=["vtime", "license"], name="build_license_state_ready_idx", condition=Q(queued__gt=0)),
-            models.Index(
-                fields=["vtime", "license"], name="build_license_state_urgent_idx", condition=Q(urgent_queued__gt=0)
-            ),
-        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(running__gte=0, queued__gte=0, urgent_queued__gte=0), name="build_license_state_counts_pos"

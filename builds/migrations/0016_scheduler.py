@@ -111,30 +111,18 @@ class Migration(migrations.Migration):
             model_name="buildquotausage",
             constraint=models.CheckConstraint(condition=models.Q(("used__gte", 0)), name="build_quota_usage_used_pos"),
         ),
-        migrations.AddIndex(
-            model_name="buildlicensestate",
-            index=models.Index(
-                condition=models.Q(("queued__gt", 0)), fields=["vtime", "license"], name="build_license_state_ready_idx"
-            ),
-        ),
-        migrations.AddIndex(
-            model_name="buildlicensestate",
-            index=models.Index(
-                condition=models.Q(("urgent_queued__gt", 0)),
-                fields=["vtime", "license"],
-                name="build_license_state_urgent_idx",
-            ),
-        ),
         RunSQLFile("builds", "0016_scheduler"),
         pgtrigger.migrations.AddTrigger(
             model_name="build",
             trigger=pgtrigger.compiler.Trigger(
                 name="build_queue_account_insert",
                 sql=pgtrigger.compiler.UpsertTriggerSql(
-                    func="PERFORM build_queue_account(NULL, NEW); RETURN NULL;",
-                    hash="8b02d2e51b01e7342924315c55db3fca99578158",
+                    func="\n                    INSERT INTO build_quota_usage AS u (license_id, period_start, used)\n                    SELECT n.license_id, build_quota_month(n.created_at), count(*)\n                      FROM new_builds n\n                     WHERE NOT n.cache_hit AND NOT (n.status = 'cancelled' AND n.started_at IS NULL)\n                     GROUP BY 1, 2\n                     ORDER BY 1, 2\n                    ON CONFLICT (license_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used;\n                    PERFORM build_state_apply(a.license_id, a.queued, a.urgent, a.running, false)\n                       FROM (SELECT n.license_id,\n                                    count(*) FILTER (WHERE n.status = 'queued')::integer AS queued,\n                                    count(*) FILTER (WHERE n.status = 'queued' AND n.priority >= 9)::integer AS urgent,\n                                    count(*) FILTER (WHERE n.status = 'running')::integer AS running\n                               FROM new_builds n\n                              WHERE n.status IN ('queued', 'running')\n                              GROUP BY n.license_id\n                              ORDER BY n.license_id) a;\n                    PERFORM build_member_apply(a.license_id, a.customer_id, a.queued, a.urgent, false)\n                       FROM (SELECT n.license_id, n.customer_id, count(*)::integer AS queued,\n                                    count(*) FILTER (WHERE n.priority >= 9)::integer AS urgent\n                               FROM new_builds n\n                              WHERE n.status = 'queued'\n                              GROUP BY n.license_id, n.customer_id\n                              ORDER BY n.license_id, n.customer_id) a;\n                    RETURN NULL;\n                ",
+                    hash="0b9d22ac28d3f6084d591c3c38251f9da18f0d06",
+                    level="STATEMENT",
                     operation="INSERT",
                     pgid="pgtrigger_build_queue_account_insert_2d5ab",
+                    referencing="REFERENCING NEW TABLE AS new_builds ",
                     table="build_queue",
                     when="AFTER",
                 ),

@@ -116,8 +116,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT date_trunc('month', p_at AT TIME ZONE 'UTC')::date
 $$;
 
--- build_queue_account(old, new): what one row change does to the counters (old is NULL for an insert, new for a
--- delete). Lock order, everywhere: the quota row, then the license state, then the member state.
+-- build_queue_account(old, new): what one row change does to the counters (new is NULL for a delete; inserts
+-- are counted per statement by the build_queue_account_insert trigger, with the same rules). Lock order, everywhere: the quota row, then the license state, then the member state.
 CREATE OR REPLACE FUNCTION build_queue_account(p_old build_queue, p_new build_queue)
 RETURNS void
 LANGUAGE plpgsql VOLATILE AS $$
@@ -462,7 +462,6 @@ DECLARE
     v_claimed integer := 0;
     v_skip uuid[] := '{}';
     v_locked boolean := false;
-    v_urgent boolean := true;
     v_member record;
     v_build_id uuid;
     v_build build_queue%ROWTYPE;
@@ -479,32 +478,15 @@ BEGIN
     END IF;
 
     WHILE v_claimed < p_limit LOOP
-        -- Urgent work first (build_license_state_urgent_idx, usually empty), then all work
-        -- (build_license_state_ready_idx), each walked in virtual-time order up to the first usable license.
-        v_license := NULL;
-        IF v_urgent THEN
-            SELECT s.license_id INTO v_license
-            FROM build_license_state s
-            JOIN licenses l ON l.id = s.license_id
-            WHERE s.urgent_queued > 0 AND s.running < l.max_concurrent_builds
-              AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
-              AND s.license_id <> ALL (v_skip)
-            ORDER BY s.vtime, s.license_id
-            LIMIT 1
-            FOR UPDATE OF s SKIP LOCKED;
-            v_urgent := FOUND;
-        END IF;
-        IF v_license IS NULL THEN
-            SELECT s.license_id INTO v_license
-            FROM build_license_state s
-            JOIN licenses l ON l.id = s.license_id
-            WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
-              AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
-              AND s.license_id <> ALL (v_skip)
-            ORDER BY s.vtime, s.license_id
-            LIMIT 1
-            FOR UPDATE OF s SKIP LOCKED;
-        END IF;
+        SELECT s.license_id INTO v_license
+        FROM build_license_state s
+        JOIN licenses l ON l.id = s.license_id
+        WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
+          AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
+          AND s.license_id <> ALL (v_skip)
+        ORDER BY s.urgent_queued > 0 DESC, s.vtime, s.license_id
+        LIMIT 1
+        FOR UPDATE OF s SKIP LOCKED;
         IF v_license IS NULL THEN
             -- Every candidate is locked by another claim. Wait for the first one, but only while holding no lock
             -- at all (nothing claimed, no earlier write in this transaction): a claim that waits while holding a

@@ -426,3 +426,38 @@ def test_the_claim_itself_rescues_expired_leases():
     assert _sql("SELECT * FROM claim_builds('other', 1)") == []
     build = Build.objects.get(pk=build_id)
     assert (build.status, build.retry_count) == ("queued", 1)
+
+
+def test_counters_follow_a_bulk_insert_and_plain_sql_changes():
+    """An INSERT ... SELECT of many builds, and plain UPDATEs/DELETEs, keep the scheduler's counters exact."""
+    a, b = _license("enterprise"), _license("pro")
+    _sql(
+        """
+        INSERT INTO build_queue (customer_id, license_id, manifest, manifest_hash, priority, status, cache_hit,
+                                 progress, retry_count, max_retries, timeout_seconds, heartbeat_timeout_seconds,
+                                 cancel_requested, source, created_at, worker_id, started_at)
+        SELECT l.customer_id, l.id, jsonb_build_object('n', g), encode(sha256((l.id::text || g)::bytea), 'hex'),
+               CASE WHEN g %% 5 = 0 THEN 10 ELSE 5 END, CASE WHEN g %% 10 = 1 THEN 'running' ELSE 'queued' END,
+               false, 0, 0, 3, 3600, 120, false, 'test', clock_timestamp(),
+               CASE WHEN g %% 10 = 1 THEN 'w' END, CASE WHEN g %% 10 = 1 THEN now() END
+        FROM licenses l CROSS JOIN generate_series(1, 30) g
+        WHERE l.id IN (%s, %s)
+        """,
+        [a.pk, b.pk],
+    )
+    Build.objects.filter(license=b, status="queued", priority=10).update(status="cancelled")
+    Build.objects.filter(license=a, status="queued").order_by("created_at")[:1].get().delete()
+
+    def expected(lic):
+        builds = Build.objects.filter(license=lic)
+        return (
+            builds.filter(status="running").count(),
+            builds.filter(status="queued").count(),
+            builds.filter(status="queued", priority__gte=9).count(),
+        )
+
+    for lic in (a, b):
+        state = BuildLicenseState.objects.get(license=lic)
+        assert (state.running, state.queued, state.urgent_queued) == expected(lic)
+        counted = Build.objects.filter(license=lic).exclude(status="cancelled", started_at__isnull=True).count()
+        assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(counted,)]
