@@ -37,6 +37,13 @@ class Migration(migrations.Migration):
                 ("queued", models.IntegerField(default=0)),
                 ("urgent_queued", models.IntegerField(default=0)),
                 ("vtime", models.FloatField(default=0)),
+                (
+                    "max_running",
+                    models.IntegerField(
+                        default=1,
+                        help_text="The license's max_concurrent_builds, copied at every change of this row (the claim re-checks the license itself once it holds the lock).",
+                    ),
+                ),
             ],
             options={
                 "db_table": "build_license_state",

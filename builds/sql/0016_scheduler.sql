@@ -54,10 +54,12 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_running integer;
     v_queued integer;
+    v_max integer;
 BEGIN
     FOR i IN 1..2 LOOP
         UPDATE build_license_state s
-        SET running = s.running + p_running,
+        SET max_running = (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = p_license_id),
+            running = s.running + p_running,
             queued = s.queued + p_queued,
             urgent_queued = s.urgent_queued + p_urgent,
             vtime = CASE
@@ -68,15 +70,14 @@ BEGIN
                                                s.vtime))
                 ELSE s.vtime END
         WHERE s.license_id = p_license_id
-        RETURNING s.running, s.queued INTO v_running, v_queued;
+        RETURNING s.running, s.queued, s.max_running INTO v_running, v_queued, v_max;
         EXIT WHEN FOUND;
-        INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime)
+        INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime, max_running)
         VALUES (p_license_id, 0, 0, 0,
-                coalesce((SELECT min(x.vtime) FROM build_license_state x WHERE x.queued > 0), 0))
+                coalesce((SELECT min(x.vtime) FROM build_license_state x WHERE x.queued > 0), 0), 1)
         ON CONFLICT (license_id) DO NOTHING;
     END LOOP;
-    IF p_running < 0 AND v_queued > 0
-       AND v_running - p_running >= (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = p_license_id) THEN
+    IF p_running < 0 AND v_queued > 0 AND v_running - p_running >= v_max THEN
         PERFORM build_notify('slot', NULL, p_license_id, NULL);
     END IF;
 END;
@@ -202,6 +203,7 @@ FROM build_queue b
 WHERE NOT b.cache_hit AND NOT (b.status = 'cancelled' AND b.started_at IS NULL)
 GROUP BY b.license_id, build_quota_month(b.created_at);
 
+UPDATE build_license_state s SET max_running = l.max_concurrent_builds FROM licenses l WHERE l.id = s.license_id;
 ALTER TABLE build_license_state SET (fillfactor = 50);
 ALTER TABLE build_member_state SET (fillfactor = 50);
 ALTER TABLE build_quota_usage SET (fillfactor = 70);
@@ -462,6 +464,9 @@ DECLARE
     v_claimed integer := 0;
     v_skip uuid[] := '{}';
     v_locked boolean := false;
+    v_running integer;
+    v_max integer;
+    v_usable boolean;
     v_member record;
     v_build_id uuid;
     v_build build_queue%ROWTYPE;
@@ -478,15 +483,14 @@ BEGIN
     END IF;
 
     WHILE v_claimed < p_limit LOOP
-        SELECT s.license_id INTO v_license
+        -- The state row alone (its copy of the cap, max_running, is refreshed by every change to the row): a scan
+        -- of a few pages, no join. The license itself is checked once its row is locked.
+        SELECT s.license_id, s.running INTO v_license, v_running
         FROM build_license_state s
-        JOIN licenses l ON l.id = s.license_id
-        WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
-          AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
-          AND s.license_id <> ALL (v_skip)
+        WHERE s.queued > 0 AND s.running < s.max_running AND s.license_id <> ALL (v_skip)
         ORDER BY s.urgent_queued > 0 DESC, s.vtime, s.license_id
         LIMIT 1
-        FOR UPDATE OF s SKIP LOCKED;
+        FOR UPDATE SKIP LOCKED;
         IF v_license IS NULL THEN
             -- Every candidate is locked by another claim. Wait for the first one, but only while holding no lock
             -- at all (nothing claimed, no earlier write in this transaction): a claim that waits while holding a
@@ -496,27 +500,33 @@ BEGIN
             END IF;
             SELECT s.license_id INTO v_license
             FROM build_license_state s
-            JOIN licenses l ON l.id = s.license_id
-            WHERE s.queued > 0 AND s.running < l.max_concurrent_builds
-              AND l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
-              AND s.license_id <> ALL (v_skip)
+            WHERE s.queued > 0 AND s.running < s.max_running AND s.license_id <> ALL (v_skip)
             ORDER BY s.urgent_queued > 0 DESC, s.vtime, s.license_id
             LIMIT 1;
             IF NOT FOUND THEN
                 EXIT;
             END IF;
             v_locked := true;
-            PERFORM 1
+            SELECT s.running INTO v_running
             FROM build_license_state s
-            JOIN licenses l ON l.id = s.license_id
-            WHERE s.license_id = v_license AND s.queued > 0 AND s.running < l.max_concurrent_builds
-            FOR UPDATE OF s;
+            WHERE s.license_id = v_license AND s.queued > 0 AND s.running < s.max_running
+            FOR UPDATE;
             IF NOT FOUND THEN
                 v_skip := v_skip || v_license;  -- full (or empty) by the time its lock was ours
                 CONTINUE;
             END IF;
         END IF;
         v_locked := true;
+        -- Under the lock, against the license itself: usable, and below its cap (which may have just changed).
+        SELECT l.max_concurrent_builds,
+               l.status = 'active' AND l.deleted_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > now())
+        INTO v_max, v_usable
+        FROM licenses l
+        WHERE l.id = v_license;
+        IF NOT coalesce(v_usable, false) OR v_running >= v_max THEN
+            v_skip := v_skip || v_license;
+            CONTINUE;
+        END IF;
 
         v_build_id := NULL;
         FOR v_member IN
