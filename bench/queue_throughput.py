@@ -585,7 +585,45 @@ def procrastinate_section(rounds: int, seconds: float, queued: int, clients: int
     return figures
 
 
-def report_issue12(enqueue_rates, fairness, procrastinate) -> None:
+def _one_log_line(ctx):
+    """The simulated executor at zero work plus one log line (issue 12's worker comparison: not the no-op fast
+    path, which skips the log)."""
+    from builds.executors import SimulatedExecutor
+
+    ctx.log("built")
+    return SimulatedExecutor(noop=True)(ctx)
+
+
+def worker_comparison(builds: int, concurrency: int = 16) -> dict:
+    """Builds/second of the reference worker (one log line per build) and jobs/second of procrastinate's own
+    worker on no-op jobs, same size and concurrency, one after the other."""
+    from builds.worker import Worker
+
+    print(f"\n== workers: {builds:,} builds/jobs, concurrency {concurrency} ==", flush=True)
+    _park_queue()
+    top_up(builds)
+    execute("DELETE FROM bench_minimal_queue WHERE status = 'queued'")
+    worker = Worker(executor=_one_log_line, concurrency=concurrency, exit_when_idle=True, reap_interval=0)
+    started = time.perf_counter()
+    counts = worker.run()
+    ours = counts["completed"] / (time.perf_counter() - started)
+    connections.close_all()
+    venv, schema = _procrastinate_env()
+    pinfo, _first = _procrastinate_db(schema, 1)
+    script = Path(__file__).resolve().parent / "procrastinate_worker.py"
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), str(script), pinfo, str(builds), str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = float(result.stdout.split()[0])
+    print(f"  reference worker (one log line per build): {ours:,.0f} builds/s")
+    print(f"  procrastinate {PROCRASTINATE_VERSION} worker (no-op jobs): {theirs:,.0f} jobs/s")
+    return {"ours": ours, "theirs": theirs}
+
+
+def report_issue12(enqueue_rates, fairness, procrastinate, workers=None) -> None:
     print("\n== issue 12 targets ==")
     if enqueue_rates:
         drift = abs(enqueue_rates[-1] - enqueue_rates[0]) / enqueue_rates[0]
@@ -612,6 +650,9 @@ def report_issue12(enqueue_rates, fairness, procrastinate) -> None:
             f" {min(vs_m):.2f}-{max(vs_m):.2f}x the minimal queue (target >= {MINIMAL_RATIO_TARGET_V2}x:"
             f" {verdict(min(vs_m) >= MINIMAL_RATIO_TARGET_V2)})"
         )
+    if workers:
+        ratio = workers["ours"] / workers["theirs"]
+        print(f"  reference worker vs procrastinate's worker: {ratio:.2f}x; target >= 2x: {verdict(ratio >= 2)}")
 
 
 def verdict(ok: bool) -> str:
@@ -649,7 +690,8 @@ def main() -> None:
             if args.only == "procrastinate"
             else None
         )
-        report_issue12(enqueue_rates, fairness, rounds)
+        workers = worker_comparison(worker_builds) if args.only == "procrastinate" else None
+        report_issue12(enqueue_rates, fairness, rounds, workers)
         return
 
     if args.only == "worker":
@@ -678,6 +720,7 @@ def main() -> None:
     enqueue_rates = enqueue_section(2_500 if args.quick else 10_000, 4)
     fairness = fairness_section()
     rounds = procrastinate_section(1 if args.quick else 3, 2.0 if args.quick else 10.0, queued)
+    workers = worker_comparison(worker_builds)
     change = abs(after[16]["honua"]["rate"] - before[16]["honua"]["rate"]) / before[16]["honua"]["rate"]
     change_1 = abs(after[1]["honua"]["rate"] - before[1]["honua"]["rate"]) / before[1]["honua"]["rate"]
     print("\n== targets ==")
@@ -705,7 +748,7 @@ def main() -> None:
         f"{verdict(p50 < NOTIFY_P50_TARGET_MS)}"
     )
     print(f"  WAL written per claim + complete cycle: {wal['honua']:,.0f} bytes (minimal queue {wal['minimal']:,.0f})")
-    report_issue12(enqueue_rates, fairness, rounds)
+    report_issue12(enqueue_rates, fairness, rounds, workers)
     print("\nnote: figures depend on the machine; this one is shared with other work unless stated otherwise.")
 
 
