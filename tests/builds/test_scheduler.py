@@ -461,3 +461,20 @@ def test_counters_follow_a_bulk_insert_and_plain_sql_changes():
         assert (state.running, state.queued, state.urgent_queued) == expected(lic)
         counted = Build.objects.filter(license=lic).exclude(status="cancelled", started_at__isnull=True).count()
         assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(counted,)]
+
+
+def test_urgent_builds_stay_inside_the_license_cap():
+    """The urgent lane goes ahead of the fair order, never past a license's max_concurrent_builds."""
+    lic = _license("enterprise", max_concurrent_builds_override=1)
+    _enqueue(lic.customer, 1, tag="normal")
+    assert _claim() is not None
+    _enqueue(lic.customer, 1, priority=10, tag="urgent")
+    assert _claim() is None
+
+
+def test_a_sub_customer_whose_own_license_is_suspended_uses_its_parents():
+    """A sub-customer's own license that is not usable (suspended) gives way to its parent's license."""
+    parent_license, _parent, children = _family()
+    LicenseFactory(customer=children[0], tier="pro", status="suspended")
+    build, outcome = services.build_enqueue_v2(customer=children[0], manifest={"a": 1})
+    assert (build.license_id, outcome) == (parent_license.pk, "created")
