@@ -181,12 +181,13 @@ $$;
 
 
 -- The counters as they are now (the triggers keep them from here on).
-INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime)
+INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime, max_running)
 SELECT b.license_id,
        count(*) FILTER (WHERE b.status = 'running'),
        count(*) FILTER (WHERE b.status = 'queued'),
        count(*) FILTER (WHERE b.status = 'queued' AND b.priority >= 9),
-       0
+       0,
+       (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = b.license_id)
 FROM build_queue b
 WHERE b.status IN ('queued', 'running')
 GROUP BY b.license_id;
@@ -203,7 +204,6 @@ FROM build_queue b
 WHERE NOT b.cache_hit AND NOT (b.status = 'cancelled' AND b.started_at IS NULL)
 GROUP BY b.license_id, build_quota_month(b.created_at);
 
-UPDATE build_license_state s SET max_running = l.max_concurrent_builds FROM licenses l WHERE l.id = s.license_id;
 ALTER TABLE build_license_state SET (fillfactor = 50);
 ALTER TABLE build_member_state SET (fillfactor = 50);
 ALTER TABLE build_quota_usage SET (fillfactor = 70);
