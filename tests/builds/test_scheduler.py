@@ -10,6 +10,7 @@ import time
 import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from builds import services
 from builds.models import Build, BuildCacheEntry, BuildLicenseState, BuildResult
@@ -478,3 +479,23 @@ def test_a_sub_customer_whose_own_license_is_suspended_uses_its_parents():
     LicenseFactory(customer=children[0], tier="pro", status="suspended")
     build, outcome = services.build_enqueue_v2(customer=children[0], manifest={"a": 1})
     assert (build.license_id, outcome) == (parent_license.pk, "created")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduler_migration_counts_existing_builds_and_reverses():
+    """builds.0016 applied to a database with queued, running and finished builds fills the counters exactly."""
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([("builds", "0013_cache_rollup")])
+    lic = _license("asp")
+    _enqueue(lic.customer, 6)
+    first = "(SELECT id FROM build_queue ORDER BY created_at LIMIT 1)"
+    last = "(SELECT id FROM build_queue ORDER BY created_at DESC LIMIT 1)"
+    _sql(f"UPDATE build_queue SET status = 'running', worker_id = 'w', started_at = now() WHERE id = {first}")
+    _sql(f"UPDATE build_queue SET status = 'cancelled' WHERE id = {last}")
+    executor = MigrationExecutor(connection)
+    executor.migrate(leaves)
+    state = BuildLicenseState.objects.get(license=lic)
+    assert (state.running, state.queued, state.max_running) == (1, 4, 32)
+    assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(5,)]
+    assert _claim() is not None
