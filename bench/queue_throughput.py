@@ -10,6 +10,17 @@
 3. End-to-end builds/second of the reference worker (``builds.worker.Worker``, the engine of run_build_worker)
    with the simulated executor at zero work (``--noop``), in this one process.
 4. Enqueue-to-claim latency with an idle listening worker (server clock: claim start - enqueue time).
+5. Enqueue rate of one asp license as its month fills: chunks of 10,000 ``enqueue_build`` calls in one statement
+   each, on one connection (issue 12: flat, and >= 1,000/s).
+6. Fairness (issue 12): the flood scenario (an asp customer enqueues 2,000 at priority 5, then pro, core and
+   enterprise customers 10 each; 8 slots draining: claim until 8 run, complete the oldest, repeat), printing the
+   claim index of each other tenant's first build; and each tier's share of 1,000 consecutive claims with four
+   tiers backlogged, against its weight share.
+7. procrastinate side by side (issue 12): pgbench, 16 clients, interleaved rounds of the project's cycle
+   (``get_next_build_for_worker`` then ``complete_build``), procrastinate's (``procrastinate_fetch_job_v2`` then
+   ``procrastinate_finish_job_v1``) and the minimal queue's, each on 100,000 queued jobs. procrastinate is
+   pip-installed (pinned, ``PROCRASTINATE_VERSION``) into its own virtualenv under ``bench/output/`` (git-ignored)
+   and its schema lives in its own database (``<name>_bench_procrastinate``).
 
 Targets: 16 connections >= 0.9x the minimal queue; 1M history changes throughput by < 10% and keeps the
 single-connection claim p99 < 5 ms; worker >= 1,500 builds/s; enqueue-to-claim p50 < 10 ms.
@@ -19,13 +30,20 @@ Each connection runs in its own process (no GIL between clients). Runs in its ow
 
     .venv/bin/python bench/queue_throughput.py            # full size
     .venv/bin/python bench/queue_throughput.py --quick    # small smoke run
+    .venv/bin/python bench/queue_throughput.py --only fairness|enqueue|procrastinate|worker [--quick]
 """
 
 import argparse
+import collections
 import multiprocessing
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 from _setup import use_database  # sets Django up, so it comes before the Django imports
@@ -33,6 +51,12 @@ from django.conf import settings
 from django.db import connection, connections
 
 RATIO_TARGET, HISTORY_CHANGE_TARGET, P99_TARGET_MS = 0.9, 0.10, 5.0
+PROCRASTINATE_VERSION = "3.10.0"
+PROCRASTINATE_RATIO_TARGET, MINIMAL_RATIO_TARGET_V2 = 1.25, 0.8
+ENQUEUE_RATE_TARGET, ENQUEUE_FLAT_TARGET = 1000.0, 0.30
+FLOOD_BOUND, SHARE_TOLERANCE = 16, 0.15
+WEIGHTS = {"core": 1, "pro": 2, "enterprise": 4, "asp": 6}
+OUTPUT = Path(__file__).resolve().parent / "output"
 WORKER_TARGET, NOTIFY_P50_TARGET_MS = 1500.0, 10.0
 CUSTOMERS = 100
 DIGEST = "sha256:" + "f" * 64
@@ -336,6 +360,301 @@ def wal_per_cycle(cycles: int) -> dict:
     return figures
 
 
+def _bench_license(tier: str, label: str) -> tuple:
+    """A fresh customer and license of ``tier`` (quota high enough for any run): (customer id, license id)."""
+    row = execute(
+        """
+        WITH c AS (INSERT INTO customers (name, contact_name, contact_email, publishes_to_shared_cache, metadata)
+                   VALUES (%s, '', '', false, '{}') RETURNING id)
+        INSERT INTO licenses (customer_id, tier, status, is_trial, license_key_encrypted, license_key_index,
+                              feature_overrides, notes, monthly_build_quota_override)
+        SELECT c.id, %s, 'active', false, 'v1:0:bench-placeholder', encode(sha256(convert_to(c.id::text, 'UTF8')),
+               'hex'), '{}', '', 100000000 FROM c
+        RETURNING customer_id, id
+        """,
+        [f"{label} {tier} {time.time_ns()}", tier],
+    )
+    return row[0]
+
+
+def _park_queue() -> None:
+    """Nothing else claimable: earlier rounds' builds are cancelled."""
+    execute("UPDATE build_queue SET status = 'cancelled', finished_at = now() WHERE status IN ('queued', 'running')")
+
+
+def enqueue_section(chunk: int, chunks: int) -> list[float]:
+    """Enqueues/second of one asp license, ``chunks`` statements of ``chunk`` enqueue_build calls each."""
+    print(f"\n== enqueue: one asp license, {chunks} chunks of {chunk:,} (one statement each, one connection) ==")
+    customer, _license = _bench_license("asp", "bench enqueue")
+    rates = []
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        for i in range(chunks):
+            started = time.perf_counter()
+            conn.execute(
+                "SELECT count(enqueue_build(%s, jsonb_build_object('chunk', %s::int, 'n', g), 5))"
+                " FROM generate_series(1, %s) g",
+                [customer, i, chunk],
+            )
+            rates.append(chunk / (time.perf_counter() - started))
+            print(f"  builds {i * chunk + 1:>6,}-{(i + 1) * chunk:>6,}: {rates[-1]:,.0f} enqueues/s", flush=True)
+    _park_queue()
+    return rates
+
+
+def _drain_claims(conn, claims: int, slots: int) -> list:
+    """Claim until ``slots`` run, complete the oldest, repeat; the license of each claim, in order."""
+    running, order = collections.deque(), []
+    while len(order) < claims:
+        while len(running) < slots and len(order) < claims:
+            row = conn.execute("SELECT id, license_id FROM get_next_build_for_worker('fair')").fetchone()
+            if row is None:
+                break
+            running.append(row[0])
+            order.append(row[1])
+        if not running:
+            break
+        conn.execute(
+            "SELECT complete_build(%s, 'fair', true, 'registry.example/fair:1', %s)", [running.popleft(), DIGEST]
+        )
+    return order
+
+
+def fairness_section() -> dict:
+    """The flood scenario's first-claim indexes and the four tiers' shares of 1,000 claims."""
+    print("\n== fairness: the flood scenario, 8 slots draining ==", flush=True)
+    _park_queue()
+    flood = _bench_license("asp", "bench flood")
+    others = {tier: _bench_license(tier, "bench flood") for tier in ("pro", "core", "enterprise")}
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        stamp = time.time_ns()
+        conn.execute(
+            "SELECT count(enqueue_build(%s, jsonb_build_object('flood', %s::bigint, 'n', g), 5))"
+            " FROM generate_series(1, 2000) g",
+            [flood[0], stamp],
+        )
+        for customer, _lic in others.values():
+            conn.execute(
+                "SELECT count(enqueue_build(%s, jsonb_build_object('other', %s::bigint, 'n', g), 5))"
+                " FROM generate_series(1, 10) g",
+                [customer, stamp],
+            )
+        order = _drain_claims(conn, 100, 8)
+    first = {tier: order.index(lic) + 1 for tier, (_c, lic) in others.items()}
+    for tier, index in first.items():
+        print(f"  {tier:<10} first build claimed at claim {index}")
+    _park_queue()
+
+    print("== fairness: shares of 1,000 consecutive claims, four tiers backlogged, 8 slots ==", flush=True)
+    tenants = {tier: _bench_license(tier, "bench shares") for tier in WEIGHTS}
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        for customer, _lic in tenants.values():
+            conn.execute(
+                "SELECT count(enqueue_build(%s, jsonb_build_object('share', %s::bigint, 'n', g), 5))"
+                " FROM generate_series(1, 700) g",
+                [customer, time.time_ns()],
+            )
+        counts = collections.Counter(_drain_claims(conn, 1000, 8))
+    shares = {}
+    for tier, (_c, lic) in tenants.items():
+        expected = WEIGHTS[tier] / sum(WEIGHTS.values())
+        shares[tier] = (counts[lic] / 1000, expected)
+        print(f"  {tier:<10} {counts[lic]:>4} claims: share {counts[lic] / 10:.1f}%", end="")
+        print(f" (weight share {100 * expected:.1f}%)")
+    _park_queue()
+    return {"first": first, "shares": shares}
+
+
+def _procrastinate_env() -> tuple[Path, str]:
+    """procrastinate's virtualenv (created and pinned on first use) and its schema.sql's text."""
+    venv = OUTPUT / "procrastinate-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    probe = "import importlib.metadata as m; print(m.version('procrastinate'))"
+    installed = subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.strip()
+    if installed != PROCRASTINATE_VERSION:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"procrastinate=={PROCRASTINATE_VERSION}"], check=True
+        )
+    where = "import procrastinate, pathlib; print(pathlib.Path(procrastinate.__file__).parent / 'sql' / 'schema.sql')"
+    schema = Path(subprocess.run([str(python), "-c", where], capture_output=True, text=True, check=True).stdout.strip())
+    return venv, schema.read_text()
+
+
+def _procrastinate_db(schema: str, clients: int) -> tuple[str, int]:
+    """procrastinate's own database (schema applied once) with ``clients`` registered workers: (conninfo, first id)."""
+    name = f"{connection.settings_dict['NAME'].removesuffix('_bench_queue')}_bench_procrastinate"
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.make_conninfo(conninfo(), dbname=name)
+    with psycopg.connect(info, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0]:
+            conn.execute(schema)
+        conn.execute("DELETE FROM procrastinate_jobs")
+        conn.execute("DELETE FROM procrastinate_workers")
+        register = "SELECT worker_id FROM procrastinate_register_worker_v1()"
+        ids = [conn.execute(register).fetchone()[0] for _ in range(clients)]
+    return info, min(ids)
+
+
+PGBENCH_SCRIPTS = {
+    "honua": (
+        "SELECT coalesce((SELECT id::text FROM get_next_build_for_worker('pgb-' || :client_id::text)), '')"
+        " AS bid \\gset\n"
+        # pgbench reads ":name" even inside string literals: the colons of the image are chr(58).
+        "SELECT complete_build(NULLIF(:bid::text, '')::uuid, 'pgb-' || :client_id::text, true,"
+        " 'registry.example/bench' || chr(58) || '1', 'sha256' || chr(58) || repeat('f', 64), NULL)"
+        " WHERE :bid::text <> '';\n"
+    ),
+    "procrastinate": (
+        "SELECT coalesce(id, 0) AS jid FROM procrastinate_fetch_job_v2(NULL, :wid::bigint + :client_id) \\gset\n"
+        "SELECT procrastinate_finish_job_v1(:jid::bigint, 'succeeded', false) WHERE :jid::bigint <> 0;\n"
+    ),
+    "minimal": (
+        "WITH c AS (UPDATE bench_minimal_queue SET status = 'running', worker_id = 'pgb', started_at = now()"
+        " WHERE id = (SELECT id FROM bench_minimal_queue WHERE status = 'queued'"
+        " ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id)"
+        " SELECT coalesce((SELECT id FROM c), 0) AS mid \\gset\n"
+        "UPDATE bench_minimal_queue SET status = 'succeeded', finished_at = now() WHERE id = :mid::bigint;\n"
+    ),
+}
+DONE_SQL = {
+    "honua": "SELECT count(*) FROM build_queue WHERE status = 'succeeded' AND worker_id LIKE 'pgb-%%'",
+    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
+    "minimal": "SELECT count(*) FROM bench_minimal_queue WHERE status = 'succeeded' AND worker_id = 'pgb'",
+}
+
+
+def _pgbench(kind: str, info: str, clients: int, seconds: float, variables: dict) -> float:
+    """Claim + complete cycles/second of ``kind`` under pgbench (prepared statements), counted in the database."""
+    with psycopg.connect(info, autocommit=True) as conn:
+        before = conn.execute(DONE_SQL[kind].replace("%%", "%")).fetchone()[0]
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(PGBENCH_SCRIPTS[kind])
+    params = psycopg.conninfo.conninfo_to_dict(info)
+    command = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 4))]
+    command += ["-T", str(int(seconds)), "-f", script.name]
+    command += [arg for key, value in variables.items() for arg in ("-D", f"{key}={value}")]
+    command += ["-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432))]
+    command += ["-U", str(params.get("user", "postgres")), str(params["dbname"])]
+    result = subprocess.run(command, capture_output=True, text=True)
+    Path(script.name).unlink()
+    if result.returncode != 0 or re.search(r"aborted|ERROR", result.stderr):
+        raise RuntimeError(f"pgbench {kind} failed: {result.stderr[-2000:]}")
+    with psycopg.connect(info, autocommit=True) as conn:
+        after = conn.execute(DONE_SQL[kind].replace("%%", "%")).fetchone()[0]
+    return (after - before) / int(seconds)
+
+
+def procrastinate_section(rounds: int, seconds: float, queued: int, clients: int = 16) -> list[dict]:
+    """Interleaved pgbench rounds: the project, procrastinate and the minimal queue, each on ``queued`` jobs."""
+    print(
+        f"\n== procrastinate {PROCRASTINATE_VERSION} side by side: pgbench, {clients} clients, {rounds} interleaved"
+        f" rounds of {seconds:g} s, >= {queued:,} queued each ==",
+        flush=True,
+    )
+    _venv, schema = _procrastinate_env()
+    pinfo, first_worker = _procrastinate_db(schema, clients)
+    figures = []
+    for number in range(1, rounds + 1):
+        _park_queue()
+        top_up(queued)
+        with psycopg.connect(pinfo, autocommit=True) as conn:
+            have = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'").fetchone()[0]
+            if have < queued:
+                conn.execute(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args)"
+                    " SELECT 'default', 'bench.noop', 0, jsonb_build_object('n', i) FROM generate_series(1, %s) i",
+                    [queued - have],
+                )
+            conn.execute("VACUUM ANALYZE procrastinate_jobs")
+        rates = {
+            "honua": _pgbench("honua", conninfo(), clients, seconds, {}),
+            "procrastinate": _pgbench("procrastinate", pinfo, clients, seconds, {"wid": first_worker}),
+            "minimal": _pgbench("minimal", conninfo(), clients, seconds, {}),
+        }
+        figures.append(rates)
+        print(
+            f"  round {number}: honua {rates['honua']:,.0f}/s, procrastinate {rates['procrastinate']:,.0f}/s,"
+            f" minimal {rates['minimal']:,.0f}/s; honua/procrastinate {rates['honua'] / rates['procrastinate']:.2f}x,"
+            f" honua/minimal {rates['honua'] / rates['minimal']:.2f}x",
+            flush=True,
+        )
+    _park_queue()
+    return figures
+
+
+def _one_log_line(ctx):
+    """The simulated executor at zero work plus one log line (issue 12's worker comparison: not the no-op fast
+    path, which skips the log)."""
+    from builds.executors import SimulatedExecutor
+
+    ctx.log("built")
+    return SimulatedExecutor(noop=True)(ctx)
+
+
+def worker_comparison(builds: int, concurrency: int = 16) -> dict:
+    """Builds/second of the reference worker (one log line per build) and jobs/second of procrastinate's own
+    worker on no-op jobs, same size and concurrency, one after the other."""
+    from builds.worker import Worker
+
+    print(f"\n== workers: {builds:,} builds/jobs, concurrency {concurrency} ==", flush=True)
+    _park_queue()
+    top_up(builds)
+    execute("DELETE FROM bench_minimal_queue WHERE status = 'queued'")
+    worker = Worker(executor=_one_log_line, concurrency=concurrency, exit_when_idle=True, reap_interval=0)
+    started = time.perf_counter()
+    counts = worker.run()
+    ours = counts["completed"] / (time.perf_counter() - started)
+    connections.close_all()
+    venv, schema = _procrastinate_env()
+    pinfo, _first = _procrastinate_db(schema, 1)
+    script = Path(__file__).resolve().parent / "procrastinate_worker.py"
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), str(script), pinfo, str(builds), str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = float(result.stdout.split()[0])
+    print(f"  reference worker (one log line per build): {ours:,.0f} builds/s")
+    print(f"  procrastinate {PROCRASTINATE_VERSION} worker (no-op jobs): {theirs:,.0f} jobs/s")
+    return {"ours": ours, "theirs": theirs}
+
+
+def report_issue12(enqueue_rates, fairness, procrastinate, workers=None) -> None:
+    print("\n== issue 12 targets ==")
+    if enqueue_rates:
+        drift = abs(enqueue_rates[-1] - enqueue_rates[0]) / enqueue_rates[0]
+        print(
+            f"  enqueue: first chunk {enqueue_rates[0]:,.0f}/s, last {enqueue_rates[-1]:,.0f}/s ({100 * drift:.0f}%"
+            f" apart; target within {100 * ENQUEUE_FLAT_TARGET:.0f}%: {verdict(drift <= ENQUEUE_FLAT_TARGET)});"
+            f" target >= {ENQUEUE_RATE_TARGET:,.0f}/s: {verdict(min(enqueue_rates) >= ENQUEUE_RATE_TARGET)}"
+        )
+    if fairness:
+        worst = max(fairness["first"].values())
+        print(f"  flood: others' first builds by claim {worst}; target <= {FLOOD_BOUND}:", end=" ")
+        print(verdict(worst <= FLOOD_BOUND))
+        off = max(abs(got - want) / want for got, want in fairness["shares"].values())
+        print(
+            f"  shares: worst {100 * off:.1f}% off the weight share; target within {100 * SHARE_TOLERANCE:.0f}%:"
+            f" {verdict(off <= SHARE_TOLERANCE)}"
+        )
+    if procrastinate:
+        vs_p = [r["honua"] / r["procrastinate"] for r in procrastinate]
+        vs_m = [r["honua"] / r["minimal"] for r in procrastinate]
+        print(
+            f"  claim + complete, 16 clients: {min(vs_p):.2f}-{max(vs_p):.2f}x procrastinate (target >="
+            f" {PROCRASTINATE_RATIO_TARGET}x: {verdict(min(vs_p) >= PROCRASTINATE_RATIO_TARGET)}),"
+            f" {min(vs_m):.2f}-{max(vs_m):.2f}x the minimal queue (target >= {MINIMAL_RATIO_TARGET_V2}x:"
+            f" {verdict(min(vs_m) >= MINIMAL_RATIO_TARGET_V2)})"
+        )
+    if workers:
+        ratio = workers["ours"] / workers["theirs"]
+        print(f"  reference worker vs procrastinate's worker: {ratio:.2f}x; target >= 2x: {verdict(ratio >= 2)}")
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -346,7 +665,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="Drop and recreate the benchmark database first.")
     parser.add_argument(
         "--only",
-        choices=("worker",),
+        choices=("worker", "enqueue", "fairness", "procrastinate"),
         help="Run one section alone (worker: the reference worker drains, measured exactly as in the full run).",
     )
     args = parser.parse_args()
@@ -362,6 +681,18 @@ def main() -> None:
     if existing:
         print("note: the database already holds history from an earlier run; use --fresh for a clean first round")
     connections.close_all()
+
+    if args.only in ("enqueue", "fairness", "procrastinate"):
+        enqueue_rates = enqueue_section(2_500 if args.quick else 10_000, 4) if args.only == "enqueue" else None
+        fairness = fairness_section() if args.only == "fairness" else None
+        rounds = (
+            procrastinate_section(1 if args.quick else 3, 2.0 if args.quick else 10.0, queued)
+            if args.only == "procrastinate"
+            else None
+        )
+        workers = worker_comparison(worker_builds) if args.only == "procrastinate" else None
+        report_issue12(enqueue_rates, fairness, rounds, workers)
+        return
 
     if args.only == "worker":
         drains = worker_section(worker_builds)
@@ -386,6 +717,10 @@ def main() -> None:
     print(f"  p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
     wal = wal_per_cycle(200)
+    enqueue_rates = enqueue_section(2_500 if args.quick else 10_000, 4)
+    fairness = fairness_section()
+    rounds = procrastinate_section(1 if args.quick else 3, 2.0 if args.quick else 10.0, queued)
+    workers = worker_comparison(worker_builds)
     change = abs(after[16]["honua"]["rate"] - before[16]["honua"]["rate"]) / before[16]["honua"]["rate"]
     change_1 = abs(after[1]["honua"]["rate"] - before[1]["honua"]["rate"]) / before[1]["honua"]["rate"]
     print("\n== targets ==")
@@ -413,6 +748,7 @@ def main() -> None:
         f"{verdict(p50 < NOTIFY_P50_TARGET_MS)}"
     )
     print(f"  WAL written per claim + complete cycle: {wal['honua']:,.0f} bytes (minimal queue {wal['minimal']:,.0f})")
+    report_issue12(enqueue_rates, fairness, rounds, workers)
     print("\nnote: figures depend on the machine; this one is shared with other work unless stated otherwise.")
 
 

@@ -83,6 +83,57 @@ class Build(models.Model):
                 condition=pgtrigger.Condition("NOT manifest_is_shareable(NEW.manifest)"),
                 func="PERFORM manifest_check_credentials(NEW.customer_id, NEW.manifest); RETURN NEW;",
             ),
+            # The scheduler's counters (BuildLicenseState, BuildMemberState, BuildQuotaUsage) follow every change
+            # that moves a build in or out of queued/running or of the monthly count (builds/sql/0016_scheduler.sql).
+            # Inserts are counted per statement (a bulk INSERT ... SELECT updates each counter row once).
+            pgtrigger.Trigger(
+                name="build_queue_account_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(new="new_builds"),
+                func="""
+                    INSERT INTO build_quota_usage AS u (license_id, period_start, used)
+                    SELECT n.license_id, build_quota_month(n.created_at), count(*)
+                      FROM new_builds n
+                     WHERE NOT n.cache_hit AND NOT (n.status = 'cancelled' AND n.started_at IS NULL)
+                     GROUP BY 1, 2
+                     ORDER BY 1, 2
+                    ON CONFLICT (license_id, period_start) DO UPDATE SET used = u.used + EXCLUDED.used;
+                    PERFORM build_state_apply(a.license_id, a.queued, a.urgent, a.running, false)
+                       FROM (SELECT n.license_id,
+                                    count(*) FILTER (WHERE n.status = 'queued')::integer AS queued,
+                                    count(*) FILTER (WHERE n.status = 'queued' AND n.priority >= 9)::integer AS urgent,
+                                    count(*) FILTER (WHERE n.status = 'running')::integer AS running
+                               FROM new_builds n
+                              WHERE n.status IN ('queued', 'running')
+                              GROUP BY n.license_id
+                              ORDER BY n.license_id) a;
+                    PERFORM build_member_apply(a.license_id, a.customer_id, a.queued, a.urgent, false)
+                       FROM (SELECT n.license_id, n.customer_id, count(*)::integer AS queued,
+                                    count(*) FILTER (WHERE n.priority >= 9)::integer AS urgent
+                               FROM new_builds n
+                              WHERE n.status = 'queued'
+                              GROUP BY n.license_id, n.customer_id
+                              ORDER BY n.license_id, n.customer_id) a;
+                    RETURN NULL;
+                """,
+            ),
+            pgtrigger.Trigger(
+                name="build_queue_account_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(
+                    "status", "priority", "license", "customer", "created_at", "cache_hit", "started_at"
+                ),
+                func="PERFORM build_queue_account(OLD, NEW); RETURN NULL;",
+            ),
+            pgtrigger.Trigger(
+                name="build_queue_account_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                func="PERFORM build_queue_account(OLD, NULL); RETURN NULL;",
+            ),
         ]
         permissions = [
             ("cancel_build", "Can cancel builds"),
@@ -91,9 +142,16 @@ class Build(models.Model):
         ]
         ordering = ["-created_at"]
         indexes = [
-            # The claim path: queued builds in claim order (most urgent first, FIFO within a priority).
+            # The claim path: one tenant's queued builds in its own claim order (most urgent first, FIFO within a
+            # priority); the fair-share claim picks the license and customer first (build_license_state).
             models.Index(
-                F("priority").desc(), "created_at", "id", name="build_queue_claim_idx", condition=Q(status="queued")
+                "license",
+                "customer",
+                F("priority").desc(),
+                "created_at",
+                "id",
+                name="build_queue_tenant_claim_idx",
+                condition=Q(status="queued"),
             ),
             models.Index(fields=["license"], name="build_queue_running_lic_idx", condition=Q(status="running")),
             # Duplicate-manifest lookup among live builds.
@@ -139,6 +197,73 @@ class Build(models.Model):
 
     def __str__(self) -> str:
         return f"build {self.pk} ({self.status})"
+
+
+class BuildLicenseState(models.Model):
+    """The scheduler's per-license counters (builds/sql/0016_scheduler.sql), kept exact by the
+    ``build_queue_account_*`` triggers in the same transaction as each build's change.
+
+    ``running``/``queued``/``urgent_queued`` count the license's builds (the whole family's, for a parent's
+    license); ``vtime`` is its virtual time: each claim adds ``1 / scheduling_weight`` and the claim picks the
+    eligible license with the lowest (urgent work first). Locking this row (``FOR UPDATE``) is the per-license
+    lock that keeps ``running <= max_concurrent_builds``. No secondary index, so the claim's updates are HOT and
+    page pruning keeps the table at a few pages however many claims it serves.
+    """
+
+    license = models.OneToOneField(
+        License, primary_key=True, on_delete=models.CASCADE, related_name="scheduler_state", db_constraint=False
+    )
+    running = models.IntegerField(default=0)
+    queued = models.IntegerField(default=0)
+    urgent_queued = models.IntegerField(default=0)
+    vtime = models.FloatField(default=0)
+    max_running = models.IntegerField(
+        default=1,
+        help_text="The license's max_concurrent_builds, copied at every change of this row (the claim "
+        "re-checks the license itself once it holds the lock).",
+    )
+
+    class Meta:
+        db_table = "build_license_state"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(running__gte=0, queued__gte=0, urgent_queued__gte=0), name="build_license_state_counts_pos"
+            )
+        ]
+
+
+class BuildMemberState(models.Model):
+    """Fairness among the customers sharing one license (a parent and its sub-customers): their queued builds
+    and virtual time (each claim adds 1). The claim picks the member with urgent work first, then the lowest."""
+
+    pk = models.CompositePrimaryKey("license_id", "customer_id")
+    license_id = models.UUIDField()
+    customer_id = models.UUIDField()
+    queued = models.IntegerField(default=0)
+    urgent_queued = models.IntegerField(default=0)
+    vtime = models.FloatField(default=0)
+
+    class Meta:
+        db_table = "build_member_state"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(queued__gte=0, urgent_queued__gte=0), name="build_member_state_counts_pos"
+            )
+        ]
+
+
+class BuildQuotaUsage(models.Model):
+    """Builds counted against a license's monthly quota, one row per (license, calendar month UTC), kept by the
+    same triggers: enqueue reads and locks one row instead of counting the month's builds."""
+
+    pk = models.CompositePrimaryKey("license_id", "period_start")
+    license_id = models.UUIDField()
+    period_start = models.DateField()
+    used = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "build_quota_usage"
+        constraints = [models.CheckConstraint(condition=Q(used__gte=0), name="build_quota_usage_used_pos")]
 
 
 class BuildResult(models.Model):

@@ -65,7 +65,7 @@ def load(*, rng, scale) -> str:
         manifest = {**MANIFESTS[index % len(MANIFESTS)], "revision": index}
         try:
             builds.append(
-                services.build_enqueue(customer=customer, manifest=manifest, priority=rng.randint(1, 10), source=SOURCE)
+                services.build_enqueue(customer=customer, manifest=manifest, priority=rng.randint(1, 8), source=SOURCE)
             )
         except (services.LicenseUnusable, services.QuotaExceeded):
             continue

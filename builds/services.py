@@ -60,6 +60,43 @@ class BuildStateError(BuildQueueError):
     """The build is not in a state that allows the operation (cancel a finished build, ...)."""
 
 
+class EntitlementMissing(BuildQueueError):
+    """The license lacks a feature the request needs (``priority_boost`` for priorities 9-10, ...)."""
+
+
+class InvalidImageReference(BuildInputError):
+    """An image reference or digest that does not follow the OCI grammar."""
+
+
+# The HN SQLSTATE codes of the SQL API (docs/sql-api.md) and the exception each becomes: callers branch on codes,
+# never on message text. (v1 functions keep P0001/P0002 for their old conditions: matched by message below.)
+_SQLSTATE_CLASSES: dict[str, type[BuildQueueError]] = {
+    "HN001": BuildInputError,
+    "HN002": BuildInputError,
+    "HN003": InvalidImageReference,
+    "HN101": BuildNotFound,
+    "HN102": BuildNotFound,
+    "HN103": BuildNotFound,
+    "HN104": BuildInputError,  # a manifest's registry credential reference: unknown
+    "HN201": LicenseUnusable,
+    "HN202": QuotaExceeded,
+    "HN203": EntitlementMissing,
+    "HN205": BuildInputError,  # a manifest's registry credential reference: another customer's
+    "HN301": BuildStateError,
+    "HN302": BuildStateError,
+}
+URGENT_PRIORITY = 9  # 9 and 10 are the urgent lane: the priority_boost entitlement
+ENQUEUE_OUTCOMES = ("created", "duplicate", "cache_hit")
+COMPLETE_RESULTS = ("succeeded", "failed", "retryable")
+# OCI distribution reference grammar and digest (builds/sql/0016_scheduler.sql mirrors these).
+OCI_REFERENCE = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 _ERROR_CLASSES: list[tuple[str, type[BuildQueueError]]] = [
     (QUOTA_USED_UP, QuotaExceeded),
     (NO_LICENSE, LicenseUnusable),
@@ -77,11 +114,11 @@ def _translate(exc: DatabaseError) -> BuildQueueError | None:
     """The app's exception for an error raised by the SQL API (SQLSTATE class P0), else None."""
     diag = getattr(getattr(exc, "__cause__", None), "diag", None)
     sqlstate = getattr(diag, "sqlstate", None) or ""
-    if sqlstate in ("HN104", "HN205"):  # issue 11: a manifest's registry credential reference refused
-        return BuildInputError(getattr(diag, "message_primary", None) or str(exc))
+    message = getattr(diag, "message_primary", None) or str(exc)
+    if sqlstate in _SQLSTATE_CLASSES:
+        return _SQLSTATE_CLASSES[sqlstate](message)
     if not sqlstate.startswith("P0"):
         return None
-    message = getattr(diag, "message_primary", None) or str(exc)
     for fragment, error_class in _ERROR_CLASSES:
         if fragment in message:
             return error_class(message)
@@ -107,6 +144,19 @@ def _check_priority(priority: Any) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
         raise BuildInputError(f"{PRIORITY_RANGE}, got {priority!r}")
     return priority
+
+
+def _check_image(image_reference: Any, image_digest: Any) -> None:
+    reference_ok = isinstance(image_reference, str) and len(image_reference) <= 500
+    if not reference_ok or not OCI_REFERENCE.fullmatch(image_reference):
+        raise InvalidImageReference(
+            f"image reference {str(image_reference)[:200]} does not follow the OCI grammar"
+            " ([registry/]repository[:tag])"
+        )
+    if not isinstance(image_digest, str) or not OCI_DIGEST.fullmatch(image_digest):
+        raise InvalidImageReference(
+            f"image digest {str(image_digest)[:100]} is not sha256: followed by 64 lowercase hex digits"
+        )
 
 
 def _check_worker_id(worker_id: Any) -> str:
@@ -146,6 +196,73 @@ def build_enqueue(
     return Build.objects.get(pk=build_id)
 
 
+def build_enqueue_v2(
+    *, customer: Customer | uuid.UUID, manifest: Mapping[str, Any], priority: int = 5, source: str = "api"
+) -> tuple[Build, str]:
+    """Queue a build (``enqueue_build_v2``): the build and its outcome, ``created``, ``duplicate`` (that manifest is
+    already queued or running for the customer: that build) or ``cache_hit`` (a new build, already succeeded).
+    Raises ``LicenseUnusable``, ``QuotaExceeded``, ``EntitlementMissing`` (priority 9-10 without
+    ``priority_boost``), ``BuildNotFound`` (unknown customer) or ``BuildInputError``."""
+    _check_priority(priority)
+    if not isinstance(manifest, Mapping):
+        raise BuildInputError(f"{MANIFEST_NOT_OBJECT}, got {type(manifest).__name__}")
+    if not isinstance(source, str) or not source.strip():
+        raise BuildInputError("source must not be empty")
+    customer_id = customer.pk if isinstance(customer, Customer) else customer
+    build_id, outcome = _call(
+        "SELECT build_id, outcome FROM enqueue_build_v2(%s, %s, %s, %s)",
+        [customer_id, Jsonb(dict(manifest)), priority, source],
+    )
+    return Build.objects.get(pk=build_id), outcome
+
+
+def builds_claim(*, worker_id: str, limit: int) -> list[Build]:
+    """Claim up to ``limit`` builds (1..1000) in the fair order for ``worker_id`` (``claim_builds``)."""
+    _check_worker_id(worker_id)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise BuildInputError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+    try:
+        with transaction.atomic():
+            return list(Build.objects.raw("SELECT * FROM claim_builds(%s, %s)", [worker_id, limit]))
+    except DatabaseError as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def build_complete_v2(
+    *,
+    build: Build | uuid.UUID | str,
+    worker_id: str,
+    result: str,
+    image_reference: str | None = None,
+    image_digest: str | None = None,
+    error: str | None = None,
+) -> str:
+    """Finish an attempt (``complete_build_v2``): ``result`` is ``succeeded``, ``failed`` (permanent) or
+    ``retryable``. Returns what the build became: ``succeeded``, ``failed``, ``retrying``, ``cancelled`` (its
+    cancellation was requested) or ``not_held`` (the worker does not hold it; nothing changed)."""
+    _check_worker_id(worker_id)
+    if result not in COMPLETE_RESULTS:
+        raise BuildInputError(f"result must be succeeded, failed or retryable, got {result!r}")
+    if result == "succeeded":
+        if not (image_reference and image_digest):
+            raise InvalidImageReference(SUCCESS_NEEDS_IMAGE)
+        _check_image(image_reference, image_digest)
+    (outcome,) = _call(
+        "SELECT complete_build_v2(%s, %s, %s, %s, %s, %s)",
+        [_pk(build), worker_id, result, image_reference, image_digest, error],
+    )
+    return outcome
+
+
+def builds_rescue_expired() -> int:
+    """Rescue running builds whose lease expired (``rescue_expired_builds``); how many changed."""
+    (count,) = _call("SELECT rescue_expired_builds()", [])
+    return count
+
+
 def build_claim(*, worker_id: str) -> Build | None:
     """Claim the most urgent claimable build for ``worker_id`` (``get_next_build_for_worker``), or None."""
     _check_worker_id(worker_id)
@@ -178,6 +295,8 @@ def build_complete(
     _check_worker_id(worker_id)
     if succeeded and not (image_reference and image_digest):
         raise BuildInputError(SUCCESS_NEEDS_IMAGE)
+    if succeeded:
+        _check_image(image_reference, image_digest)
     (done,) = _call(
         "SELECT complete_build(%s, %s, %s, %s, %s, %s)",
         [_pk(build), worker_id, bool(succeeded), image_reference, image_digest, error],

@@ -43,9 +43,10 @@ T = TypeVar("T")
 CHANNEL = "build_queue"
 LOG_TAIL_BYTES = 64 * 1024
 COMPLETE_SQL = "SELECT complete_build(%s, %s, %s, %s, %s, %s)"
+# claim_builds: up to %s builds in the fair order, in one round trip (the second parameter).
 CLAIM_SQL = (
     "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds "
-    "FROM get_next_build_for_worker(%s)"
+    "FROM claim_builds(%s, %s)"
 )
 
 
@@ -225,6 +226,11 @@ class Worker:
         self.counts_lock = threading.Lock()
         self._claimed = 0
         self._signals = 0
+        # Builds claimed by one slot's batch for slots that were idle, with the claiming slot's id: the lease the
+        # database knows them by (heartbeats and the completion use it).
+        self._prefetched: list[tuple[ClaimedBuild, str]] = []
+        self._leases: dict = {}
+        self._idle_slots = 0
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -295,6 +301,34 @@ class Worker:
         with self.counts_lock:
             self._claimed -= 1
 
+    def _take_prefetched(self) -> ClaimedBuild | None:
+        with self.counts_lock:
+            if not self._prefetched:
+                return None
+            build, lease = self._prefetched.pop(0)
+            self._leases[build.id] = lease
+            return build
+
+    def _release_prefetched(self) -> None:
+        """Builds claimed for slots that will not run them go back to the queue at once."""
+        with self.counts_lock:
+            left, self._prefetched = self._prefetched, []
+        for build, lease in left:
+            self._return_ticket()
+            try:
+                self._release(lease, build, "worker stopping")
+            except (DatabaseError, DatabaseUnavailable) as exc:
+                self._log_db_error(f"could not release build {build.id}; the heartbeat timeout will rescue it", exc)
+
+    def _extra_tickets(self) -> int:
+        """Tickets for the slots waiting idle right now, so one claim_builds call can feed them all."""
+        with self.counts_lock:
+            extra = max(0, self._idle_slots - len(self._prefetched))
+            if self.max_builds is not None:
+                extra = min(extra, self.max_builds - self._claimed)
+            self._claimed += extra
+            return extra
+
     def _slot(self, slot_id: str) -> None:
         build = None
         try:
@@ -302,28 +336,42 @@ class Worker:
                 if build is None:
                     if self.stopping.is_set():
                         break
-                    if not self._take_ticket():
-                        self.stopping.set()
-                        break
-                    try:
-                        build = self._claim(slot_id)
-                    except DatabaseError as exc:
-                        self._log_db_error("claim failed; retrying", exc)
-                        self._return_ticket()
-                        connection.close()
-                        time.sleep(1)
-                        continue
+                    build = self._take_prefetched()
                     if build is None:
-                        self._return_ticket()
+                        if not self._take_ticket():
+                            self.stopping.set()
+                            break
+                        wanted = 1 + self._extra_tickets()
+                        try:
+                            builds = self._claim(slot_id, wanted)
+                        except DatabaseError as exc:
+                            self._log_db_error("claim failed; retrying", exc)
+                            for _ in range(wanted):
+                                self._return_ticket()
+                            connection.close()
+                            time.sleep(1)
+                            continue
+                        for _ in range(wanted - len(builds)):
+                            self._return_ticket()
+                        if builds[1:]:
+                            with self.counts_lock:
+                                self._prefetched.extend((extra, slot_id) for extra in builds[1:])
+                            with self.wake:
+                                self.wake.notify(len(builds) - 1)
+                        build = builds[0] if builds else None
+                    if build is None:
                         if self.exit_when_idle and self._idle():
                             break
                         with self.wake:
                             if not self.stopping.is_set():
+                                self._idle_slots += 1
                                 # Draining: others' builds may still fail back into the queue, so look again soon.
                                 self.wake.wait(0.05 if self.exit_when_idle else self.poll_interval)
+                                self._idle_slots -= 1
                         continue
                 build = self._execute(slot_id, build)
         finally:
+            self._release_prefetched()
             connection.close()
 
     def _prepare_session(self) -> None:
@@ -339,23 +387,23 @@ class Worker:
                 cursor.execute("SET synchronous_commit = off")
             self._local.raw = connection.connection
 
-    def _claim(self, slot_id: str) -> ClaimedBuild | None:
+    def _claim(self, slot_id: str, limit: int = 1) -> list[ClaimedBuild]:
         self._prepare_session()
         with connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL, [slot_id])
-            row = cursor.fetchone()
-        return None if row is None else _claimed(row)
+            cursor.execute(CLAIM_SQL, [slot_id, limit])
+            rows = cursor.fetchall()
+        return [_claimed(row) for row in rows]
 
     def _idle(self) -> bool:
         """Drain mode: nothing was claimable and none of this worker's slots is running a build (a running build
         could still fail back into the queue, or free a license's slot for a queued one)."""
-        with self.active_lock:
-            return not self.active
+        with self.active_lock, self.counts_lock:
+            return not self.active and not self._prefetched
 
     def _execute(self, slot_id: str, build: ClaimedBuild) -> ClaimedBuild | None:
         """Run one build and finish it; returns the next build, claimed in the same transaction as the finish
         (one commit per build instead of two), or None."""
-        ctx = _Context(self, slot_id, build)
+        ctx = _Context(self, self._leases.pop(build.id, slot_id), build)
         with self.active_lock:
             self.active[slot_id] = ctx
         try:
@@ -380,7 +428,7 @@ class Worker:
                     if self.stopping.is_set() or not self._take_ticket():
                         return None
                     try:
-                        following = self._claim(slot_id)
+                        following = next(iter(self._claim(slot_id)), None)
                     except BaseException:
                         self._return_ticket()
                         raise
@@ -416,9 +464,11 @@ class Worker:
             with raw.cursor() as done_cursor, raw.cursor() as claim_cursor:
                 with raw.pipeline():
                     raw.execute("BEGIN")
-                    done_cursor.execute(COMPLETE_SQL, [ctx.build.id, slot_id, *_outcome_values(outcome)], prepare=True)
+                    done_cursor.execute(
+                        COMPLETE_SQL, [ctx.build.id, ctx.worker_id, *_outcome_values(outcome)], prepare=True
+                    )
                     if claim:
-                        claim_cursor.execute(CLAIM_SQL, [slot_id], prepare=True)
+                        claim_cursor.execute(CLAIM_SQL, [slot_id, 1], prepare=True)
                     raw.execute("COMMIT")
                 done = done_cursor.fetchone()[0]
                 row = claim_cursor.fetchone() if claim else None
@@ -446,14 +496,14 @@ class Worker:
             self._count("lost")
             return
         if ctx.stop_reason == "released" and not outcome.succeeded:
-            self._release(slot_id, build, "worker stopping")
+            self._release(ctx.worker_id, build, "worker stopping")
             self._count("released")
             self._say(f"released build {build.id} back to the queue")
             return
 
         def complete() -> bool:
             with connection.cursor() as cursor:
-                cursor.execute(COMPLETE_SQL, [build.id, slot_id, *_outcome_values(outcome)])
+                cursor.execute(COMPLETE_SQL, [build.id, ctx.worker_id, *_outcome_values(outcome)])
                 return cursor.fetchone()[0]
 
         done = db_retry(complete, what=f"completing build {build.id}")
@@ -470,12 +520,13 @@ class Worker:
             db_retry(attach_log, what=f"storing the log of build {build.id}")
         self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
 
-    def _release(self, slot_id: str, build: ClaimedBuild, reason: str) -> bool:
-        """``release_build`` (queued again at once, no retry spent), through ``db_retry``."""
+    def _release(self, lease: str, build: ClaimedBuild, reason: str) -> bool:
+        """``release_build`` by the slot id the build was claimed under (queued again at once, no retry spent),
+        through ``db_retry``."""
 
         def release() -> bool:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, slot_id, reason])
+                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, lease, reason])
                 return cursor.fetchone()[0]
 
         return db_retry(release, what=f"releasing build {build.id}")
@@ -484,7 +535,7 @@ class Worker:
         """The database went away under a running build: release it (no retry spent) or, if the database is still
         unreachable, leave it to the heartbeat rescue. Never complete it as failed."""
         try:
-            self._release(slot_id, ctx.build, "worker lost its database connection")
+            self._release(ctx.worker_id, ctx.build, "worker lost its database connection")
         except (DatabaseError, DatabaseUnavailable) as error:
             self._log_db_error(f"could not release build {ctx.build.id}; the heartbeat timeout will rescue it", error)
             connection.close()

@@ -95,6 +95,7 @@ class Customer(models.Model):
         "max_concurrent_builds",
         "max_registries",
         "features",
+        "scheduling_weight",
     ],
 )
 class License(models.Model):
@@ -123,6 +124,9 @@ class License(models.Model):
     max_concurrent_builds_override = models.PositiveIntegerField(null=True, blank=True)
     max_registries_override = models.PositiveIntegerField(null=True, blank=True)
     feature_overrides = models.JSONField(default=dict, blank=True, help_text='e.g. {"signing": true}')
+    scheduling_weight_override = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Share of the build farm when tenants compete (null: the tier's weight)."
+    )
     monthly_build_quota = models.GeneratedField(
         expression=Coalesce("monthly_build_quota_override", _by_tier("monthly_build_quota", models.IntegerField())),
         output_field=models.IntegerField(),
@@ -142,6 +146,11 @@ class License(models.Model):
     features = models.GeneratedField(
         expression=JSONBConcat(_by_tier("features", models.JSONField()), "feature_overrides"),
         output_field=models.JSONField(),
+        db_persist=True,
+    )
+    scheduling_weight = models.GeneratedField(
+        expression=Coalesce("scheduling_weight_override", _by_tier("scheduling_weight", models.IntegerField())),
+        output_field=models.IntegerField(),
         db_persist=True,
     )
     starts_at = models.DateTimeField(db_default=Now())
@@ -195,6 +204,10 @@ class License(models.Model):
                 name="licenses_feature_overrides_object",
             ),
             # One usable license per customer; an active license past expires_at is flipped by expire_licenses().
+            models.CheckConstraint(
+                condition=Q(scheduling_weight_override__isnull=True) | Q(scheduling_weight_override__gte=1),
+                name="licenses_scheduling_weight_pos",
+            ),
             models.UniqueConstraint(
                 fields=["customer"],
                 condition=Q(status="active", deleted_at__isnull=True),

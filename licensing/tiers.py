@@ -12,10 +12,12 @@ class Tier:
     features: tuple[str, ...]
     reads_shared_cache: bool
     publishes_shared_cache: bool
+    # The tier's share of the build farm when tenants compete (builds/sql: the fair-share claim); relative only.
+    scheduling_weight: int = 1
 
 
-CORE = Tier("core", 50, 1, 1, (), reads_shared_cache=False, publishes_shared_cache=False)
-PRO = Tier("pro", 500, 4, 5, ("sbom",), reads_shared_cache=True, publishes_shared_cache=False)
+CORE = Tier("core", 50, 1, 1, (), reads_shared_cache=False, publishes_shared_cache=False, scheduling_weight=1)
+PRO = Tier("pro", 500, 4, 5, ("sbom",), reads_shared_cache=True, publishes_shared_cache=False, scheduling_weight=2)
 ENTERPRISE = Tier(
     "enterprise",
     5_000,
@@ -24,6 +26,7 @@ ENTERPRISE = Tier(
     ("sbom", "signing", "priority_boost"),
     reads_shared_cache=True,
     publishes_shared_cache=True,
+    scheduling_weight=4,
 )
 ASP = Tier(
     "asp",
@@ -33,6 +36,7 @@ ASP = Tier(
     ("sbom", "signing", "priority_boost", "sub_customers"),
     reads_shared_cache=True,
     publishes_shared_cache=True,
+    scheduling_weight=6,
 )
 
 TIERS: dict[str, Tier] = {tier.name: tier for tier in (CORE, PRO, ENTERPRISE, ASP)}

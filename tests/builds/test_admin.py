@@ -105,7 +105,9 @@ def test_retry_action_requeues_failed_builds_only(superuser_client):
 
 def test_change_priority_action_sets_the_priority_of_queued_builds(superuser_client):
     """Change priority applies the chosen priority to queued builds; without a valid one it changes nothing."""
-    queued, running = BuildFactory(priority=5), BuildFactory(priority=5)
+    queued = BuildFactory(priority=5)
+    # One tenant, so its own priorities decide which build the claim takes (across tenants the fair share does).
+    running = BuildFactory(priority=5, license=queued.license)
     Build.objects.filter(pk=running.pk).update(priority=6)
     _claim()
     response = _act(superuser_client, "change_priority", [queued.pk, running.pk], priority="9")

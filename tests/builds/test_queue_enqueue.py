@@ -161,10 +161,16 @@ def test_artifacts_and_metrics_are_attached_and_validated():
 
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_notifies_listening_workers_at_commit():
-    """enqueue_build sends the build id on the build_queue channel, delivered when the transaction commits."""
+    """enqueue_build sends {"event": "enqueued", build, license, priority} on build_queue, delivered at commit."""
     license = LicenseFactory()
     with psycopg.connect(database_url(), autocommit=True) as listener:
         listener.execute("LISTEN build_queue")
         build = services.build_enqueue(customer=license.customer, manifest=_manifest())
         notices = list(listener.notifies(timeout=5, stop_after=1))
-    assert [(n.channel, n.payload) for n in notices] == [("build_queue", str(build.pk))]
+    assert [n.channel for n in notices] == ["build_queue"]
+    assert json.loads(notices[0].payload) == {
+        "event": "enqueued",
+        "build": str(build.pk),
+        "license": str(license.pk),
+        "priority": 5,
+    }

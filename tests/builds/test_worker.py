@@ -216,3 +216,24 @@ def test_the_worker_can_skip_waiting_for_the_wal_flush():
     Worker(executor=checking, concurrency=2, exit_when_idle=True, reap_interval=0, synchronous_commit=False).run()
     assert _statuses() == ["succeeded"] * 10
     assert set(settings_seen) == {"off"}
+
+
+def test_one_batch_claim_feeds_every_idle_slot():
+    """A slot woken while three others idle claims four builds with one claim_builds call; each slot runs one."""
+    worker = Worker(executor=SimulatedExecutor(stage_seconds=0.01), concurrency=4, poll_interval=30, reap_interval=0)
+    thread = _start(worker)
+    try:
+        assert _wait_for(lambda: worker._idle_slots == 4)
+        license = LicenseFactory(tier="asp")
+        builds = [BuildFactory(license=license) for _ in range(4)]  # inserted directly: no notification
+        with worker.wake:
+            worker.wake.notify()  # wake exactly one slot
+        assert _wait_for(lambda: Build.objects.filter(status="succeeded").count() == 4)
+    finally:
+        worker.request_stop(immediately=True)
+        thread.join(30)
+    claimed = BuildEvent.objects.filter(build_id__in=[b.pk for b in builds], event_type="claimed")
+    assert claimed.count() == 4
+    assert len({event.worker_id for event in claimed}) == 1  # one slot's batch
+    assert len({event.created_at for event in claimed}) == 1  # one transaction
+    assert set(Build.objects.values_list("worker_id", flat=True)) == {claimed[0].worker_id}
