@@ -58,9 +58,10 @@ UPDATE build_queue b
 -- record_cache_access: as in 0003_cache.sql (same signature, result and logging), with families (a parent whose
 -- license has sub_customers and its sub-customers, licensing/sql/0006_entitlements.sql): after the customer's own
 -- live entry, the newest live entry of another member of its family (private or shared); then, when the tier of
--- its entitled license reads shared entries, the newest live shared entry. A family's private entries are never
--- served outside it. A sub-customer without a license of its own reads shared entries by its parent's tier.
--- A customer in no family pays one index probe more on a miss (does it have sub-customers?) and nothing on a hit.
+-- its entitled license reads shared entries, the newest live shared entry. A family shares while its parent's
+-- usable license has sub_customers; its private entries are never served outside it. A sub-customer without a
+-- license of its own reads shared entries by its parent's tier. A customer in no family pays nothing more: a hit
+-- costs what it did, and a miss looks for sub-customers only when the customer's own license has sub_customers.
 CREATE OR REPLACE FUNCTION record_cache_access(p_manifest_hash text, p_customer_id uuid)
 RETURNS SETOF build_cache_registry
 LANGUAGE plpgsql VOLATILE AS $$
@@ -68,7 +69,9 @@ DECLARE
     v_started timestamptz := clock_timestamp();
     v_parent uuid;
     v_root uuid;
+    v_has_sub_customers boolean;
     v_tier text;
+    v_parent_tier text;
     v_entry build_cache_registry;
 BEGIN
     PERFORM cache_validate_hash(p_manifest_hash);
@@ -85,10 +88,29 @@ BEGIN
      LIMIT 1;
 
     IF NOT FOUND THEN
+        SELECT l.tier, license_features_include(l.features, 'sub_customers') INTO v_tier, v_has_sub_customers
+          FROM licenses l
+         WHERE l.customer_id = p_customer_id AND l.status = 'active' AND l.deleted_at IS NULL
+           AND (l.expires_at IS NULL OR l.expires_at > now())
+         LIMIT 1;
+        -- The family: only while its parent's usable license has sub_customers. A customer whose license lacks
+        -- the feature (every customer of the other tiers) cannot be a parent, so it pays nothing more here.
         IF v_parent IS NOT NULL THEN
-            v_root := v_parent;
-        ELSIF EXISTS (SELECT 1 FROM customers k WHERE k.parent_id = p_customer_id AND k.deleted_at IS NULL) THEN
-            v_root := p_customer_id;
+            SELECT l.tier INTO v_parent_tier
+              FROM licenses l
+             WHERE l.customer_id = v_parent AND l.status = 'active' AND l.deleted_at IS NULL
+               AND (l.expires_at IS NULL OR l.expires_at > now())
+               AND license_features_include(l.features, 'sub_customers')
+             LIMIT 1;
+            IF FOUND THEN
+                v_root := v_parent;
+                -- A sub-customer without a license of its own reads shared entries by its parent's tier.
+                v_tier := coalesce(v_tier, v_parent_tier);
+            END IF;
+        ELSIF v_has_sub_customers THEN
+            IF EXISTS (SELECT 1 FROM customers k WHERE k.parent_id = p_customer_id AND k.deleted_at IS NULL) THEN
+                v_root := p_customer_id;
+            END IF;
         END IF;
         IF v_root IS NOT NULL THEN
             SELECT e.* INTO v_entry
@@ -101,23 +123,7 @@ BEGIN
              ORDER BY e.created_at DESC, e.id
              LIMIT 1;
         END IF;
-    END IF;
-
-    IF v_entry.id IS NULL THEN
-        SELECT l.tier INTO v_tier
-          FROM licenses l
-         WHERE l.customer_id = p_customer_id AND l.status = 'active' AND l.deleted_at IS NULL
-           AND (l.expires_at IS NULL OR l.expires_at > now())
-         LIMIT 1;
-        IF NOT FOUND AND v_parent IS NOT NULL THEN
-            SELECT l.tier INTO v_tier
-              FROM licenses l
-             WHERE l.customer_id = v_parent AND l.status = 'active' AND l.deleted_at IS NULL
-               AND (l.expires_at IS NULL OR l.expires_at > now())
-               AND license_features_include(l.features, 'sub_customers')
-             LIMIT 1;
-        END IF;
-        IF cache_tier_reads_shared(v_tier) THEN
+        IF v_entry.id IS NULL AND cache_tier_reads_shared(v_tier) THEN
             SELECT e.* INTO v_entry
               FROM build_cache_registry e
              WHERE e.manifest_hash = p_manifest_hash AND e.visibility = 'shared'

@@ -264,3 +264,19 @@ def test_a_sub_customer_reads_shared_entries_by_its_parents_tier():
         shared_id = cursor.fetchone()[0]
     assert lookup(hash_, child.pk).pk == shared_id
     assert lookup(hash_, CustomerFactory().pk) is None  # no license, no family: no shared entries
+
+
+@pytest.mark.django_db
+def test_a_family_shares_only_while_its_parents_license_has_the_feature():
+    """With the parent's license suspended, neither the parent nor its sub-customers see each other's entries."""
+    parent, (first, second) = _family()
+    entry_id, hash_ = _private_entry(first)
+    parent_entry, parent_hash = _private_entry(parent)
+    license = parent.licenses.get()
+    licensing_services.license_suspend(license=license)
+    assert lookup(hash_, second.pk) is None
+    assert lookup(hash_, parent.pk) is None
+    assert lookup(parent_hash, first.pk) is None
+    licensing_services.license_reinstate(license=license)
+    assert lookup(hash_, second.pk).pk == entry_id
+    assert lookup(parent_hash, first.pk).pk == parent_entry
