@@ -323,3 +323,35 @@ def test_concurrent_plain_sql_inserts_never_pass_the_limit():
         thread.join(timeout=30)
     assert sorted(outcomes) == ["HN204"] * 5 + ["ok"] * 3, outcomes
     assert RegistryCredential.objects.filter(customer=customer, status="active").count() == 3
+
+
+def test_the_customer_admin_refuses_a_parent_without_the_entitlement(admin_client):
+    """The customer change form shows the database's message for a parent whose license lacks sub_customers, and
+    saves a parent that has it."""
+    from django.urls import reverse
+
+    pro = LicenseFactory(tier="pro").customer
+    asp = LicenseFactory(tier="asp").customer
+    child = CustomerFactory()
+    url = reverse("admin:licensing_customer_change", args=[child.pk])
+    form = {
+        "name": child.name,
+        "contact_name": child.contact_name,
+        "contact_email": child.contact_email,
+        "publishes_to_shared_cache": "on",
+        "metadata": "{}",
+        **{
+            f"{prefix}-{field}": "0"
+            for prefix in ("licenses", "registry_credentials")
+            for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+        },
+    }
+    response = admin_client.post(url, {**form, "parent": str(pro.pk)})
+    assert response.status_code == 200
+    assert PARENT_NOT_ENTITLED.format(parent=pro.name).replace('"', "&quot;") in response.content.decode()
+    child.refresh_from_db()
+    assert child.parent_id is None
+    response = admin_client.post(url, {**form, "parent": str(asp.pk)})
+    assert response.status_code == 302
+    child.refresh_from_db()
+    assert child.parent_id == asp.pk
