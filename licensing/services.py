@@ -448,17 +448,23 @@ def _active_credential_count(customer_id) -> int:
     ).count()
 
 
-def _lock_usable_license(customer: Customer) -> License:
-    """The license whose limits apply to ``customer``, locked: its own usable license, else (a sub-customer) its
-    parent's when that license has sub_customers (the database's customer_entitled_license_id)."""
-    usable = (
-        License.objects.select_for_update(no_key=True)
-        .filter(status=License.Status.ACTIVE, deleted_at=None)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+def _entitled_license(customer: Customer, *, lock: bool) -> License | None:
+    """The license whose limits apply to ``customer``: its own usable license, else (a sub-customer) its parent's
+    when that license has sub_customers (the database's customer_entitled_license_id); locked FOR NO KEY UPDATE
+    when ``lock``."""
+    usable = License.objects.filter(status=License.Status.ACTIVE, deleted_at=None).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
     )
+    if lock:
+        usable = usable.select_for_update(no_key=True)
     license = usable.filter(customer=customer).first()
     if license is None and customer.parent_id is not None:
         license = usable.filter(customer_id=customer.parent_id, features__sub_customers=True).first()
+    return license
+
+
+def _lock_usable_license(customer: Customer) -> License:
+    license = _entitled_license(customer, lock=True)
     if license is None:
         raise LicensingError(NO_USABLE_LICENSE)
     return license
@@ -467,11 +473,7 @@ def _lock_usable_license(customer: Customer) -> License:
 def credential_limit_problem(*, customer: Customer) -> str | None:
     """Why a credential cannot be added for ``customer`` now, or None (a check for forms, without locks;
     ``credential_add`` decides under a lock)."""
-    license = (
-        License.objects.filter(customer=customer, status=License.Status.ACTIVE, deleted_at=None)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-        .first()
-    )
+    license = _entitled_license(customer, lock=False)
     if license is None:
         return NO_USABLE_LICENSE
     if license.max_registries is not None:
