@@ -355,3 +355,44 @@ def test_the_customer_admin_refuses_a_parent_without_the_entitlement(admin_clien
     assert response.status_code == 302
     child.refresh_from_db()
     assert child.parent_id == asp.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_sub_customer_and_a_downgrade_of_its_parent_cannot_both_commit():
+    """While one connection adds a sub-customer (uncommitted), a second connection downgrading the parent's license
+    waits for it and is then refused (HN203): the parent's license row is locked FOR SHARE by the check."""
+    license = LicenseFactory(tier="asp")
+    child = CustomerFactory()
+    added = threading.Event()
+    outcome = {}
+
+    def add_child():
+        try:
+            with transaction.atomic():
+                _set_parent_sql(child, license.customer)
+                added.set()
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_sleep(0.5)")
+        finally:
+            connection.close()
+
+    def downgrade():
+        try:
+            added.wait(timeout=10)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("UPDATE licenses SET tier = 'enterprise' WHERE id = %s", [license.pk])
+            outcome["result"] = "ok"
+        except DatabaseError as error:
+            outcome["result"] = error.__cause__.diag.sqlstate
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add_child), threading.Thread(target=downgrade)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    license.refresh_from_db()
+    child.refresh_from_db()
+    assert outcome["result"] == "HN203"
+    assert (license.tier, child.parent_id) == ("asp", license.customer_id)
