@@ -52,3 +52,4 @@ $$;
 DROP FUNCTION IF EXISTS build_require_artifact_entitlement(uuid, text);
 DROP FUNCTION IF EXISTS build_entitled_to_artifact(uuid, text);
 DROP FUNCTION IF EXISTS license_entitled_outputs(uuid);
+DROP FUNCTION IF EXISTS build_queue_set_entitled_outputs();

@@ -63,9 +63,14 @@ def _expect_hn203(message):
 @pytest.mark.django_db
 @pytest.mark.parametrize("tier", list(EXPECTED))
 def test_enqueue_fixes_the_outputs_the_license_entitles(tier):
-    """enqueue_build records the license's sbom/signing features in entitled_outputs, for every tier."""
-    build = _enqueue(LicenseFactory(tier=tier).customer)
+    """enqueue_build records the license's sbom/signing features in entitled_outputs, for every tier, as
+    license_entitled_outputs (whose expression the trigger function inlines) says."""
+    license = LicenseFactory(tier=tier)
+    build = _enqueue(license.customer)
     assert build.entitled_outputs == EXPECTED[tier]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT license_entitled_outputs(%s), license_entitled_outputs(%s)", [license.pk, uuid.uuid4()])
+        assert cursor.fetchone() == (EXPECTED[tier], [])
 
 
 @pytest.mark.django_db
@@ -76,6 +81,9 @@ def test_feature_overrides_decide_the_outputs():
     enterprise = LicenseFactory(tier="enterprise", feature_overrides={"sbom": False})
     assert _enqueue(core.customer).entitled_outputs == ["signing"]
     assert _enqueue(enterprise.customer).entitled_outputs == ["signing"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT license_entitled_outputs(%s), license_entitled_outputs(%s)", [core.pk, enterprise.pk])
+        assert cursor.fetchone() == (["signing"], ["signing"])
 
 
 @pytest.mark.django_db
