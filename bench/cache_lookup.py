@@ -18,6 +18,7 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 
 from _setup import use_database  # sets Django up, so it comes before the Django imports
 from django.conf import settings
@@ -206,6 +207,46 @@ def compare_naive(spread, hot, seconds: float) -> tuple[float, float]:
     return spread_rate, hot_rate
 
 
+def _previous_lookup_sql() -> str:
+    """builds/sql/0003_cache.sql's record_cache_access (before families), as pg_temp.record_cache_access_0003."""
+    source = (Path(__file__).resolve().parent.parent / "builds" / "sql" / "0003_cache.sql").read_text()
+    start = source.index("CREATE OR REPLACE FUNCTION record_cache_access(")
+    body = source[start : source.index("$$;", start) + 3]
+    return body.replace("FUNCTION record_cache_access(", "FUNCTION pg_temp.record_cache_access_0003(", 1)
+
+
+def compare_previous(calls: int, rounds: int = 6) -> dict[tuple[str, str], list[float]]:
+    """Server-side milliseconds of the current record_cache_access and 0003_cache.sql's, on the same hits (own and
+    cross-tenant) and misses (an unknown hash, by an entry's owner), in interleaved rounds (order alternating), so
+    a shared machine's noise falls on both alike."""
+    half = max(min(calls, 2000) // 4, 1)
+    hits = sample_hits(half) + sample_hits(half, cross_tenant=True)
+    misses = [(f"{random.getrandbits(256):064x}", owner) for _, owner in sample_hits(2 * half)]
+    timer = (
+        TIMER.replace("bench_lookups", "bench_lookups_with")
+        .replace(
+            "PERFORM * FROM record_cache_access(p_hashes[i], p_customers[i]);",
+            "IF p_previous THEN PERFORM * FROM pg_temp.record_cache_access_0003(p_hashes[i], p_customers[i]);"
+            " ELSE PERFORM * FROM record_cache_access(p_hashes[i], p_customers[i]); END IF;",
+        )
+        .replace("(p_hashes text[], p_customers uuid[])", "(p_previous boolean, p_hashes text[], p_customers uuid[])")
+    )
+    times: dict[tuple[str, str], list[float]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_previous_lookup_sql())
+        cursor.execute(timer)
+        for round_ in range(rounds):
+            for kind, pairs in (("hit", hits), ("miss", misses)):
+                for previous in (True, False) if round_ % 2 else (False, True):
+                    cursor.execute(
+                        "SELECT * FROM pg_temp.bench_lookups_with(%s, %s, %s::uuid[])",
+                        [previous, [h for h, _ in pairs], [c for _, c in pairs]],
+                    )
+                    version = "0003" if previous else "current"
+                    times.setdefault((kind, version), []).extend(row[0] for row in cursor.fetchall())
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="A small smoke run (fewer rows, calls and seconds).")
@@ -214,6 +255,11 @@ def main() -> int:
         "--compare-naive",
         action="store_true",
         help="Also measure, for comparison, counting hits by updating the entry's row (swapped in for the run).",
+    )
+    parser.add_argument(
+        "--compare-previous",
+        action="store_true",
+        help="Also time record_cache_access against 0003_cache.sql's version (before families), interleaved.",
     )
     parser.add_argument("--seconds", type=float, help="How long each concurrency run lasts (default 10, quick 2).")
     args = parser.parse_args()
@@ -262,6 +308,15 @@ def main() -> int:
         print("  for comparison, counting by updating the entry's row on every hit (not what Honua does):")
         print(f"    16 different entries: {naive_spread:,.0f} lookups/s")
         print(f"    one hot entry:        {naive_hot:,.0f} lookups/s, ratio {naive_hot / naive_spread:.2f}")
+    if args.compare_previous:
+        print("record_cache_access now and before families (0003_cache.sql), interleaved, server-side:")
+        for (kind, version), samples in sorted(compare_previous(calls).items()):
+            samples.sort()
+            print(
+                f"  {kind:4} {version:7}: p50 {statistics.median(samples):.3f} ms, p90 "
+                f"{samples[int(0.9 * len(samples))]:.3f} ms, p99 {samples[int(0.99 * len(samples))]:.3f} ms"
+                f" ({len(samples):,} calls)"
+            )
     met = ok50 and ok99 and ratio >= HOT_RATIO_TARGET and lost == 0
     print("all targets met" if met else "some targets NOT met")
     return 0 if met else 1

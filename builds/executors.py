@@ -31,6 +31,8 @@ class ClaimedBuild:
     priority: int
     retry_count: int
     heartbeat_timeout_seconds: int
+    # What the build is entitled to produce, fixed at enqueue (build_queue.entitled_outputs): "sbom", "signing".
+    entitled_outputs: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,9 @@ def image_for(build: ClaimedBuild, registry: str = "registry.honua.local") -> st
 
 class SimulatedExecutor:
     """Pretends to build: walks through stages (reporting progress), then returns an image digest derived from the
-    manifest and attaches an SPDX SBOM. ``stage_seconds=0`` with ``noop=True`` does no work at all (benchmarks)."""
+    manifest and attaches exactly the outputs the build is entitled to (``build.entitled_outputs``): an SPDX SBOM
+    for ``sbom``, a signature of the image digest for ``signing``, nothing else. ``stage_seconds=0`` with
+    ``noop=True`` does no work at all (benchmarks)."""
 
     STAGES = ("resolve", "fetch base image", "install packages", "compile", "export image", "push")
 
@@ -82,17 +86,35 @@ class SimulatedExecutor:
         digest = "sha256:" + hashlib.sha256(f"{build.manifest_hash}:{build.id}".encode()).hexdigest()
         image = image_for(build)
         if not self.noop:
-            sbom = {
-                "spdxVersion": "SPDX-2.3",
-                "name": image,
-                "packages": [{"name": str(name)} for name in build.manifest.get("packages", [])],
-            }
-            ctx.artifact(
-                kind="sbom",
-                uri=f"{image.rsplit(':', 1)[0]}@{digest}.sbom.spdx.json",
-                media_type="application/spdx+json",
-                content=json.dumps(sbom, sort_keys=True).encode(),
-            )
+            repository = image.rsplit(":", 1)[0]
+            if "sbom" in build.entitled_outputs:
+                sbom = {
+                    "spdxVersion": "SPDX-2.3",
+                    "name": image,
+                    "packages": [{"name": str(name)} for name in build.manifest.get("packages", [])],
+                }
+                ctx.artifact(
+                    kind="sbom",
+                    uri=f"{repository}@{digest}.sbom.spdx.json",
+                    media_type="application/spdx+json",
+                    content=json.dumps(sbom, sort_keys=True).encode(),
+                )
+            if "signing" in build.entitled_outputs:
+                # A cosign-style simple signing payload naming the image digest (simulated: no key signs it).
+                payload = {
+                    "critical": {
+                        "identity": {"docker-reference": repository},
+                        "image": {"docker-manifest-digest": digest},
+                        "type": "cosign container image signature",
+                    },
+                    "optional": {"builder": "honua simulated executor"},
+                }
+                ctx.artifact(
+                    kind="signature",
+                    uri=f"{repository}:{digest.replace(':', '-')}.sig",
+                    media_type="application/vnd.dev.cosign.simplesigning.v1+json",
+                    content=json.dumps(payload, sort_keys=True).encode(),
+                )
         return Outcome(True, image_reference=image, image_digest=digest)
 
 

@@ -10,7 +10,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Now
+from django.db.models.functions import Cast, Now
 
 from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
@@ -19,7 +19,27 @@ from licensing.models import Customer, License
 HEX64 = r"^[0-9a-f]{64}$"
 BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
+# What a license's features can entitle a build to (builds/sql/0020_entitlements.sql): the feature that entitles
+# to an output, and the artifact kind that output is.
+ENTITLED_OUTPUTS = ["sbom", "signing"]
+ARTIFACT_KIND_OF_OUTPUT = {"sbom": "sbom", "signing": "signature"}
 CACHE_COUNTER_SHARDS = 64  # hit-counter shards per cache entry (BuildCacheHitCounter)
+
+
+class FunctionTrigger(pgtrigger.Trigger):
+    """A trigger that executes a trigger function of the app's SQL files (``execute``) directly, not through the
+    function django-pgtrigger generates around ``func`` (created but unused): that wrapper first calls
+    ``_pgtrigger_should_ignore``, whose EXCEPTION block is a subtransaction on every row. For hot paths."""
+
+    execute: str = ""
+
+    def __init__(self, *, execute: str, **kwargs):
+        self.execute = execute
+        kwargs.setdefault("func", f"RAISE EXCEPTION 'unused: the trigger executes {execute}()';")
+        super().__init__(**kwargs)
+
+    def render_execute(self, model) -> str:
+        return f"{self.execute}()"
 
 
 class Build(models.Model):
@@ -64,6 +84,14 @@ class Build(models.Model):
     image_digest = models.CharField(max_length=100, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
     source = models.CharField(max_length=32, default="api", help_text="Who enqueued it: api, intake, admin...")
+    # Set at insert by the trigger build_queue_entitled_outputs from the license's features, whatever the insert
+    # says, and never changed after: a later change of the license does not change what a build produces.
+    entitled_outputs = ArrayField(
+        models.TextField(),
+        db_default=Cast(models.Value("{}"), ArrayField(models.TextField())),
+        editable=False,
+        help_text="Outputs the build is entitled to, fixed at enqueue: sbom, signing.",
+    )
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     not_before = models.DateTimeField(db_default=Now(), help_text="Not claimable before this (retry backoff).")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -134,6 +162,13 @@ class Build(models.Model):
                 operation=pgtrigger.Delete,
                 func="PERFORM build_queue_account(OLD, NULL); RETURN NULL;",
             ),
+            # Every insert (enqueue_build's included) takes its outputs from its license's features.
+            FunctionTrigger(
+                name="build_queue_entitled_outputs",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                execute="build_queue_set_entitled_outputs",
+            ),
         ]
         permissions = [
             ("cancel_build", "Can cancel builds"),
@@ -192,6 +227,9 @@ class Build(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(cache_hit=False) | Q(status="succeeded"), name="build_queue_cache_hit_succeeded"
+            ),
+            models.CheckConstraint(
+                condition=Q(entitled_outputs__contained_by=ENTITLED_OUTPUTS), name="build_queue_entitled_outputs_valid"
             ),
         ]
 
@@ -323,6 +361,16 @@ class BuildArtifact(models.Model):
         db_table = "build_artifacts"
         ordering = ["build", "kind"]
         indexes = [models.Index(fields=["build", "kind"], name="build_artifacts_build_idx")]
+        triggers = [
+            # SBOM and signature artifacts only for builds entitled to them (build_entitled_to_artifact, HN203).
+            pgtrigger.Trigger(
+                name="build_artifacts_require_entitlement",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert | pgtrigger.Update,
+                condition=pgtrigger.Condition("NEW.kind IN ('sbom', 'signature')"),
+                func="PERFORM build_require_artifact_entitlement(NEW.build_id, NEW.kind); RETURN NEW;",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind__in=["image", "sbom", "report", "log", "signature"]), name="build_artifacts_kind_valid"

@@ -45,11 +45,11 @@ def _claim(worker_id: str) -> ClaimedBuild | None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, "
-            "heartbeat_timeout_seconds FROM get_next_build_for_worker(%s)",
+            "heartbeat_timeout_seconds, entitled_outputs FROM get_next_build_for_worker(%s)",
             [worker_id],
         )
         row = cursor.fetchone()
-    return ClaimedBuild(*row) if row else None
+    return ClaimedBuild(*row[:8], entitled_outputs=tuple(row[8])) if row else None
 
 
 @demo_loader("builds")
@@ -85,14 +85,15 @@ def load(*, rng, scale) -> str:
             )
             continue
         digest = "sha256:" + hashlib.sha256(f"{claimed.manifest_hash}:{claimed.id}".encode()).hexdigest()
-        services.build_artifact_attach(
-            build=claimed.id,
-            kind="sbom",
-            uri=f"{image_for(claimed).rsplit(':', 1)[0]}@{digest}.sbom.spdx.json",
-            media_type="application/spdx+json",
-            size_bytes=rng.randint(2_000, 40_000),
-            sha256=hashlib.sha256(digest.encode()).hexdigest(),
-        )
+        if "sbom" in claimed.entitled_outputs:  # only builds entitled to an SBOM get one
+            services.build_artifact_attach(
+                build=claimed.id,
+                kind="sbom",
+                uri=f"{image_for(claimed).rsplit(':', 1)[0]}@{digest}.sbom.spdx.json",
+                media_type="application/spdx+json",
+                size_bytes=rng.randint(2_000, 40_000),
+                sha256=hashlib.sha256(digest.encode()).hexdigest(),
+            )
         services.build_complete(
             build=claimed.id,
             worker_id=worker_id,

@@ -16,7 +16,7 @@ from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from builds.cache import ManifestCredentialError, check_manifest_credentials
-from builds.models import HEX64, Build, BuildArtifact, BuildMetric
+from builds.models import ARTIFACT_KIND_OF_OUTPUT, HEX64, Build, BuildArtifact, BuildMetric
 from licensing.models import Customer
 
 PRIORITY_RANGE = "priority must be an integer from 1 to 10 (10 is the most urgent)"
@@ -33,6 +33,10 @@ BUILD_NOT_FOUND = "does not exist"
 NOT_CANCELLABLE = "cannot be cancelled"
 NOT_RETRYABLE = "only failed, timed-out or cancelled builds can be retried"
 NOT_REPRIORITIZABLE = "only queued builds can be reprioritized"
+# Raised word for word by build_require_artifact_entitlement (builds/sql/0020_entitlements.sql, SQLSTATE HN203).
+ARTIFACT_NOT_ENTITLED = (
+    "build {build} is not entitled to {kind} artifacts: its license had no {feature} entitlement when it was enqueued"
+)
 ARTIFACT_KINDS = tuple(BuildArtifact.Kind.values)
 
 
@@ -54,6 +58,10 @@ class QuotaExceeded(BuildQueueError):
 
 class BuildNotFound(BuildQueueError, LookupError):
     """No build (or customer) has that id."""
+
+
+class ArtifactNotEntitled(BuildQueueError):
+    """The build's license did not entitle it to that artifact kind (sbom, signature) when it was enqueued."""
 
 
 class BuildStateError(BuildQueueError):
@@ -357,8 +365,12 @@ def build_artifact_attach(
     if not isinstance(sha256, str) or not re.fullmatch(HEX64, sha256):
         raise BuildInputError("artifact sha256 must be 64 lowercase hex digits")
     build_id = _pk(build)
-    if not Build.objects.filter(pk=build_id).exists():
+    entitled = Build.objects.filter(pk=build_id).values_list("entitled_outputs", flat=True).first()
+    if entitled is None:
         raise BuildNotFound(f"build {build_id} {BUILD_NOT_FOUND}")
+    feature = next((out for out, artifact_kind in ARTIFACT_KIND_OF_OUTPUT.items() if artifact_kind == kind), None)
+    if feature is not None and feature not in entitled:
+        raise ArtifactNotEntitled(ARTIFACT_NOT_ENTITLED.format(build=build_id, kind=kind, feature=feature))
     return BuildArtifact.objects.create(
         build_id=build_id,
         kind=kind,

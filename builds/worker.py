@@ -45,8 +45,8 @@ LOG_TAIL_BYTES = 64 * 1024
 COMPLETE_SQL = "SELECT complete_build(%s, %s, %s, %s, %s, %s)"
 # claim_builds: up to %s builds in the fair order, in one round trip (the second parameter).
 CLAIM_SQL = (
-    "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds "
-    "FROM claim_builds(%s, %s)"
+    "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds, "
+    "entitled_outputs FROM claim_builds(%s, %s)"
 )
 
 
@@ -121,6 +121,8 @@ def _claimed(row) -> ClaimedBuild:
     values = list(row)
     if isinstance(values[3], str):  # Django's psycopg loader leaves jsonb as text
         values[3] = json.loads(values[3])
+    if len(values) > 8:  # entitled_outputs (issue 12): a text[] the executor reads as a tuple
+        values[8] = tuple(values[8] or ())
     return ClaimedBuild(*values)
 
 

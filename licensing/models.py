@@ -4,6 +4,7 @@
 import json
 
 import pghistory
+import pgtrigger
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, Q, Value, When
@@ -13,6 +14,22 @@ from django.db.models.lookups import Exact
 from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.tiers import FEATURES, TIERS
+
+# Messages of the entitlement rules, raised word for word by the database (licensing/sql/0009_entitlements.sql,
+# SQLSTATE HN203 and HN204) and by the Python validation (Customer.clean, licensing.services).
+PARENT_NOT_ENTITLED = (
+    'Customer "{parent}" cannot have sub-customers: it has no usable license with the sub_customers entitlement.'
+)
+PARENT_IS_SUB_CUSTOMER = (
+    'Customer "{parent}" is itself a sub-customer; sub-customers cannot have sub-customers of their own.'
+)
+PARENT_DELETED = 'Customer "{parent}" is deleted and cannot have sub-customers.'
+HAS_SUB_CUSTOMERS = 'Customer "{customer}" has sub-customers of its own, so it cannot become a sub-customer.'
+SUB_CUSTOMERS_NEED_ENTITLEMENT = (
+    'Customer "{customer}" has sub-customers, so its usable license must keep the sub_customers entitlement;'
+    " move them first."
+)
+REGISTRY_LIMIT_REACHED = "The license allows {limit} registry credential(s) and this customer already has {count}."
 
 
 class JSONBConcat(models.Func):
@@ -70,7 +87,28 @@ class Customer(models.Model):
 
     class Meta:
         db_table = "customers"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # Only a customer whose usable license has sub_customers may be a parent, one level deep
+            # (customer_require_parent, HN203). Checked when a parent is set or a sub-customer is undeleted.
+            pgtrigger.Trigger(
+                name="customers_require_entitled_parent_insert",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.parent_id IS NOT NULL AND NEW.deleted_at IS NULL"),
+                func="PERFORM customer_require_parent(NEW.id, NEW.name, NEW.parent_id); RETURN NEW;",
+            ),
+            pgtrigger.Trigger(
+                name="customers_require_entitled_parent_update",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Condition(
+                    "NEW.parent_id IS NOT NULL AND NEW.deleted_at IS NULL"
+                    " AND (OLD.parent_id IS DISTINCT FROM NEW.parent_id OR OLD.deleted_at IS NOT NULL)"
+                ),
+                func="PERFORM customer_require_parent(NEW.id, NEW.name, NEW.parent_id); RETURN NEW;",
+            ),
+        ]
         ordering = ["name"]
         indexes = [
             models.Index(fields=["name"], name="customers_name_live_idx", condition=Q(deleted_at__isnull=True)),
@@ -83,6 +121,37 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def parent_problem(self) -> str | None:
+        """Why ``parent`` cannot be this customer's parent, or None (the database's customer_require_parent)."""
+        if self.parent_id is None or self.deleted_at is not None:
+            return None
+        parent = Customer.objects.filter(pk=self.parent_id).first()
+        if parent is None:
+            return None  # the foreign key reports it
+        if parent.deleted_at is not None:
+            return PARENT_DELETED.format(parent=parent.name)
+        if parent.parent_id is not None:
+            return PARENT_IS_SUB_CUSTOMER.format(parent=parent.name)
+        if self.pk is not None and Customer.objects.filter(parent_id=self.pk, deleted_at=None).exists():
+            return HAS_SUB_CUSTOMERS.format(customer=self.name)
+        entitled = (
+            License.objects.filter(customer_id=parent.pk, status=License.Status.ACTIVE, deleted_at=None)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()))
+            .filter(features__sub_customers=True)
+            .exists()
+        )
+        if not entitled:
+            return PARENT_NOT_ENTITLED.format(parent=parent.name)
+        return None
+
+    def clean(self) -> None:
+        """Mirror the database's parent rule with its message."""
+        if self.parent_id is not None and self.parent_id == self.pk:
+            raise ValidationError({"parent": "A customer cannot be its own parent."})
+        problem = self.parent_problem()
+        if problem:
+            raise ValidationError({"parent": problem})
 
 
 @pghistory.track(
@@ -164,7 +233,33 @@ class License(models.Model):
 
     class Meta:
         db_table = "licenses"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # A parent's active license keeps sub_customers while it has live sub-customers (HN203). AFTER
+            # triggers: the generated column ``features`` is not computed yet in a BEFORE trigger.
+            pgtrigger.Trigger(
+                name="licenses_keep_sub_customers_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition(
+                    "NEW.status = 'active' AND NEW.deleted_at IS NULL"
+                    " AND NOT license_features_include(NEW.features, 'sub_customers')"
+                ),
+                func="PERFORM license_require_sub_customers_kept(NEW.customer_id); RETURN NULL;",
+            ),
+            pgtrigger.Trigger(
+                name="licenses_keep_sub_customers_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Condition(
+                    "NEW.status = 'active' AND NEW.deleted_at IS NULL"
+                    " AND NOT license_features_include(NEW.features, 'sub_customers')"
+                    " AND (OLD.features IS DISTINCT FROM NEW.features OR OLD.status IS DISTINCT FROM NEW.status"
+                    " OR OLD.deleted_at IS NOT NULL OR OLD.customer_id IS DISTINCT FROM NEW.customer_id)"
+                ),
+                func="PERFORM license_require_sub_customers_kept(NEW.customer_id); RETURN NULL;",
+            ),
+        ]
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["customer", "status"], name="licenses_customer_status_idx"),
@@ -274,7 +369,28 @@ class RegistryCredential(models.Model):
 
     class Meta:
         db_table = "registry_credentials"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # max_registries of the customer's license, under that license's row lock (HN204).
+            pgtrigger.Trigger(
+                name="registry_credentials_limit_insert",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.status = 'active' AND NEW.deleted_at IS NULL"),
+                func="PERFORM registry_credential_require_room(NEW.customer_id, NEW.id); RETURN NEW;",
+            ),
+            pgtrigger.Trigger(
+                name="registry_credentials_limit_update",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Condition(
+                    "NEW.status = 'active' AND NEW.deleted_at IS NULL"
+                    " AND (OLD.status <> 'active' OR OLD.deleted_at IS NOT NULL"
+                    " OR OLD.customer_id IS DISTINCT FROM NEW.customer_id)"
+                ),
+                func="PERFORM registry_credential_require_room(NEW.customer_id, NEW.id); RETURN NEW;",
+            ),
+        ]
         ordering = ["registry_url"]
         indexes = [
             models.Index(

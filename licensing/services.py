@@ -20,7 +20,14 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
-from licensing.models import Customer, License, RegistryCredential
+from licensing.models import (
+    PARENT_NOT_ENTITLED,  # noqa: F401 (re-exported: the messages callers and tests rely on are listed here)
+    REGISTRY_LIMIT_REACHED,
+    SUB_CUSTOMERS_NEED_ENTITLEMENT,
+    Customer,
+    License,
+    RegistryCredential,
+)
 from licensing.tiers import FEATURES, TIERS
 
 # Messages callers and tests rely on.
@@ -32,7 +39,8 @@ TRIAL_NEEDS_EXPIRY = "A trial license needs an expiry date."
 TRIAL_DAYS_INVALID = "A trial lasts between 1 and 90 days."
 ALREADY_LICENSED = "This customer already has a usable license; suspend, revoke or let it expire first."
 NO_USABLE_LICENSE = "This customer has no usable license."
-REGISTRY_LIMIT_REACHED = "The license allows {limit} registry credential(s) and this customer already has {count}."
+# REGISTRY_LIMIT_REACHED and the sub-customer messages (PARENT_NOT_ENTITLED, ...) live in licensing.models: the
+# database raises them too (licensing/sql/0009_entitlements.sql).
 DOWNGRADE_OVER_REGISTRY_LIMIT = (
     "The {tier} tier allows {limit} registry credential(s) but this customer has {count} active; revoke some first."
 )
@@ -148,6 +156,38 @@ def customer_create(
     return customer
 
 
+@transaction.atomic
+def customer_set_parent(*, customer: Customer, parent: Customer | None) -> Customer:
+    """Make ``customer`` a sub-customer of ``parent`` (None: a customer of its own again). The parent needs a usable
+    license with the ``sub_customers`` entitlement and must not be a sub-customer itself; a customer with
+    sub-customers cannot become one (messages ``PARENT_NOT_ENTITLED`` and the others in licensing.models; the
+    database's trigger enforces the same with SQLSTATE HN203)."""
+    customer = _lock_customer(customer)
+    customer.parent = parent
+    problem = customer.parent_problem()
+    if problem:
+        raise LicensingError({"parent": problem})
+    customer.save(update_fields=["parent"])
+    return customer
+
+
+def _sub_customers_problem(license: License, features: dict) -> str | None:
+    """The message when an active license would lose sub_customers while its customer has live sub-customers."""
+    if (
+        license.status == License.Status.ACTIVE
+        and license.deleted_at is None
+        and not features.get("sub_customers", False)
+        and Customer.objects.filter(parent_id=license.customer_id, deleted_at=None).exists()
+    ):
+        return SUB_CUSTOMERS_NEED_ENTITLEMENT.format(customer=license.customer.name)
+    return None
+
+
+def _features_of(tier: str, feature_overrides: dict) -> dict:
+    flags = {feature: feature in TIERS[tier].features for feature in FEATURES}
+    return {**flags, **(feature_overrides or {})}
+
+
 @sensitive_variables("issued")
 @transaction.atomic
 def customer_create_with_trial(
@@ -208,6 +248,9 @@ def license_issue(
     _expire_lapsed(customer)
     if _has_usable_license(customer):
         raise LicensingError(ALREADY_LICENSED)
+    features = _features_of(tier, feature_overrides or {})
+    if not features["sub_customers"] and Customer.objects.filter(parent_id=customer.pk, deleted_at=None).exists():
+        raise LicensingError(SUB_CUSTOMERS_NEED_ENTITLEMENT.format(customer=customer.name))
 
     license_id = uuid.uuid4()
     key = generate_license_key()
@@ -246,6 +289,9 @@ def license_tier_change_problem(
         return UNKNOWN_TIER.format(tier=tier)
     if license.status == License.Status.REVOKED:
         return LICENSE_REVOKED.format(action="changed")
+    problem = _sub_customers_problem(license, _features_of(tier, license.feature_overrides))
+    if problem:
+        return problem
     limit = license.max_registries_override if max_registries_override is _UNSET else max_registries_override
     if limit is None:
         limit = TIERS[tier].max_registries
@@ -304,6 +350,9 @@ def license_set_overrides(
         setattr(license, f"{name}_override", value)
     if feature_overrides is not _UNSET:
         license.feature_overrides = feature_overrides or {}
+        problem = _sub_customers_problem(license, _features_of(license.tier, license.feature_overrides))
+        if problem:
+            raise LicensingError({"feature_overrides": problem})
     license.save()
     license.refresh_from_db()
     return license
@@ -399,13 +448,24 @@ def _active_credential_count(customer_id) -> int:
     ).count()
 
 
-def _lock_usable_license(customer: Customer) -> License:
-    license = (
-        License.objects.select_for_update(no_key=True)
-        .filter(customer=customer, status=License.Status.ACTIVE, deleted_at=None)
-        .first()
+def _entitled_license(customer: Customer, *, lock: bool) -> License | None:
+    """The license whose limits apply to ``customer``: its own usable license, else (a sub-customer) its parent's
+    when that license has sub_customers (the database's customer_entitled_license_id); locked FOR NO KEY UPDATE
+    when ``lock``."""
+    usable = License.objects.filter(status=License.Status.ACTIVE, deleted_at=None).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
     )
-    if license is None or (license.expires_at is not None and license.expires_at <= timezone.now()):
+    if lock:
+        usable = usable.select_for_update(no_key=True)
+    license = usable.filter(customer=customer).first()
+    if license is None and customer.parent_id is not None:
+        license = usable.filter(customer_id=customer.parent_id, features__sub_customers=True).first()
+    return license
+
+
+def _lock_usable_license(customer: Customer) -> License:
+    license = _entitled_license(customer, lock=True)
+    if license is None:
         raise LicensingError(NO_USABLE_LICENSE)
     return license
 
@@ -413,11 +473,7 @@ def _lock_usable_license(customer: Customer) -> License:
 def credential_limit_problem(*, customer: Customer) -> str | None:
     """Why a credential cannot be added for ``customer`` now, or None (a check for forms, without locks;
     ``credential_add`` decides under a lock)."""
-    license = (
-        License.objects.filter(customer=customer, status=License.Status.ACTIVE, deleted_at=None)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-        .first()
-    )
+    license = _entitled_license(customer, lock=False)
     if license is None:
         return NO_USABLE_LICENSE
     if license.max_registries is not None:

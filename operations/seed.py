@@ -374,7 +374,8 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                                         cache_hit, cache_entry_id, worker_id, progress, stage, retry_count,
                                         max_retries, timeout_seconds, heartbeat_timeout_seconds, cancel_requested,
                                         image_reference, image_digest, error_message, source, created_at,
-                                        not_before, started_at, heartbeat_at, finished_at, updated_at)
+                                        not_before, started_at, heartbeat_at, finished_at, updated_at,
+                                        entitled_outputs)
             SELECT b.id, b.customer_id, b.license_id, t.manifest, t.manifest_hash, b.priority, b.status, b.cache_hit,
                    NULL, CASE WHEN NOT b.cache_hit AND b.status NOT IN ('queued') AND NOT x.cancelled_early
                               THEN b.worker_id END,
@@ -395,7 +396,10 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                         WHEN 'timed_out' THEN 'no heartbeat for 120 s after 3 retries' END,
                    b.source, b.created_at, b.created_at,
                    x.started_at, CASE WHEN x.started_at IS NOT NULL THEN coalesce(x.finished_at, %(anchor)s) END,
-                   x.finished_at, coalesce(x.finished_at, b.created_at)
+                   x.finished_at, coalesce(x.finished_at, b.created_at),
+                   -- What the build_queue_entitled_outputs trigger sets (it is off during a replica-mode load):
+                   -- the seed's licenses follow their tier, with no feature overrides.
+                   CASE b.tier WHEN 'core' THEN '{}' WHEN 'pro' THEN '{sbom}' ELSE '{sbom,signing}' END::text[]
             FROM seed_builds b
             JOIN seed_templates t ON t.tk = b.template
             CROSS JOIN LATERAL (

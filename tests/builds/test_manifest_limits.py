@@ -138,7 +138,7 @@ def _push(ref, key="registry_credential_id") -> dict:
 @pytest.mark.parametrize("key", ["registry_credential", "registry_credential_id"])
 def test_a_credential_of_the_customer_or_its_parent_is_accepted(key):
     """A manifest naming the customer's own credential, or its parent's (ASP sub-customer), is queued."""
-    parent = CustomerFactory()
+    parent = LicenseFactory(tier="asp").customer  # only a sub_customers license may be a parent
     license = LicenseFactory(starts_at=timezone.now(), customer=CustomerFactory(parent=parent))
     own = RegistryCredentialFactory(customer=license.customer)
     inherited = RegistryCredentialFactory(customer=parent)

@@ -14,6 +14,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from builds import services
 from builds.models import Build, BuildCacheEntry, BuildLicenseState, BuildResult
+from licensing.models import License
 from tests.conftest import database_url
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
@@ -189,10 +190,12 @@ def test_a_sub_customer_enqueues_under_its_parents_license():
     assert _sql("SELECT used FROM get_license_quota_usage(%s)", [parent_license.pk]) == [(1,)]
 
 
-def test_a_sub_customer_of_a_parent_without_sub_customers_has_no_license():
-    """The parent's license must have sub_customers: else the sub-customer has no usable license."""
-    parent = _license("enterprise").customer
-    child = CustomerFactory(parent=parent)
+def test_a_sub_customer_of_a_parent_without_a_usable_license_has_no_license():
+    """The family shares the parent's usable license: once it is suspended, the sub-customer has none either
+    (a parent's license cannot lose sub_customers while it has sub-customers: licensing/sql/0009_entitlements.sql)."""
+    parent_license, _parent, children = _family()
+    child = children[0]
+    License.objects.filter(pk=parent_license.pk).update(status=License.Status.SUSPENDED)
     with _raises_code("HN201"):
         _sql("SELECT * FROM enqueue_build_v2(%s, '{\"a\": 1}')", [child.pk])
 
