@@ -87,11 +87,12 @@ def load(*, rng, scale) -> str:
         digest = "sha256:" + hashlib.sha256(f"{claimed.manifest_hash}:{claimed.id}".encode()).hexdigest()
         services.build_artifact_attach(
             build=claimed.id,
+            worker_id=worker_id,
             kind="sbom",
             uri=f"{image_for(claimed).rsplit(':', 1)[0]}@{digest}.sbom.spdx.json",
             media_type="application/spdx+json",
             size_bytes=rng.randint(2_000, 40_000),
-            sha256=hashlib.sha256(digest.encode()).hexdigest(),
+            digest="sha256:" + hashlib.sha256(digest.encode()).hexdigest(),
         )
         services.build_complete(
             build=claimed.id,
