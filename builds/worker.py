@@ -30,11 +30,22 @@ from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from builds.executors import ClaimedBuild, Outcome
+from honua import errors
 
 logger = logging.getLogger("builds.worker")
 
 CHANNEL = "build_queue"
-LOG_TAIL_BYTES = 64 * 1024
+# Build output goes through the SQL API (docs/sql-api.md, "Build output"), like any agent's.
+LOG_CHUNK_BYTES = 64 * 1024  # append_build_log's limit per call
+LOG_FLUSH_BYTES = 32 * 1024  # send buffered output when this much has gathered...
+LOG_FLUSH_SECONDS = 2.0  # ...or when the oldest unsent line is this old (checked when a line arrives)
+APPEND_LOG_SQL = "SELECT append_build_log(%s, %s, %s)"
+METRIC_SQL = "SELECT record_build_metric(%s, %s, %s, %s, %s)"
+ATTACH_SQL = "SELECT attach_build_artifact(%s, %s, %s, %s, %s, %s, %s, %s)"
+QUEUE_WAIT_SQL = (
+    "SELECT record_build_metric(id, %s, 'queue_wait_seconds', extract(epoch FROM started_at - created_at), 's')"
+    " FROM build_queue WHERE id = %s"
+)
 COMPLETE_SQL = "SELECT complete_build(%s, %s, %s, %s, %s, %s)"
 CLAIM_SQL = (
     "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds "
@@ -53,6 +64,19 @@ def _outcome_values(outcome: Outcome) -> list:
     return [outcome.succeeded, outcome.image_reference, outcome.image_digest, outcome.error]
 
 
+def _utf8_chunks(text: str, limit: int = LOG_CHUNK_BYTES) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    chunks, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        chunks.append(data[start:end].decode())
+        start = end
+    return chunks
+
+
 class _Context:
     """What an executor sees of its build (the ``BuildContext`` protocol)."""
 
@@ -65,7 +89,11 @@ class _Context:
         self.percent = 0
         self.stage: str | None = None
         self.last_report = time.monotonic()
-        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self.unsent: list[str] = []  # log lines not yet sent with append_build_log
+        self.unsent_bytes = 0
+        self.last_flush = time.monotonic()
+        self._finish_calls: list[tuple[str, list]] | None = None
         self._lock = threading.Lock()
 
     def progress(self, percent: int, stage: str | None = None) -> bool:
@@ -76,27 +104,83 @@ class _Context:
         return held and not self.stop.is_set()
 
     def log(self, line: str) -> None:
+        """Buffer a line of output; it is sent with ``append_build_log`` once enough has gathered (or enough time
+        has passed), and at the latest in the transaction that completes the build."""
         with self._lock:
-            self.lines.append(line)
+            self.unsent.append(line)
+            self.unsent_bytes += len(line.encode()) + 1
+            due = self.unsent_bytes >= LOG_FLUSH_BYTES or time.monotonic() - self.last_flush >= LOG_FLUSH_SECONDS
         if self.worker.echo:
             self.worker.echo(f"{self.build.id} | {line}")
+        if due:
+            self.flush_log()
 
-    def artifact(self, *, kind: str, uri: str, media_type: str, content: bytes, metadata: dict | None = None) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO build_artifacts"
-                " (build_id, kind, uri, media_type, size_bytes, sha256, metadata, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, now())",
-                [
-                    self.build.id,
-                    kind,
-                    uri,
-                    media_type,
-                    len(content),
-                    hashlib.sha256(content).hexdigest(),
-                    Jsonb(metadata or {}),
-                ],
-            )
+    def take_log_chunks(self) -> list[str]:
+        """The unsent output as ``append_build_log`` chunks (emptying the buffer)."""
+        with self._lock:
+            text = "".join(line + "\n" for line in self.unsent)
+            self.unsent, self.unsent_bytes, self.last_flush = [], 0, time.monotonic()
+        return _utf8_chunks(text)
+
+    def flush_log(self) -> None:
+        for chunk in self.take_log_chunks():
+            if self._output(APPEND_LOG_SQL, [self.build.id, self.worker_id, chunk]) is None:
+                return
+
+    def artifact(
+        self,
+        *,
+        kind: str,
+        uri: str,
+        media_type: str,
+        content: bytes | None = None,
+        digest: str | None = None,
+        size_bytes: int | None = None,
+        metadata: dict | None = None,
+    ) -> int | None:
+        """Attach an artifact (``attach_build_artifact``): its ``content``, or its ``digest`` and ``size_bytes``
+        when the bytes are elsewhere (an image in a registry). Returns its id; None when the build is no longer
+        this worker's or the license does not include that kind (SBOM, signature: logged, not attached)."""
+        if content is not None:
+            digest, size_bytes = "sha256:" + hashlib.sha256(content).hexdigest(), len(content)
+        params = [self.build.id, self.worker_id, kind, uri, media_type, size_bytes, digest, Jsonb(metadata or {})]
+        try:
+            return self._output(ATTACH_SQL, params)
+        except errors.MissingEntitlement as exc:
+            self.log(f"not attached: {exc}")
+            return None
+
+    def metric(self, name: str, value: float, unit: str = "") -> int | None:
+        """Record a sample about the build (``record_build_metric``); its id, or None when the build is no longer
+        this worker's."""
+        return self._output(METRIC_SQL, [self.build.id, self.worker_id, name, float(value), unit])
+
+    def _output(self, sql: str, params: list):
+        """One build-output call in a savepoint. A build this worker no longer holds (HN302) stops the executor
+        and returns None; other API errors are raised as honua.errors exceptions."""
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+        except DatabaseError as exc:
+            error = errors.from_database_error(exc)
+            if isinstance(error, errors.BuildNotHeld):
+                self.lose()
+                return None
+            if error is None:
+                raise
+            raise error from exc
+
+    def finish_calls(self) -> list[tuple[str, list]]:
+        """What is sent just before the build is completed, in the same transaction: the unsent log, the queue
+        wait and the run time."""
+        if self._finish_calls is None:  # computed once: a retry of the finish sends the same
+            build_id, worker_id = self.build.id, self.worker_id
+            calls = [(APPEND_LOG_SQL, [build_id, worker_id, chunk]) for chunk in self.take_log_chunks()]
+            calls.append((QUEUE_WAIT_SQL, [worker_id, build_id]))
+            calls.append((METRIC_SQL, [build_id, worker_id, "run_seconds", time.monotonic() - self.started, "s"]))
+            self._finish_calls = calls
+        return self._finish_calls
 
     def lose(self) -> None:
         self.stop_reason = self.stop_reason or "lost"
@@ -105,11 +189,6 @@ class _Context:
     def release(self) -> None:
         self.stop_reason = self.stop_reason or "released"
         self.stop.set()
-
-    def log_text(self) -> str:
-        with self._lock:
-            text = "\n".join(self.lines)
-        return text[-LOG_TAIL_BYTES:]
 
 
 class Worker:
@@ -292,7 +371,7 @@ class Worker:
                 outcome = Outcome(False, error=f"executor error: {type(exc).__name__}: {exc}"[:2000])
             with self.active_lock:
                 self.active.pop(slot_id, None)
-            if ctx.stop_reason is None and not ctx.lines:
+            if ctx.stop_reason is None:
                 return self._complete_and_claim(slot_id, ctx, outcome)
             try:
                 with transaction.atomic():
@@ -332,6 +411,8 @@ class Worker:
             with raw.cursor() as done_cursor, raw.cursor() as claim_cursor:
                 with raw.pipeline():
                     raw.execute("BEGIN")
+                    for sql, params in ctx.finish_calls():  # the rest of the log, queue wait, run time
+                        raw.execute(sql, params, prepare=True)
                     done_cursor.execute(COMPLETE_SQL, [ctx.build.id, slot_id, *_outcome_values(outcome)], prepare=True)
                     if claim:
                         claim_cursor.execute(CLAIM_SQL, [slot_id], prepare=True)
@@ -359,6 +440,14 @@ class Worker:
         if ctx.stop_reason == "lost":
             self._count("lost")
             return
+        for sql, params in ctx.finish_calls():
+            try:
+                ctx._output(sql, params)
+            except errors.HonuaError:
+                logger.exception("could not record the output of build %s", build.id)
+        if ctx.stop_reason == "lost":
+            self._count("lost")
+            return
         if ctx.stop_reason == "released" and not outcome.succeeded:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, slot_id, "worker stopping"])
@@ -368,12 +457,6 @@ class Worker:
         with connection.cursor() as cursor:
             cursor.execute(COMPLETE_SQL, [build.id, slot_id, *_outcome_values(outcome)])
             done = cursor.fetchone()[0]
-            if done and ctx.lines:
-                cursor.execute(
-                    "UPDATE build_results SET log = %s"
-                    " WHERE id = (SELECT max(id) FROM build_results WHERE build_id = %s)",
-                    [ctx.log_text(), build.id],
-                )
         self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
 
     def _count(self, key: str) -> None:

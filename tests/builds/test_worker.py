@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from builds import services
 from builds.executors import CommandExecutor, SimulatedExecutor
-from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
+from builds.models import Build, BuildArtifact, BuildEvent, BuildMetric, BuildResult
 from builds.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
@@ -64,7 +64,8 @@ def test_the_command_drains_the_queue_with_the_noop_executor():
 
 
 def test_the_simulated_executor_reports_stages_attaches_an_sbom_and_keeps_a_log():
-    """A simulated build walks through its stages (stage events), attaches an SBOM and leaves its log."""
+    """A simulated build walks through its stages (stage events), attaches an SBOM, leaves its log and records
+    its queue wait and run time, all through the SQL API."""
     build = BuildFactory()
     worker = Worker(executor=SimulatedExecutor(stage_seconds=0.01), exit_when_idle=True, reap_interval=0)
     worker.run()
@@ -75,7 +76,11 @@ def test_the_simulated_executor_reports_stages_attaches_an_sbom_and_keeps_a_log(
     assert list(stages) == list(SimulatedExecutor.STAGES)
     sbom = BuildArtifact.objects.get(build=build)
     assert (sbom.kind, sbom.media_type) == ("sbom", "application/spdx+json")
-    assert "[compile]" in BuildResult.objects.get(build=build).log
+    assert "[compile]\n" in services.build_log_text(build)
+    metrics = dict(BuildMetric.objects.filter(build_id=build.pk).values_list("name", "unit"))
+    assert metrics == {"queue_wait_seconds": "s", "run_seconds": "s"}
+    run = BuildMetric.objects.get(build_id=build.pk, name="run_seconds").value
+    assert run >= 0.01 * len(SimulatedExecutor.STAGES)
 
 
 def test_an_idle_worker_is_woken_by_notify_not_by_polling():
@@ -138,7 +143,7 @@ def test_the_command_executor_streams_output_progress_and_image():
     Worker(executor=CommandExecutor(template), exit_when_idle=True, reap_interval=0).run()
     build.refresh_from_db()
     assert (build.status, build.image_reference, build.image_digest) == ("succeeded", "registry.example/app:1", digest)
-    assert f"hello from {build.pk}" in BuildResult.objects.get(build=build).log
+    assert f"hello from {build.pk}" in services.build_log_text(build)
     assert BuildEvent.objects.filter(build_id=build.pk, event_type="stage", message="compile").exists()
 
 
