@@ -90,6 +90,7 @@ class _Context:
         self.stage: str | None = None
         self.last_report = time.monotonic()
         self.started = time.monotonic()
+        self.owner = threading.current_thread()  # the slot thread: the one whose connection sends output
         self.unsent: list[str] = []  # log lines not yet sent with append_build_log
         self.unsent_bytes = 0
         self.last_flush = time.monotonic()
@@ -112,7 +113,7 @@ class _Context:
             due = self.unsent_bytes >= LOG_FLUSH_BYTES or time.monotonic() - self.last_flush >= LOG_FLUSH_SECONDS
         if self.worker.echo:
             self.worker.echo(f"{self.build.id} | {line}")
-        if due:
+        if due and threading.current_thread() is self.owner:  # other threads (an executor's helpers) only buffer
             self.flush_log()
 
     def take_log_chunks(self) -> list[str]:
