@@ -16,8 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from builds import services
-from builds.executors import CommandExecutor, SimulatedExecutor
-from builds.models import Build, BuildArtifact, BuildEvent, BuildMetric, BuildResult
+from builds.executors import CommandExecutor, Outcome, SimulatedExecutor
+from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
 from builds.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
@@ -221,3 +221,65 @@ def test_the_worker_can_skip_waiting_for_the_wal_flush():
     Worker(executor=checking, concurrency=2, exit_when_idle=True, reap_interval=0, synchronous_commit=False).run()
     assert _statuses() == ["succeeded"] * 10
     assert set(settings_seen) == {"off"}
+
+
+def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(monkeypatch):
+    """Lines reach build_logs while the build runs (not only at the end); a line longer than a chunk is split on
+    character boundaries, and the log reads back byte for byte."""
+    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    build = BuildFactory()
+    seen = threading.Event()
+    long_line = "é" * 50_000  # 100,000 bytes: two chunks
+
+    def executor(ctx):
+        ctx.log("first")
+        seen.wait(10)
+        ctx.log(long_line)
+        ctx.log("last")
+        return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
+
+    worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
+    thread = _start(worker)
+    try:
+        assert _wait_for(lambda: services.build_log_text(build) == "first\n", timeout=10), "streamed while running"
+        assert Build.objects.get(pk=build.pk).status == "running"
+        seen.set()
+        thread.join(20)
+    finally:
+        seen.set()
+    assert services.build_log_text(build) == f"first\n{long_line}\nlast\n"
+    sizes = [
+        len(chunk.encode()) for chunk in BuildLogChunk.objects.filter(build_id=build.pk).values_list("chunk", flat=True)
+    ]
+    assert max(sizes) <= 65536 and len(sizes) >= 3
+
+
+def test_an_executor_whose_build_was_taken_away_is_stopped_by_its_next_output(monkeypatch):
+    """When output is refused with HN302 (the build now runs elsewhere), the executor is told to stop, nothing more
+    is written, and the worker counts the build as lost without completing it."""
+    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    build = BuildFactory()
+    taken = threading.Event()
+    told_to_stop = []
+
+    def executor(ctx):
+        ctx.log("mine")
+        taken.wait(10)
+        ctx.log("not mine any more")
+        told_to_stop.append(ctx.stop.is_set())
+        return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
+
+    worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
+    thread = _start(worker)
+    try:
+        assert _wait_for(lambda: services.build_log_text(build) == "mine\n", timeout=10)
+        Build.objects.filter(pk=build.pk).update(worker_id="another-worker/0")
+        taken.set()
+        thread.join(20)
+    finally:
+        taken.set()
+    assert told_to_stop == [True] and worker.counts["lost"] == 1
+    assert services.build_log_text(build) == "mine\n"
+    build.refresh_from_db()
+    assert (build.status, build.worker_id) == ("running", "another-worker/0")
+    assert not BuildMetric.objects.filter(build_id=build.pk).exists()
