@@ -5,7 +5,8 @@
 //   DATABASE_URL=postgres://... WORKER_ID=node-1 CONCURRENCY=4 node agent.js
 //
 // Environment: DATABASE_URL (required), WORKER_ID (default node-<pid>), CONCURRENCY (slots, default 2),
-// POLL_SECONDS (poll when no notification came, default 1), EXIT_WHEN_IDLE=1 (stop once nothing is claimable and
+// POLL_SECONDS (poll when no notification came, default 1), RESCUE_SECONDS (how often to call
+// handle_build_timeouts, so builds of crashed agents go back to the queue; default 15, 0: never), EXIT_WHEN_IDLE=1 (stop once nothing is claimable and
 // no slot is busy: for tests and batch runs). It prints one JSON line of counts when it stops (SIGTERM/SIGINT too).
 //
 // This agent does not really build: it walks through the manifest's `simulate` instructions, if any
@@ -20,6 +21,7 @@ const WORKER_ID = process.env.WORKER_ID || `node-${process.pid}`;
 const CONCURRENCY = Number(process.env.CONCURRENCY || 2);
 const POLL_MS = 1000 * Number(process.env.POLL_SECONDS || 1);
 const EXIT_WHEN_IDLE = process.env.EXIT_WHEN_IDLE === '1';
+const RESCUE_MS = 1000 * Number(process.env.RESCUE_SECONDS ?? 15);
 
 // SQLSTATEs of docs/sql-api.md ("Error codes") this agent branches on.
 const NOT_HELD = 'HN302'; // the build is no longer ours (cancelled, rescued, completed elsewhere)
@@ -147,9 +149,14 @@ async function main() {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const listener = await listen();
+  // Rescue: requeue (or time out) running builds whose heartbeat is overdue, whoever ran them.
+  const rescue = RESCUE_MS > 0
+    ? setInterval(() => listener.query('SELECT handle_build_timeouts()').catch((e) => console.error(e.message)), RESCUE_MS)
+    : null;
   try {
     await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => slot(i)));
   } finally {
+    if (rescue) clearInterval(rescue);
     await listener.end();
   }
   console.log(JSON.stringify({ worker_id: WORKER_ID, ...counts }));

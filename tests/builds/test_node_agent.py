@@ -137,6 +137,25 @@ def test_node_agent_and_python_worker_drain_the_queue_each_build_ending_once(nod
     assert '"completed"' in out
 
 
+def test_a_fleet_of_node_agents_rescues_a_silent_build_without_python(node_agent, db_url):
+    """The Node agent calls handle_build_timeouts itself: a build whose worker went silent is requeued (retry
+    spent) with no Python worker running."""
+    build = BuildFactory()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM get_next_build_for_worker('dead-worker/0')")
+        cursor.execute("UPDATE build_queue SET heartbeat_at = now() - interval '10 minutes' WHERE id = %s", [build.pk])
+    connection.close()
+    agent = _start_agent(node_agent, db_url, "node-2", RESCUE_SECONDS="0.3", POLL_SECONDS="0.2")
+    try:
+        assert _wait_for(lambda: Build.objects.get(pk=build.pk).retry_count == 1, 15)
+    finally:
+        agent.terminate()
+        _out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    assert Build.objects.get(pk=build.pk).status == "queued"  # claimable again after its retry backoff
+    assert BuildEvent.objects.filter(build_id=build.pk, event_type="requeued").exists()
+
+
 @pytest.mark.skip(reason="enable at merge: needs issue 12a's retryable complete_build (documented in docs/sql-api.md)")
 def test_node_agent_retryable_failure_is_retried_then_fails_for_good(node_agent, db_url):
     """A build the agent fails as retryable goes back to the queue with retry_count + 1 and ends `failed` once its
