@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from itertools import chain
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Now
 
-from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
+from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildResult
 from licensing.models import Customer
 
 LIVE_STATUSES = (Build.Status.QUEUED, Build.Status.RUNNING)
@@ -85,3 +86,11 @@ def build_timeline(*, build: Build) -> list[dict]:
         for a in BuildArtifact.objects.filter(build=build)
     )
     return sorted(chain(events, results, artifacts), key=lambda item: (item["at"], item["kind"] != "event"))
+
+
+def build_log_text(build: Build | uuid.UUID | str, *, attempt: int | None = None) -> str:
+    """A build's log as its worker appended it (``append_build_log``): one attempt's, or all, chunks in order."""
+    chunks = BuildLogChunk.objects.filter(build_id=build.pk if isinstance(build, Build) else build).order_by("id")
+    if attempt is not None:
+        chunks = chunks.filter(attempt=attempt)
+    return "".join(chunks.values_list("chunk", flat=True))

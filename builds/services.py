@@ -17,7 +17,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
-from builds.models import Build, BuildArtifact, BuildLogChunk, BuildMetric
+from builds.models import Build, BuildArtifact, BuildMetric
 from honua import errors
 from licensing.models import Customer
 
@@ -322,11 +322,3 @@ def build_metric_record(
         "SELECT record_build_metric(%s, %s, %s, %s, %s)", [_pk(build), worker_id, name, float(value), unit]
     )
     return BuildMetric.objects.get(pk=metric_id)
-
-
-def build_log_text(build: Build | uuid.UUID | str, *, attempt: int | None = None) -> str:
-    """A build's log (one attempt's, or all), its chunks in order."""
-    chunks = BuildLogChunk.objects.filter(build_id=_pk(build)).order_by("id")
-    if attempt is not None:
-        chunks = chunks.filter(attempt=attempt)
-    return "".join(chunks.values_list("chunk", flat=True))

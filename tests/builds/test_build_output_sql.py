@@ -10,7 +10,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from builds import services
+from builds import selectors, services
 from builds.models import Build, BuildArtifact, BuildLogChunk, BuildMetric
 from honua import errors
 from tests.builds.factories import BuildFactory
@@ -91,7 +91,7 @@ def test_append_stores_chunks_in_order_with_their_attempt():
     build = _running(retry_count=1)
     ids = [_append(build.pk, chunk=f"line {n}\n") for n in range(3)]
     assert ids == sorted(ids)
-    assert services.build_log_text(build) == "line 0\nline 1\nline 2\n"
+    assert selectors.build_log_text(build) == "line 0\nline 1\nline 2\n"
     assert set(BuildLogChunk.objects.filter(build_id=build.pk).values_list("attempt", "worker_id")) == {(2, WORKER)}
 
 

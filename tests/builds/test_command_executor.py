@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from builds import services
+from builds import selectors, services
 from builds.executors import CommandExecutor
 from builds.models import Build, BuildArtifact, BuildEvent, BuildMetric
 from builds.worker import Worker
@@ -81,7 +81,7 @@ def test_a_build_uses_the_rendered_dockerfile_and_the_digest_from_the_metadata_f
     assert image.metadata == {"platforms": "linux/amd64,linux/arm64"}
     sbom = BuildArtifact.objects.get(build=build, kind="sbom")
     assert sbom.media_type == "application/spdx+json"
-    log = services.build_log_text(build)
+    log = selectors.build_log_text(build)
     assert "#1 [internal] load build definition from Dockerfile" in log
     assert "RUN pip install --no-cache-dir flask gunicorn 'psycopg[binary]'" in log
     stages = list(BuildEvent.objects.filter(build_id=build.pk, event_type="stage").values_list("message", flat=True))
@@ -152,5 +152,5 @@ def test_a_builder_past_its_timeout_that_ignores_sigterm_is_killed(mode, tmp_pat
         thread.join(20)
     build.refresh_from_db()
     assert build.error_message == "build command timed out after 1 s"
-    log = services.build_log_text(build)
+    log = selectors.build_log_text(build)
     assert "terminating the build command" in log and "killing it" in log

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from builds import services
+from builds import selectors, services
 from builds.executors import CommandExecutor, Outcome, SimulatedExecutor
 from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
 from builds.worker import Worker
@@ -76,7 +76,7 @@ def test_the_simulated_executor_reports_stages_attaches_an_sbom_and_keeps_a_log(
     assert list(stages) == list(SimulatedExecutor.STAGES)
     sbom = BuildArtifact.objects.get(build=build)
     assert (sbom.kind, sbom.media_type) == ("sbom", "application/spdx+json")
-    assert "[compile]\n" in services.build_log_text(build)
+    assert "[compile]\n" in selectors.build_log_text(build)
     metrics = dict(BuildMetric.objects.filter(build_id=build.pk).values_list("name", "unit"))
     assert metrics == {"queue_wait_seconds": "s", "run_seconds": "s"}
     run = BuildMetric.objects.get(build_id=build.pk, name="run_seconds").value
@@ -143,7 +143,7 @@ def test_the_command_executor_streams_output_progress_and_image():
     Worker(executor=CommandExecutor(template), exit_when_idle=True, reap_interval=0).run()
     build.refresh_from_db()
     assert (build.status, build.image_reference, build.image_digest) == ("succeeded", "registry.example/app:1", digest)
-    assert f"hello from {build.pk}" in services.build_log_text(build)
+    assert f"hello from {build.pk}" in selectors.build_log_text(build)
     assert BuildEvent.objects.filter(build_id=build.pk, event_type="stage", message="compile").exists()
 
 
@@ -241,13 +241,13 @@ def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(mo
     worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
     thread = _start(worker)
     try:
-        assert _wait_for(lambda: services.build_log_text(build) == "first\n", timeout=10), "streamed while running"
+        assert _wait_for(lambda: selectors.build_log_text(build) == "first\n", timeout=10), "streamed while running"
         assert Build.objects.get(pk=build.pk).status == "running"
         seen.set()
         thread.join(20)
     finally:
         seen.set()
-    assert services.build_log_text(build) == f"first\n{long_line}\nlast\n"
+    assert selectors.build_log_text(build) == f"first\n{long_line}\nlast\n"
     sizes = [
         len(chunk.encode()) for chunk in BuildLogChunk.objects.filter(build_id=build.pk).values_list("chunk", flat=True)
     ]
@@ -272,14 +272,14 @@ def test_an_executor_whose_build_was_taken_away_is_stopped_by_its_next_output(mo
     worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
     thread = _start(worker)
     try:
-        assert _wait_for(lambda: services.build_log_text(build) == "mine\n", timeout=10)
+        assert _wait_for(lambda: selectors.build_log_text(build) == "mine\n", timeout=10)
         Build.objects.filter(pk=build.pk).update(worker_id="another-worker/0")
         taken.set()
         thread.join(20)
     finally:
         taken.set()
     assert told_to_stop == [True] and worker.counts["lost"] == 1
-    assert services.build_log_text(build) == "mine\n"
+    assert selectors.build_log_text(build) == "mine\n"
     build.refresh_from_db()
     assert (build.status, build.worker_id) == ("running", "another-worker/0")
     assert not BuildMetric.objects.filter(build_id=build.pk).exists()
