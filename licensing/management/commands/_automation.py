@@ -24,7 +24,7 @@ def emit(command, options: dict, data: dict, text: str) -> None:
     if options["format"] == "json":
         command.stdout.write(json.dumps(data, sort_keys=True, default=str))
     else:
-        command.stdout.write(text)
+        command.stdout.write(command.style.SUCCESS(text))
 
 
 # What the services raise when they refuse (LicensingError is both).

@@ -25,9 +25,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--customer", required=True, help="The customer's id.")
-        parser.add_argument("--type", required=True, choices=RegistryCredential.RegistryType.values)
+        parser.add_argument(
+            "--type", required=True, choices=RegistryCredential.RegistryType.values, help="The registry's kind."
+        )
         parser.add_argument("--url", required=True, help="The registry's URL, e.g. https://ghcr.io")
-        parser.add_argument("--username", required=True)
+        parser.add_argument("--username", required=True, help="The user name the registry expects.")
         secret = parser.add_mutually_exclusive_group(required=True)
         secret.add_argument("--secret-stdin", action="store_true", help="Read the secret from stdin.")
         secret.add_argument("--secret-env", metavar="NAME", help="Read the secret from this environment variable.")

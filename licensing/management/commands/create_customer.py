@@ -8,9 +8,9 @@ class Command(BaseCommand):
     help = "Create a customer (licensing.services.customer_create); prints its id. For operators' automation."
 
     def add_arguments(self, parser):
-        parser.add_argument("--name", required=True)
-        parser.add_argument("--contact-name", default="")
-        parser.add_argument("--contact-email", default="")
+        parser.add_argument("--name", required=True, help="The customer's name (not empty).")
+        parser.add_argument("--contact-name", default="", help="A contact person (optional).")
+        parser.add_argument("--contact-email", default="", help="A contact e-mail address (optional).")
         add_format_argument(parser)
 
     def handle(self, *args, **options):

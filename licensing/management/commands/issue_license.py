@@ -21,14 +21,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--customer", required=True, help="The customer's id.")
-        parser.add_argument("--tier", required=True, choices=sorted(TIERS))
+        parser.add_argument("--tier", required=True, choices=sorted(TIERS), help="The tier: its limits and features.")
         parser.add_argument("--expires", default=None, help="Expiry: a date (UTC midnight) or ISO 8601 date-time.")
         parser.add_argument("--starts", default=None, help="Start (default now).")
         parser.add_argument("--trial", action="store_true", help="A trial license (needs --expires).")
         parser.add_argument("--monthly-build-quota", type=int, default=None, help="Override the tier's quota.")
-        parser.add_argument("--max-concurrent-builds", type=int, default=None)
-        parser.add_argument("--max-registries", type=int, default=None)
-        parser.add_argument("--notes", default="")
+        parser.add_argument(
+            "--max-concurrent-builds", type=int, default=None, help="Override the tier's concurrent builds."
+        )
+        parser.add_argument(
+            "--max-registries", type=int, default=None, help="Override the tier's registry credential limit."
+        )
+        parser.add_argument("--notes", default="", help="Notes for operators, stored on the license.")
         add_format_argument(parser)
 
     @sensitive_variables("issued")
