@@ -10,7 +10,8 @@
 // no slot is busy: for tests and batch runs). It prints one JSON line of counts when it stops (SIGTERM/SIGINT too).
 //
 // This agent does not really build: it walks through the manifest's `simulate` instructions, if any
-// ({"simulate": {"seconds": 1.5, "fail": "reason"}}), and reports an image derived from the manifest hash.
+// ({"simulate": {"seconds": 1.5, "fail": "reason"}} or {"retryable": "reason"}), and reports an image derived from
+// the manifest hash.
 'use strict';
 
 const crypto = require('node:crypto');
@@ -22,6 +23,11 @@ const CONCURRENCY = Number(process.env.CONCURRENCY || 2);
 const POLL_MS = 1000 * Number(process.env.POLL_SECONDS || 1);
 const EXIT_WHEN_IDLE = process.env.EXIT_WHEN_IDLE === '1';
 const RESCUE_MS = 1000 * Number(process.env.RESCUE_SECONDS ?? 15);
+
+// A transient failure ("try again later"): the build goes back to the queue with retry_count + 1 after a backoff,
+// and fails for good once its retries are spent. $1 build, $2 worker, $3 error; returns whether it was ours.
+// Empty: this database has no retryable failure yet, and such builds fail permanently.
+const RETRYABLE_FAILURE_SQL = process.env.HONUA_RETRYABLE_FAILURE_SQL || '';
 
 // SQLSTATEs of docs/sql-api.md ("Error codes") this agent branches on.
 const NOT_HELD = 'HN302'; // the build is no longer ours (cancelled, rescued, completed elsewhere)
@@ -107,9 +113,16 @@ async function runBuild(db, slotId, build) {
     await call(db, 'SELECT record_build_metric($1, $2, $3, $4, $5) AS id', [
       build.id, slotId, 'run_seconds', (Date.now() - started) / 1000, 's',
     ]);
-    if (simulate.fail) {
-      await log(`failing: ${simulate.fail}`);
-      const row = await call(db, 'SELECT complete_build($1, $2, false, NULL, NULL, $3) AS done', [build.id, slotId, String(simulate.fail)]);
+    if (simulate.retryable && RETRYABLE_FAILURE_SQL) {
+      await log(`transient failure: ${simulate.retryable}`);
+      const row = await call(db, RETRYABLE_FAILURE_SQL, [build.id, slotId, String(simulate.retryable)]);
+      counts[Object.values(row)[0] ? 'failed' : 'lost'] += 1;
+      return;
+    }
+    if (simulate.fail || simulate.retryable) {
+      const reason = String(simulate.fail || simulate.retryable);
+      await log(`failing: ${reason}`);
+      const row = await call(db, 'SELECT complete_build($1, $2, false, NULL, NULL, $3) AS done', [build.id, slotId, reason]);
       counts[row.done ? 'failed' : 'lost'] += 1;
       return;
     }

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from builds import services
 from builds.executors import Outcome, image_for
@@ -156,8 +157,35 @@ def test_a_fleet_of_node_agents_rescues_a_silent_build_without_python(node_agent
     assert BuildEvent.objects.filter(build_id=build.pk, event_type="requeued").exists()
 
 
-@pytest.mark.skip(reason="enable at merge: needs issue 12a's retryable complete_build (documented in docs/sql-api.md)")
+# MERGE (issue 12a): set this to the retryable-failure call of complete_build ($1 build, $2 worker, $3 error, one
+# boolean column: whether the worker held the build) and delete the skip below.
+RETRYABLE_FAILURE_SQL = ""
+
+
+@pytest.mark.skipif(not RETRYABLE_FAILURE_SQL, reason="enable at merge: needs issue 12a's retryable complete_build")
 def test_node_agent_retryable_failure_is_retried_then_fails_for_good(node_agent, db_url):
     """A build the agent fails as retryable goes back to the queue with retry_count + 1 and ends `failed` once its
-    retries are spent, one result row per attempt."""
-    raise NotImplementedError
+    retries are spent, with one result row per attempt."""
+    build = BuildFactory(manifest={"simulate": {"retryable": "registry timeout"}}, max_retries=2)
+    connection.close()
+    agent = _start_agent(
+        node_agent,
+        db_url,
+        "node-3",
+        POLL_SECONDS="0.1",
+        RESCUE_SECONDS="0",
+        HONUA_RETRYABLE_FAILURE_SQL=RETRYABLE_FAILURE_SQL,
+    )
+    try:
+        for _ in range(200):  # skip the retry backoff so the test does not wait minutes
+            Build.objects.filter(pk=build.pk, status="queued").update(not_before=timezone.now())
+            if Build.objects.get(pk=build.pk).status == "failed":
+                break
+            time.sleep(0.1)
+    finally:
+        agent.terminate()
+        _out, err = agent.communicate(timeout=30)
+    build.refresh_from_db()
+    assert (build.status, build.retry_count) == ("failed", 2), err
+    attempts = list(BuildResult.objects.filter(build=build).order_by("attempt").values_list("attempt", "status"))
+    assert [attempt for attempt, _ in attempts] == [1, 2, 3] and attempts[-1][1] == "failed"
