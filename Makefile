@@ -3,13 +3,16 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The Node.js example agent's dependencies (pinned by its package-lock.json), when npm is on the machine.
+NODE_AGENT_INSTALL = if command -v npm >/dev/null; then npm ci --prefix examples/node-agent --no-audit --no-fund --silent; fi
 
 .PHONY: demo test lint format install bench clean-db
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt examples/node-agent/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(NODE_AGENT_INSTALL)
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

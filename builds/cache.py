@@ -42,6 +42,7 @@ from django.db.models import F, Max, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from builds.models import BuildCacheEntry, BuildCacheHitCounter
+from honua import errors
 
 NOT_AN_OBJECT = "a manifest must be a JSON object"
 BAD_ARCHITECTURES = 'manifest "architectures" must be a string or a list of strings'
@@ -73,12 +74,21 @@ CREDENTIAL_KEYS = ("registry_credential", "registry_credential_id")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-class InvalidManifest(ValueError):
+class InvalidManifest(errors.InvalidManifest):
     """A manifest that cannot be hashed (not a JSON object, or holding values JSON cannot express)."""
 
 
-class CacheError(Exception):
-    """A cache operation the database refused; the message names the reason."""
+class CacheError(errors.HonuaError):
+    """A cache operation the database refused (SQLSTATE P0001 of the cache functions); the message names the
+    reason."""
+
+
+class CacheNotFound(CacheError, errors.NotFound):
+    """An unknown customer or build (SQLSTATE P0002 of the cache functions)."""
+
+
+# The cache functions keep v1's codes; HN codes map to honua.errors' classes.
+_CACHE_ERRORS = {"P0001": CacheError, "P0002": CacheNotFound}
 
 
 def manifest_hash(manifest: dict) -> str:
@@ -266,16 +276,16 @@ def _architectures(value) -> str:
 
 @contextlib.contextmanager
 def _database_errors():
-    """A savepoint in which a P0 error raised by the database becomes a :class:`CacheError` (its message)."""
+    """A savepoint in which an error the SQL API raises on purpose becomes a :class:`HonuaError` chosen by its
+    SQLSTATE (:class:`CacheError` / :class:`CacheNotFound` for P0001 / P0002)."""
     try:
         with transaction.atomic():
             yield
     except DatabaseError as error:
-        cause = error.__cause__
-        sqlstate = getattr(cause, "sqlstate", None) or ""
-        if sqlstate.startswith("P0"):
-            raise CacheError(cause.diag.message_primary) from None
-        raise
+        translated = errors.from_database_error(error, _CACHE_ERRORS)
+        if translated is None:
+            raise
+        raise translated from None
 
 
 def _call(sql: str, params: list) -> list[tuple]:

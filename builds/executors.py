@@ -7,18 +7,24 @@ promptly once ``ctx.stop`` is set (the build was cancelled, lost, or the worker 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from builds.dockerfile import RenderError, platforms, render_dockerfile
+from honua import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +59,18 @@ class BuildContext(Protocol):
     def log(self, line: str) -> None: ...
 
     def artifact(
-        self, *, kind: str, uri: str, media_type: str, content: bytes, metadata: dict | None = None
-    ) -> None: ...
+        self,
+        *,
+        kind: str,
+        uri: str,
+        media_type: str,
+        content: bytes | None = None,
+        digest: str | None = None,
+        size_bytes: int | None = None,
+        metadata: dict | None = None,
+    ) -> int | None: ...
+
+    def metric(self, name: str, value: float, unit: str = "") -> int | None: ...
 
 
 def image_for(build: ClaimedBuild, registry: str = "registry.honua.local") -> str:
@@ -120,32 +136,94 @@ class SimulatedExecutor:
 
 PROGRESS_LINE = re.compile(r"^::progress\s+(\d{1,3})(?:\s+(.*))?$")
 IMAGE_LINE = re.compile(r"^::image\s+(\S+)\s+(sha256:[0-9a-f]{64})\s*$")
+METRIC_LINE = re.compile(r"^::metric\s+([a-z][a-z0-9_.]{0,99})\s+(\S+)(?:\s+(\S{1,32}))?\s*$")
+# BuildKit's plain progress (buildctl --progress plain, docker buildx --progress plain): "#7 [2/4] RUN ..." or
+# "#7 [linux/arm64 2/4] RUN ...".
+BUILDKIT_STEP = re.compile(r"^#\d+ \[(?:\S+ )?(\d+)/(\d+)\] (.{1,200})")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DEFAULT_IMAGE_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+
+
+def read_builder_metadata(path: Path) -> dict:
+    """The JSON object BuildKit (``buildctl --metadata-file``) or ``docker buildx --metadata-file`` wrote, or {}."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sbom_media_type(content: bytes) -> str | None:
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and "spdxVersion" in document:
+        return "application/spdx+json"
+    if isinstance(document, dict) and document.get("bomFormat") == "CycloneDX":
+        return "application/vnd.cyclonedx+json"
+    return None
 
 
 class CommandExecutor:
-    """Runs a command template per build (e.g. ``docker buildx build ...`` or ``buildctl build ...``), streaming its
-    output into the build's log. Placeholders, filled into each argument after splitting (no shell): ``{build_id}``,
-    ``{manifest_path}`` (the manifest as a JSON file), ``{manifest_hash}``, ``{image}`` (a suggested reference) and
-    ``{workdir}``. The command reports with lines on its output: ``::progress N [stage]`` and
-    ``::image REFERENCE sha256:DIGEST``; exit status 0 with an image line is a success."""
+    """Runs a real builder per build (``buildctl build ...`` or ``docker buildx build ...``; README, "Build
+    workers"), streaming its output into the build's log (``append_build_log``).
 
-    def __init__(self, template: str, *, terminate_grace: float = 10.0):
+    Per build it makes a work directory with ``manifest.json`` and a build context holding the ``Dockerfile``
+    rendered from the manifest (``builds.dockerfile``). Placeholders, filled into each argument after splitting
+    (no shell): ``{dockerfile}``, ``{context}``, ``{metadata_file}`` (where the builder writes its metadata JSON),
+    ``{platforms}`` (``linux/amd64,...`` from the manifest's architectures), ``{image}`` (a suggested reference),
+    ``{sbom_file}`` (an SPDX or CycloneDX JSON the command may write), ``{build_id}``, ``{manifest_path}``,
+    ``{manifest_hash}`` and ``{workdir}``.
+
+    Success is exit status 0 and an image digest: ``containerimage.digest`` from the metadata file (its
+    ``image.name`` is the reference, else ``{image}``), or a ``::image REFERENCE sha256:DIGEST`` line. The image is
+    attached as an ``image`` artifact and an SBOM written to ``{sbom_file}`` as an ``sbom`` artifact. Progress comes
+    from BuildKit's plain steps (``#7 [2/4] RUN ...``) or ``::progress N [stage]`` lines; ``::metric NAME VALUE
+    [UNIT]`` lines become metrics.
+
+    The command runs in its own process group. When the build is stopped (cancelled, lost, worker shutting down)
+    or runs past ``timeout`` seconds, the group gets SIGTERM, then SIGKILL after ``terminate_grace`` seconds.
+    """
+
+    def __init__(self, template: str, *, timeout: float = 3600.0, terminate_grace: float = 10.0):
         self.argv_template = shlex.split(template)
         if not self.argv_template:
             raise ValueError("the command template is empty")
+        if timeout <= 0 or terminate_grace < 0:
+            raise ValueError("the timeout must be positive and the grace period zero or more")
+        self.uses_dockerfile = any(
+            f"{{{name}}}" in part for part in self.argv_template for name in ("dockerfile", "context")
+        )
+        self.timeout = timeout
         self.terminate_grace = terminate_grace
 
     def __call__(self, ctx: BuildContext) -> Outcome:
         build = ctx.build
         with tempfile.TemporaryDirectory(prefix=f"honua-build-{build.id}-") as workdir:
-            manifest_path = Path(workdir) / "manifest.json"
+            work = Path(workdir)
+            context = work / "context"
+            context.mkdir()
+            manifest_path = work / "manifest.json"
             manifest_path.write_text(json.dumps(build.manifest, sort_keys=True, indent=2))
+            dockerfile = context / "Dockerfile"
+            try:
+                dockerfile.write_text(render_dockerfile(build.manifest))
+            except RenderError as exc:
+                if self.uses_dockerfile:
+                    return Outcome(False, error=f"the manifest cannot be rendered as a Dockerfile: {exc}")
+            metadata_file, sbom_file = work / "metadata.json", work / "sbom.json"
             values = {
                 "build_id": str(build.id),
                 "manifest_path": str(manifest_path),
                 "manifest_hash": build.manifest_hash,
                 "image": image_for(build),
                 "workdir": workdir,
+                "dockerfile": str(dockerfile),
+                "context": str(context),
+                "metadata_file": str(metadata_file),
+                "sbom_file": str(sbom_file),
+                "platforms": platforms(build.manifest),
             }
             argv = [part.format(**values) for part in self.argv_template]
             ctx.log("$ " + shlex.join(argv))
@@ -156,37 +234,124 @@ class CommandExecutor:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
+                    errors="replace",
                     bufsize=1,
+                    start_new_session=True,
                     env={**os.environ, "HONUA_BUILD_ID": str(build.id)},
                 )
             except OSError as exc:
                 return Outcome(False, error=f"could not start the build command: {exc}")
+            stopped: list[str] = []
             with process:
-                watcher = threading.Thread(target=self._terminate_on_stop, args=(ctx, process), daemon=True)
+                watcher = threading.Thread(target=self._watch, args=(ctx, process, stopped), daemon=True)
                 watcher.start()
-                image = digest = None
-                assert process.stdout is not None
-                for raw in process.stdout:
-                    line = raw.rstrip("\n")
-                    ctx.log(line)
-                    if match := PROGRESS_LINE.match(line):
-                        if not ctx.progress(min(int(match.group(1)), 100), match.group(2)):
-                            ctx.stop.set()
-                    elif match := IMAGE_LINE.match(line):
-                        image, digest = match.groups()
+                image, digest = self._read_output(ctx, process)
                 returncode = process.wait()
-        if returncode != 0:
-            return Outcome(False, error=f"build command exited with status {returncode}")
-        if not digest:
-            return Outcome(False, error="build command reported no image (print '::image REFERENCE sha256:DIGEST')")
+                watcher.join()
+            if stopped:
+                return Outcome(False, error=stopped[0])
+            if returncode != 0:
+                return Outcome(False, error=f"build command exited with status {returncode}")
+            metadata = read_builder_metadata(metadata_file)
+            if isinstance(metadata.get("containerimage.digest"), str):
+                digest = metadata["containerimage.digest"]
+                names = str(metadata.get("image.name") or "").split(",")
+                image = names[0].strip() or values["image"]
+            if not digest:
+                return Outcome(
+                    False,
+                    error="the builder reported no image digest (containerimage.digest in {metadata_file}, "
+                    "or a '::image REFERENCE sha256:DIGEST' line)",
+                )
+            if not DIGEST.fullmatch(digest):
+                return Outcome(False, error=f"the builder reported a malformed image digest {digest[:100]!r}")
+            image = image or values["image"]
+            self._attach_outputs(ctx, image, digest, metadata, sbom_file)
         return Outcome(True, image_reference=image, image_digest=digest)
 
-    def _terminate_on_stop(self, ctx: BuildContext, process: subprocess.Popen) -> None:
-        while process.poll() is None:
-            if ctx.stop.wait(0.2):
-                process.terminate()
-                try:
-                    process.wait(self.terminate_grace)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    def _read_output(self, ctx: BuildContext, process: subprocess.Popen) -> tuple[str | None, str | None]:
+        image = digest = None
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            ctx.log(line)
+            if match := BUILDKIT_STEP.match(line):
+                done, total, stage = int(match.group(1)), int(match.group(2)), match.group(3)
+                if total and not ctx.progress(min(99, int(100 * (done - 1) / total)), stage):
+                    ctx.stop.set()
+            elif match := PROGRESS_LINE.match(line):
+                if not ctx.progress(min(int(match.group(1)), 100), match.group(2)):
+                    ctx.stop.set()
+            elif match := IMAGE_LINE.match(line):
+                image, digest = match.groups()
+            elif match := METRIC_LINE.match(line):
+                self._metric(ctx, *match.groups())
+        return image, digest
+
+    @staticmethod
+    def _metric(ctx: BuildContext, name: str, value: str, unit: str | None) -> None:
+        try:
+            number = float(value)
+            ctx.metric(name, number, unit or "")
+        except (ValueError, errors.InvalidArgument) as exc:
+            ctx.log(f"ignored metric {name}: {exc}")
+
+    @staticmethod
+    def _attach_outputs(ctx: BuildContext, image: str, digest: str, metadata: dict, sbom_file: Path) -> None:
+        descriptor = metadata.get("containerimage.descriptor")
+        descriptor = descriptor if isinstance(descriptor, dict) else {}
+        size = descriptor.get("size")
+        ctx.artifact(
+            kind="image",
+            uri=f"{image.split('@', 1)[0]}@{digest}",
+            media_type=str(descriptor.get("mediaType") or DEFAULT_IMAGE_MEDIA_TYPE),
+            digest=digest,
+            size_bytes=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0,
+            metadata={"platforms": platforms(ctx.build.manifest)},
+        )
+        if sbom_file.is_file():
+            content = sbom_file.read_bytes()
+            media_type = _sbom_media_type(content)
+            if media_type is None:
+                ctx.log("not attached: the SBOM file is neither SPDX nor CycloneDX JSON")
                 return
+            ctx.artifact(
+                kind="sbom",
+                uri=f"{image.split('@', 1)[0]}@{digest}.sbom.json",
+                media_type=media_type,
+                content=content,
+            )
+
+    def _watch(self, ctx: BuildContext, process: subprocess.Popen, stopped: list[str]) -> None:
+        """Stop the command when the build is stopped or past its timeout: SIGTERM, then SIGKILL."""
+        deadline = time.monotonic() + self.timeout
+        while process.poll() is None:
+            if ctx.stop.wait(0.1):
+                stopped.append("stopped: the build was cancelled or handed back")
+            elif time.monotonic() >= deadline:
+                stopped.append(f"build command timed out after {self.timeout:g} s")
+            else:
+                continue
+            ctx.log(f"{stopped[0]}; terminating the build command")
+            self.terminate(process)
+            try:
+                process.wait(self.terminate_grace)
+            except subprocess.TimeoutExpired:
+                ctx.log(f"the build command did not stop within {self.terminate_grace:g} s; killing it")
+                self.kill(process)
+            return
+
+    @staticmethod
+    def terminate(process: subprocess.Popen) -> None:
+        """SIGTERM to the command's process group (the builder and anything it started)."""
+        _signal_group(process, signal.SIGTERM)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """SIGKILL to the command's process group."""
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)

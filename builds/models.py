@@ -423,6 +423,34 @@ class BuildMetric(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(name=""), name="build_metrics_name_not_empty")]
 
 
+class BuildLogChunk(models.Model):
+    """A chunk of a build's output, appended by the worker holding it (``append_build_log``; append-only).
+
+    One row per call, never updated, so a long build's log never rewrites a growing text value; read a log in ``id``
+    order. ``attempt`` is the attempt it belongs to (``retry_count + 1`` while it ran). No foreign key, like
+    ``build_events``: it can become monthly partitions and ``cleanup_old_build_logs`` trims it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    build_id = models.UUIDField()
+    attempt = models.SmallIntegerField()
+    worker_id = models.CharField(max_length=200)
+    chunk = models.TextField()
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "build_logs"
+        ordering = ["build_id", "id"]
+        indexes = [
+            models.Index(fields=["build_id", "id"], name="build_logs_build_idx"),
+            BrinIndex(fields=["created_at"], name="build_logs_created_brin"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(chunk=""), name="build_logs_chunk_not_empty"),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="build_logs_attempt_pos"),
+        ]
+
+
 class BuildCacheEntry(models.Model):
     class Visibility(models.TextChoices):
         PRIVATE = "private"

@@ -88,11 +88,12 @@ def load(*, rng, scale) -> str:
         if "sbom" in claimed.entitled_outputs:  # only builds entitled to an SBOM get one
             services.build_artifact_attach(
                 build=claimed.id,
+                worker_id=worker_id,
                 kind="sbom",
                 uri=f"{image_for(claimed).rsplit(':', 1)[0]}@{digest}.sbom.spdx.json",
                 media_type="application/spdx+json",
                 size_bytes=rng.randint(2_000, 40_000),
-                sha256=hashlib.sha256(digest.encode()).hexdigest(),
+                digest="sha256:" + hashlib.sha256(digest.encode()).hexdigest(),
             )
         services.build_complete(
             build=claimed.id,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from itertools import chain
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Now
 
-from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
+from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildResult
 from licensing.models import Customer
 
 LIVE_STATUSES = (Build.Status.QUEUED, Build.Status.RUNNING)
@@ -99,3 +100,11 @@ def manifest_preview(*, build_id, chars: int) -> tuple[int | None, str, bool]:
         )
         row = cursor.fetchone()
     return (None, "", False) if row is None else (row[0], row[1], row[2])
+
+
+def build_log_text(build: Build | uuid.UUID | str, *, attempt: int | None = None) -> str:
+    """A build's log as its worker appended it (``append_build_log``): one attempt's, or all, chunks in order."""
+    chunks = BuildLogChunk.objects.filter(build_id=build.pk if isinstance(build, Build) else build).order_by("id")
+    if attempt is not None:
+        chunks = chunks.filter(attempt=attempt)
+    return "".join(chunks.values_list("chunk", flat=True))

@@ -7,6 +7,8 @@ callers rely on are the constants below.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -16,7 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from builds.cache import ManifestCredentialError, check_manifest_credentials
-from builds.models import ARTIFACT_KIND_OF_OUTPUT, HEX64, Build, BuildArtifact, BuildMetric
+from builds.models import Build, BuildArtifact, BuildMetric
+from honua import errors
 from licensing.models import Customer
 
 PRIORITY_RANGE = "priority must be an integer from 1 to 10 (10 is the most urgent)"
@@ -40,40 +43,20 @@ ARTIFACT_NOT_ENTITLED = (
 ARTIFACT_KINDS = tuple(BuildArtifact.Kind.values)
 
 
-class BuildQueueError(Exception):
-    """Base of the build queue's errors; the message says what is wrong."""
+# The build queue's exceptions are honua.errors' (one hierarchy, chosen by SQLSTATE); these names stay for callers.
+BuildQueueError = errors.HonuaError
+BuildInputError = errors.InvalidArgument
+LicenseUnusable = errors.LicenseUnusable
+QuotaExceeded = errors.QuotaExceeded
+BuildNotFound = errors.BuildNotFound
+BuildStateError = errors.BuildStateError
+BuildNotHeld = errors.BuildNotHeld
+InvalidBuildOutput = errors.InvalidBuildOutput
+ArtifactNotEntitled = errors.MissingEntitlement
 
 
-class BuildInputError(BuildQueueError, ValueError):
-    """The input is invalid (priority, manifest, progress, worker id...)."""
-
-
-class LicenseUnusable(BuildQueueError):
-    """The customer has no usable license (none, suspended, revoked, expired, not started)."""
-
-
-class QuotaExceeded(BuildQueueError):
-    """The license's monthly build quota is used up."""
-
-
-class BuildNotFound(BuildQueueError, LookupError):
-    """No build (or customer) has that id."""
-
-
-class ArtifactNotEntitled(BuildQueueError):
-    """The build's license did not entitle it to that artifact kind (sbom, signature) when it was enqueued."""
-
-
-class BuildStateError(BuildQueueError):
-    """The build is not in a state that allows the operation (cancel a finished build, ...)."""
-
-
-class EntitlementMissing(BuildQueueError):
-    """The license lacks a feature the request needs (``priority_boost`` for priorities 9-10, ...)."""
-
-
-class InvalidImageReference(BuildInputError):
-    """An image reference or digest that does not follow the OCI grammar."""
+EntitlementMissing = errors.MissingEntitlement  # priority_boost for priorities 9-10, sbom/signing artifacts
+InvalidImageReference = errors.InvalidImageReference
 
 
 # The HN SQLSTATE codes of the SQL API (docs/sql-api.md) and the exception each becomes: callers branch on codes,
@@ -343,49 +326,126 @@ def builds_handle_timeouts() -> int:
     return count
 
 
+# --- build output: artifacts, logs, metrics (builds/sql/0022_agent_sql_api.sql) -----------------------------------
+# Callable only by the worker holding the running build. The checks below mirror the database's with the same
+# messages (so a person gets them before a round trip); the database checks again and decides who holds the build.
+
+ARTIFACT_KIND = "artifact kind must be one of image, sbom, report, log, signature"
+ARTIFACT_URI = "artifact uri must be 1 to 1000 characters without spaces or control characters"
+ARTIFACT_MEDIA_TYPE = "artifact media type must be type/subtype (e.g. application/spdx+json)"
+ARTIFACT_SIZE = "artifact size must be zero or more bytes"
+ARTIFACT_DIGEST = "artifact digest must be sha256: followed by 64 lower-case hex digits"
+ARTIFACT_METADATA = "artifact metadata must be a JSON object of at most 16384 bytes"
+LOG_CHUNK_EMPTY = "log chunk must not be empty"
+LOG_CHUNK_MAX_BYTES = 65536
+LOG_CHUNK_TOO_LARGE = "log chunk is {size} bytes; at most 65536 bytes per call"
+METRIC_NAME = "metric name must be a lower-case letter then letters, digits, _ or . (at most 100)"
+METRIC_VALUE = "metric value must be a finite number"
+METRIC_UNIT = "metric unit must be at most 32 characters"
+NOT_HELD = "does not hold build"
+
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_.]{0,99}")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def _output_call(sql: str, params: list[Any]):
+    """One call of a build-output function in its own savepoint; its HN errors become honua.errors exceptions."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+    except DatabaseError as exc:
+        translated = errors.from_database_error(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def check_artifact(*, kind: Any, uri: Any, media_type: Any, size_bytes: Any, digest: Any, metadata: Any = None) -> None:
+    """Raise ``InvalidBuildOutput`` (or ``InvalidArgument`` for a missing value) as ``attach_build_artifact``
+    would."""
+    if kind is None or uri is None or media_type is None or size_bytes is None or digest is None:
+        raise errors.InvalidArgument("kind, uri, media type, size and digest of an artifact must not be null")
+    if kind not in ARTIFACT_KINDS:
+        raise InvalidBuildOutput(f"{ARTIFACT_KIND}, got {kind}")
+    if not isinstance(uri, str) or not 1 <= len(uri) <= 1000 or _SPACE_OR_CONTROL.search(uri):
+        raise InvalidBuildOutput(ARTIFACT_URI)
+    if not isinstance(media_type, str) or len(media_type) > 200 or not _MEDIA_TYPE.fullmatch(media_type):
+        raise InvalidBuildOutput(f"{ARTIFACT_MEDIA_TYPE}, got {str(media_type)[:200]}")
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
+        raise InvalidBuildOutput(f"{ARTIFACT_SIZE}, got {size_bytes}")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise InvalidBuildOutput(f"{ARTIFACT_DIGEST}, got {str(digest)[:100]}")
+    if metadata is not None and (not isinstance(metadata, Mapping) or len(json.dumps(dict(metadata)).encode()) > 16384):
+        raise InvalidBuildOutput(ARTIFACT_METADATA)
+
+
+def check_log_chunk(chunk: Any) -> None:
+    """Raise as ``append_build_log`` would for a missing, empty or oversized chunk."""
+    if chunk is None:
+        raise errors.InvalidArgument("log chunk must not be null")
+    if not isinstance(chunk, str) or chunk == "":
+        raise InvalidBuildOutput(LOG_CHUNK_EMPTY)
+    size = len(chunk.encode())
+    if size > LOG_CHUNK_MAX_BYTES:
+        raise InvalidBuildOutput(LOG_CHUNK_TOO_LARGE.format(size=size))
+
+
+def check_metric(*, name: Any, value: Any, unit: Any = "") -> None:
+    """Raise as ``record_build_metric`` would."""
+    if name is None or value is None:
+        raise errors.InvalidArgument("metric name and value must not be null")
+    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+        raise InvalidBuildOutput(f"{METRIC_NAME}, got {str(name)[:100]}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        shown = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(str(value), value)
+        raise InvalidBuildOutput(f"{METRIC_VALUE}, got {shown}")
+    if unit is not None and (not isinstance(unit, str) or len(unit) > 32):
+        raise InvalidBuildOutput(METRIC_UNIT)
+
+
 def build_artifact_attach(
     *,
     build: Build | uuid.UUID | str,
+    worker_id: str,
     kind: str,
     uri: str,
     media_type: str,
     size_bytes: int,
-    sha256: str,
+    digest: str,
     metadata: Mapping[str, Any] | None = None,
 ) -> BuildArtifact:
-    """Record an artifact of a build (image, SBOM, report, log or signature) with its checksum."""
-    if kind not in ARTIFACT_KINDS:
-        raise BuildInputError(f"artifact kind must be one of {', '.join(ARTIFACT_KINDS)}, got {kind!r}")
-    if not uri:
-        raise BuildInputError("artifact uri must not be empty")
-    if not media_type:
-        raise BuildInputError("artifact media type must not be empty")
-    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
-        raise BuildInputError(f"artifact size must be a non-negative integer, got {size_bytes!r}")
-    if not isinstance(sha256, str) or not re.fullmatch(HEX64, sha256):
-        raise BuildInputError("artifact sha256 must be 64 lowercase hex digits")
-    build_id = _pk(build)
-    entitled = Build.objects.filter(pk=build_id).values_list("entitled_outputs", flat=True).first()
-    if entitled is None:
-        raise BuildNotFound(f"build {build_id} {BUILD_NOT_FOUND}")
-    feature = next((out for out, artifact_kind in ARTIFACT_KIND_OF_OUTPUT.items() if artifact_kind == kind), None)
-    if feature is not None and feature not in entitled:
-        raise ArtifactNotEntitled(ARTIFACT_NOT_ENTITLED.format(build=build_id, kind=kind, feature=feature))
-    return BuildArtifact.objects.create(
-        build_id=build_id,
-        kind=kind,
-        uri=uri,
-        media_type=media_type,
-        size_bytes=size_bytes,
-        sha256=sha256,
-        metadata=dict(metadata or {}),
+    """Record an artifact (image, SBOM, report, log or signature) of the running build ``worker_id`` holds
+    (``attach_build_artifact``); attaching the same kind, uri and digest again returns the first. Raises
+    ``InvalidBuildOutput``, ``BuildNotFound``, ``BuildNotHeld`` or ``MissingEntitlement`` (an SBOM or signature
+    the license does not include)."""
+    _check_worker_id(worker_id)
+    check_artifact(kind=kind, uri=uri, media_type=media_type, size_bytes=size_bytes, digest=digest, metadata=metadata)
+    artifact_id = _output_call(
+        "SELECT attach_build_artifact(%s, %s, %s, %s, %s, %s, %s, %s)",
+        [_pk(build), worker_id, kind, uri, media_type, size_bytes, digest, Jsonb(dict(metadata or {}))],
     )
+    return BuildArtifact.objects.get(pk=artifact_id)
 
 
-def build_metric_record(*, build: Build | uuid.UUID | str, name: str, value: float, unit: str = "") -> BuildMetric:
-    """Append a time-series sample about a build (e.g. ``layer_bytes``, ``cpu_seconds``)."""
-    if not name:
-        raise BuildInputError("metric name must not be empty")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BuildInputError(f"metric value must be a number, got {value!r}")
-    return BuildMetric.objects.create(build_id=_pk(build), name=name, value=float(value), unit=unit)
+def build_log_append(*, build: Build | uuid.UUID | str, worker_id: str, chunk: str) -> int:
+    """Append a chunk of output (at most 64 KiB) to the log of the running build ``worker_id`` holds
+    (``append_build_log``); returns the chunk's id."""
+    _check_worker_id(worker_id)
+    check_log_chunk(chunk)
+    return _output_call("SELECT append_build_log(%s, %s, %s)", [_pk(build), worker_id, chunk])
+
+
+def build_metric_record(
+    *, build: Build | uuid.UUID | str, worker_id: str, name: str, value: float, unit: str = ""
+) -> BuildMetric:
+    """Append a sample about the running build ``worker_id`` holds (``record_build_metric``), e.g.
+    ``queue_wait_seconds``, ``layer_bytes``."""
+    _check_worker_id(worker_id)
+    check_metric(name=name, value=value, unit=unit)
+    metric_id = _output_call(
+        "SELECT record_build_metric(%s, %s, %s, %s, %s)", [_pk(build), worker_id, name, float(value), unit]
+    )
+    return BuildMetric.objects.get(pk=metric_id)

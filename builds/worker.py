@@ -36,12 +36,23 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from psycopg.types.json import Jsonb
 
 from builds.executors import ClaimedBuild, Outcome
+from honua import errors
 
 logger = logging.getLogger("builds.worker")
 T = TypeVar("T")
 
 CHANNEL = "build_queue"
-LOG_TAIL_BYTES = 64 * 1024
+# Build output goes through the SQL API (docs/sql-api.md, "Build output"), like any agent's.
+LOG_CHUNK_BYTES = 64 * 1024  # append_build_log's limit per call
+LOG_FLUSH_BYTES = 32 * 1024  # send buffered output when this much has gathered...
+LOG_FLUSH_SECONDS = 2.0  # ...or when the oldest unsent line is this old (checked when a line arrives)
+APPEND_LOG_SQL = "SELECT append_build_log(%s, %s, %s)"
+METRIC_SQL = "SELECT record_build_metric(%s, %s, %s, %s, %s)"
+ATTACH_SQL = "SELECT attach_build_artifact(%s, %s, %s, %s, %s, %s, %s, %s)"
+QUEUE_WAIT_SQL = (
+    "SELECT record_build_metric(id, %s, 'queue_wait_seconds', extract(epoch FROM started_at - created_at), 's')"
+    " FROM build_queue WHERE id = %s"
+)
 COMPLETE_SQL = "SELECT complete_build(%s, %s, %s, %s, %s, %s)"
 # claim_builds: up to %s builds in the fair order, in one round trip (the second parameter).
 CLAIM_SQL = (
@@ -130,6 +141,19 @@ def _outcome_values(outcome: Outcome) -> list:
     return [outcome.succeeded, outcome.image_reference, outcome.image_digest, outcome.error]
 
 
+def _utf8_chunks(text: str, limit: int = LOG_CHUNK_BYTES) -> list[str]:
+    """``text`` cut into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    chunks, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        chunks.append(data[start:end].decode())
+        start = end
+    return chunks
+
+
 class _Context:
     """What an executor sees of its build (the ``BuildContext`` protocol)."""
 
@@ -142,7 +166,12 @@ class _Context:
         self.percent = 0
         self.stage: str | None = None
         self.last_report = time.monotonic()
-        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self.owner = threading.current_thread()  # the slot thread: the one whose connection sends output
+        self.unsent: list[str] = []  # log lines not yet sent with append_build_log
+        self.unsent_bytes = 0
+        self.last_flush = time.monotonic()
+        self._finish_calls: list[tuple[str, list]] | None = None
         self._lock = threading.Lock()
 
     def progress(self, percent: int, stage: str | None = None) -> bool:
@@ -153,27 +182,89 @@ class _Context:
         return held and not self.stop.is_set()
 
     def log(self, line: str) -> None:
+        """Buffer a line of output; it is sent with ``append_build_log`` once enough has gathered (or enough time
+        has passed), and at the latest in the transaction that completes the build."""
         with self._lock:
-            self.lines.append(line)
+            self.unsent.append(line)
+            self.unsent_bytes += len(line.encode()) + 1
+            due = self.unsent_bytes >= LOG_FLUSH_BYTES or time.monotonic() - self.last_flush >= LOG_FLUSH_SECONDS
         if self.worker.echo:
             self.worker.echo(f"{self.build.id} | {line}")
+        if due and threading.current_thread() is self.owner:  # other threads (an executor's helpers) only buffer
+            self.flush_log()
 
-    def artifact(self, *, kind: str, uri: str, media_type: str, content: bytes, metadata: dict | None = None) -> None:
-        values = [self.build.id, kind, uri, media_type, len(content), hashlib.sha256(content).hexdigest()]
+    def take_log_chunks(self) -> list[str]:
+        """The unsent output as ``append_build_log`` chunks (emptying the buffer)."""
+        with self._lock:
+            text = "".join(line + "\n" for line in self.unsent)
+            self.unsent, self.unsent_bytes, self.last_flush = [], 0, time.monotonic()
+        return _utf8_chunks(text)
 
-        def attach():
-            # Repeatable (db_retry): an attempt lost after its commit is not attached twice.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO build_artifacts"
-                    " (build_id, kind, uri, media_type, size_bytes, sha256, metadata, created_at)"
-                    " SELECT %s, %s, %s, %s, %s, %s, %s, now()"
-                    " WHERE NOT EXISTS (SELECT 1 FROM build_artifacts"
-                    " WHERE build_id = %s AND kind = %s AND uri = %s AND sha256 = %s)",
-                    [*values, Jsonb(metadata or {}), values[0], kind, uri, values[5]],
-                )
+    def flush_log(self) -> None:
+        for chunk in self.take_log_chunks():
+            if self._output(APPEND_LOG_SQL, [self.build.id, self.worker_id, chunk]) is None:
+                return
 
-        db_retry(attach, what=f"attaching an artifact to build {self.build.id}")
+    def artifact(
+        self,
+        *,
+        kind: str,
+        uri: str,
+        media_type: str,
+        content: bytes | None = None,
+        digest: str | None = None,
+        size_bytes: int | None = None,
+        metadata: dict | None = None,
+    ) -> int | None:
+        """Attach an artifact (``attach_build_artifact``): its ``content``, or its ``digest`` and ``size_bytes``
+        when the bytes are elsewhere (an image in a registry). Returns its id; None when the build is no longer
+        this worker's or the license does not include that kind (SBOM, signature: logged, not attached)."""
+        if content is not None:
+            digest, size_bytes = "sha256:" + hashlib.sha256(content).hexdigest(), len(content)
+        params = [self.build.id, self.worker_id, kind, uri, media_type, size_bytes, digest, Jsonb(metadata or {})]
+        try:
+            return self._output(ATTACH_SQL, params)
+        except errors.MissingEntitlement as exc:
+            self.log(f"not attached: {exc}")
+            return None
+
+    def metric(self, name: str, value: float, unit: str = "") -> int | None:
+        """Record a sample about the build (``record_build_metric``); its id, or None when the build is no longer
+        this worker's."""
+        return self._output(METRIC_SQL, [self.build.id, self.worker_id, name, float(value), unit])
+
+    def _output(self, sql: str, params: list):
+        """One build-output call in a savepoint. A build this worker no longer holds (HN302) stops the executor
+        and returns None; other API errors are raised as honua.errors exceptions. Survives a dropped connection
+        (``db_retry``): attaching is idempotent; a log chunk or metric whose commit was lost with its reply may be
+        sent twice."""
+
+        def call():
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone()[0]
+            except DatabaseError as exc:
+                error = errors.from_database_error(exc)
+                if isinstance(error, errors.BuildNotHeld):
+                    self.lose()
+                    return None
+                if error is None:
+                    raise  # a lost connection: db_retry reconnects and sends it again
+                raise error from exc
+
+        return db_retry(call, what=f"sending output of build {self.build.id}")
+
+    def finish_calls(self) -> list[tuple[str, list]]:
+        """What is sent just before the build is completed, in the same transaction: the unsent log, the queue
+        wait and the run time."""
+        if self._finish_calls is None:  # computed once: a retry of the finish sends the same
+            build_id, worker_id = self.build.id, self.worker_id
+            calls = [(APPEND_LOG_SQL, [build_id, worker_id, chunk]) for chunk in self.take_log_chunks()]
+            calls.append((QUEUE_WAIT_SQL, [worker_id, build_id]))
+            calls.append((METRIC_SQL, [build_id, worker_id, "run_seconds", time.monotonic() - self.started, "s"]))
+            self._finish_calls = calls
+        return self._finish_calls
 
     def lose(self) -> None:
         self.stop_reason = self.stop_reason or "lost"
@@ -182,11 +273,6 @@ class _Context:
     def release(self) -> None:
         self.stop_reason = self.stop_reason or "released"
         self.stop.set()
-
-    def log_text(self) -> str:
-        with self._lock:
-            text = "\n".join(self.lines)
-        return text[-LOG_TAIL_BYTES:]
 
 
 class Worker:
@@ -422,7 +508,7 @@ class Worker:
                 outcome = Outcome(False, error=f"executor error: {type(exc).__name__}: {exc}"[:2000])
             with self.active_lock:
                 self.active.pop(slot_id, None)
-            if ctx.stop_reason is None and not ctx.lines:
+            if ctx.stop_reason is None:
                 return self._complete_and_claim(slot_id, ctx, outcome)
             try:
                 with transaction.atomic():
@@ -466,6 +552,8 @@ class Worker:
             with raw.cursor() as done_cursor, raw.cursor() as claim_cursor:
                 with raw.pipeline():
                     raw.execute("BEGIN")
+                    for sql, params in ctx.finish_calls():  # the rest of the log, queue wait, run time
+                        raw.execute(sql, params, prepare=True)
                     done_cursor.execute(
                         COMPLETE_SQL, [ctx.build.id, ctx.worker_id, *_outcome_values(outcome)], prepare=True
                     )
@@ -497,6 +585,14 @@ class Worker:
         if ctx.stop_reason == "lost":
             self._count("lost")
             return
+        for sql, params in ctx.finish_calls():
+            try:
+                ctx._output(sql, params)
+            except errors.HonuaError:
+                logger.exception("could not record the output of build %s", build.id)
+        if ctx.stop_reason == "lost":
+            self._count("lost")
+            return
         if ctx.stop_reason == "released" and not outcome.succeeded:
             self._release(ctx.worker_id, build, "worker stopping")
             self._count("released")
@@ -509,17 +605,6 @@ class Worker:
                 return cursor.fetchone()[0]
 
         done = db_retry(complete, what=f"completing build {build.id}")
-        if done and ctx.lines:
-
-            def attach_log() -> None:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "UPDATE build_results SET log = %s"
-                        " WHERE id = (SELECT max(id) FROM build_results WHERE build_id = %s)",
-                        [ctx.log_text(), build.id],
-                    )
-
-            db_retry(attach_log, what=f"storing the log of build {build.id}")
         self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
 
     def _release(self, lease: str, build: ClaimedBuild, reason: str) -> bool:

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from honua import errors
 from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
 from licensing.models import (
     PARENT_NOT_ENTITLED,  # noqa: F401 (re-exported: the messages callers and tests rely on are listed here)
@@ -59,8 +60,9 @@ DEFAULT_TRIAL_DAYS = 14
 _UNSET: Any = object()
 
 
-class LicensingError(ValidationError):
-    """A licensing rule was broken; nothing was changed. ``str()`` is the message alone."""
+class LicensingError(ValidationError, errors.HonuaError):
+    """A licensing rule was broken; nothing was changed. ``str()`` is the message alone. A ``ValidationError`` (so
+    forms show it) and a ``honua.errors.HonuaError``."""
 
     def __str__(self) -> str:
         return "; ".join(self.messages)
@@ -136,7 +138,7 @@ def _has_usable_license(customer: Customer, *, exclude: License | None = None) -
 
 
 def _is_one_active_violation(error: IntegrityError) -> bool:
-    return "licenses_one_active_per_customer" in str(error)
+    return errors.constraint_name_of(error) == "licenses_one_active_per_customer"
 
 
 # --- customers ----------------------------------------------------------------------------------------------------

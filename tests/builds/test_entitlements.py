@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from builds import services
 from builds.executors import SimulatedExecutor
@@ -177,9 +178,16 @@ def test_build_entitled_to_artifact():
 def test_the_service_refuses_with_the_same_message():
     """build_artifact_attach raises ArtifactNotEntitled with the trigger's message and stores nothing."""
     core = _enqueue(LicenseFactory(tier="core").customer)
+    Build.objects.filter(pk=core.pk).update(status="running", worker_id="w/0", started_at=timezone.now())
     with pytest.raises(services.ArtifactNotEntitled) as info:
         services.build_artifact_attach(
-            build=core, kind="sbom", uri="s3://b/x", media_type="application/spdx+json", size_bytes=1, sha256=sha("x")
+            build=core,
+            worker_id="w/0",
+            kind="sbom",
+            uri="s3://b/x",
+            media_type="application/spdx+json",
+            size_bytes=1,
+            digest="sha256:" + sha("x"),
         )
     assert str(info.value) == services.ARTIFACT_NOT_ENTITLED.format(build=core.pk, kind="sbom", feature="sbom")
     assert not BuildArtifact.objects.exists()

@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from builds import services
 from builds.models import Build, BuildEvent, BuildResult
@@ -138,25 +139,33 @@ def test_service_progress_and_complete_validate_and_translate():
 
 @pytest.mark.django_db
 def test_artifacts_and_metrics_are_attached_and_validated():
-    """An artifact needs a known kind and a SHA-256; metrics need a name and a number."""
-    build = BuildFactory()
+    """An artifact needs a known kind and a sha256 digest; metrics need a name and a number; only the worker
+    holding the running build may add them."""
+    build = BuildFactory(status="running", worker_id="w", started_at=timezone.now())
     artifact = services.build_artifact_attach(
         build=build,
+        worker_id="w",
         kind="sbom",
         uri="s3://b/sbom.json",
         media_type="application/spdx+json",
         size_bytes=10,
-        sha256="c" * 64,
+        digest="sha256:" + "c" * 64,
     )
-    assert artifact.build_id == build.pk
-    with pytest.raises(services.BuildInputError, match="artifact kind"):
-        services.build_artifact_attach(build=build, kind="zip", uri="x", media_type="y", size_bytes=1, sha256="c" * 64)
-    with pytest.raises(services.BuildInputError, match="sha256"):
-        services.build_artifact_attach(build=build, kind="log", uri="x", media_type="y", size_bytes=1, sha256="XYZ")
-    metric = services.build_metric_record(build=build, name="layer_bytes", value=123, unit="bytes")
+    assert artifact.build_id == build.pk and artifact.sha256 == "c" * 64
+    with pytest.raises(services.InvalidBuildOutput, match="artifact kind"):
+        services.build_artifact_attach(
+            build=build, worker_id="w", kind="zip", uri="x", media_type="a/b", size_bytes=1, digest="sha256:" + "c" * 64
+        )
+    with pytest.raises(services.BuildInputError, match="digest"):
+        services.build_artifact_attach(
+            build=build, worker_id="w", kind="log", uri="x", media_type="a/b", size_bytes=1, digest="XYZ"
+        )
+    metric = services.build_metric_record(build=build, worker_id="w", name="layer_bytes", value=123, unit="bytes")
     assert metric.value == 123.0
     with pytest.raises(services.BuildInputError, match="metric name"):
-        services.build_metric_record(build=build, name="", value=1)
+        services.build_metric_record(build=build, worker_id="w", name="", value=1)
+    with pytest.raises(services.BuildNotHeld):
+        services.build_metric_record(build=build, worker_id="other", name="layer_bytes", value=1)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,9 +15,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from builds import services
-from builds.executors import CommandExecutor, SimulatedExecutor
-from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
+from builds import selectors, services
+from builds.executors import CommandExecutor, Outcome, SimulatedExecutor
+from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
 from builds.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
@@ -64,7 +64,8 @@ def test_the_command_drains_the_queue_with_the_noop_executor():
 
 
 def test_the_simulated_executor_reports_stages_attaches_an_sbom_and_keeps_a_log():
-    """A simulated build walks through its stages (stage events), attaches an SBOM and leaves its log."""
+    """A simulated build walks through its stages (stage events), attaches an SBOM, leaves its log and records
+    its queue wait and run time, all through the SQL API."""
     build = BuildFactory()
     worker = Worker(executor=SimulatedExecutor(stage_seconds=0.01), exit_when_idle=True, reap_interval=0)
     worker.run()
@@ -75,7 +76,11 @@ def test_the_simulated_executor_reports_stages_attaches_an_sbom_and_keeps_a_log(
     assert list(stages) == list(SimulatedExecutor.STAGES)
     sbom = BuildArtifact.objects.get(build=build)
     assert (sbom.kind, sbom.media_type) == ("sbom", "application/spdx+json")
-    assert "[compile]" in BuildResult.objects.get(build=build).log
+    assert "[compile]\n" in selectors.build_log_text(build)
+    metrics = dict(BuildMetric.objects.filter(build_id=build.pk).values_list("name", "unit"))
+    assert metrics == {"queue_wait_seconds": "s", "run_seconds": "s"}
+    run = BuildMetric.objects.get(build_id=build.pk, name="run_seconds").value
+    assert run >= 0.01 * len(SimulatedExecutor.STAGES)
 
 
 def test_an_idle_worker_is_woken_by_notify_not_by_polling():
@@ -138,7 +143,7 @@ def test_the_command_executor_streams_output_progress_and_image():
     Worker(executor=CommandExecutor(template), exit_when_idle=True, reap_interval=0).run()
     build.refresh_from_db()
     assert (build.status, build.image_reference, build.image_digest) == ("succeeded", "registry.example/app:1", digest)
-    assert f"hello from {build.pk}" in BuildResult.objects.get(build=build).log
+    assert f"hello from {build.pk}" in selectors.build_log_text(build)
     assert BuildEvent.objects.filter(build_id=build.pk, event_type="stage", message="compile").exists()
 
 
@@ -237,3 +242,65 @@ def test_one_batch_claim_feeds_every_idle_slot():
     assert len({event.worker_id for event in claimed}) == 1  # one slot's batch
     assert len({event.created_at for event in claimed}) == 1  # one transaction
     assert set(Build.objects.values_list("worker_id", flat=True)) == {claimed[0].worker_id}
+
+
+def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(monkeypatch):
+    """Lines reach build_logs while the build runs (not only at the end); a line longer than a chunk is split on
+    character boundaries, and the log reads back byte for byte."""
+    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    build = BuildFactory()
+    seen = threading.Event()
+    long_line = "é" * 50_000  # 100,000 bytes: two chunks
+
+    def executor(ctx):
+        ctx.log("first")
+        seen.wait(10)
+        ctx.log(long_line)
+        ctx.log("last")
+        return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
+
+    worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
+    thread = _start(worker)
+    try:
+        assert _wait_for(lambda: selectors.build_log_text(build) == "first\n", timeout=10), "streamed while running"
+        assert Build.objects.get(pk=build.pk).status == "running"
+        seen.set()
+        thread.join(20)
+    finally:
+        seen.set()
+    assert selectors.build_log_text(build) == f"first\n{long_line}\nlast\n"
+    sizes = [
+        len(chunk.encode()) for chunk in BuildLogChunk.objects.filter(build_id=build.pk).values_list("chunk", flat=True)
+    ]
+    assert max(sizes) <= 65536 and len(sizes) >= 3
+
+
+def test_an_executor_whose_build_was_taken_away_is_stopped_by_its_next_output(monkeypatch):
+    """When output is refused with HN302 (the build now runs elsewhere), the executor is told to stop, nothing more
+    is written, and the worker counts the build as lost without completing it."""
+    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    build = BuildFactory()
+    taken = threading.Event()
+    told_to_stop = []
+
+    def executor(ctx):
+        ctx.log("mine")
+        taken.wait(10)
+        ctx.log("not mine any more")
+        told_to_stop.append(ctx.stop.is_set())
+        return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
+
+    worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
+    thread = _start(worker)
+    try:
+        assert _wait_for(lambda: selectors.build_log_text(build) == "mine\n", timeout=10)
+        Build.objects.filter(pk=build.pk).update(worker_id="another-worker/0")
+        taken.set()
+        thread.join(20)
+    finally:
+        taken.set()
+    assert told_to_stop == [True] and worker.counts["lost"] == 1
+    assert selectors.build_log_text(build) == "mine\n"
+    build.refresh_from_db()
+    assert (build.status, build.worker_id) == ("running", "another-worker/0")
+    assert not BuildMetric.objects.filter(build_id=build.pk).exists()

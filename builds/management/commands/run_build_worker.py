@@ -24,10 +24,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--command-template",
             default="",
-            help="For --executor command: the command to run per build, e.g. "
-            "'buildctl build --frontend dockerfile.v0 --opt filename={manifest_path} --output "
-            "type=image,name={image},push=true'. Placeholders: {build_id} {manifest_path} {manifest_hash} "
-            "{image} {workdir}. It reports with '::progress N [stage]' and '::image REF sha256:DIGEST' lines.",
+            help="For --executor command: the builder to run per build (README, 'Build workers'), e.g. "
+            "'docker buildx build --file {dockerfile} --platform {platforms} --tag {image} --push "
+            "--metadata-file {metadata_file} --progress plain {context}'. Placeholders: {dockerfile} {context} "
+            "{metadata_file} {platforms} {image} {sbom_file} {build_id} {manifest_path} {manifest_hash} {workdir}. "
+            "The image digest is read from containerimage.digest in the metadata file.",
+        )
+        parser.add_argument(
+            "--command-timeout",
+            type=float,
+            default=3600.0,
+            help="For --executor command: seconds a build command may run before it is stopped (SIGTERM, then "
+            "SIGKILL after --command-grace).",
+        )
+        parser.add_argument(
+            "--command-grace", type=float, default=10.0, help="Seconds between SIGTERM and SIGKILL of a command."
         )
         parser.add_argument(
             "--stage-seconds", type=float, default=0.5, help="For --executor simulated: seconds per stage."
@@ -68,7 +79,11 @@ class Command(BaseCommand):
         if options["executor"] == "command":
             if not options["command_template"].strip():
                 raise CommandError("--executor command needs --command-template", returncode=2)
-            executor = CommandExecutor(options["command_template"])
+            executor = CommandExecutor(
+                options["command_template"],
+                timeout=options["command_timeout"],
+                terminate_grace=options["command_grace"],
+            )
         else:
             executor = SimulatedExecutor(stage_seconds=options["stage_seconds"], noop=options["noop"])
         verbose = options["verbosity"] >= 1

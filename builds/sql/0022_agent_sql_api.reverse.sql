@@ -1,0 +1,46 @@
+DROP FUNCTION IF EXISTS record_build_metric(uuid, text, text, double precision, text);
+DROP FUNCTION IF EXISTS append_build_log(uuid, text, text);
+DROP FUNCTION IF EXISTS attach_build_artifact(uuid, text, text, text, text, bigint, text, jsonb);
+DROP FUNCTION IF EXISTS build_output_attempt(uuid, text);
+
+-- cleanup_old_build_logs as builds/sql/0005_maintenance.sql left it.
+CREATE OR REPLACE FUNCTION cleanup_old_build_logs(p_days integer DEFAULT 90, p_batch_size integer DEFAULT 5000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_cutoff timestamptz;
+    v_events integer;
+    v_metrics integer;
+    v_logs integer;
+BEGIN
+    IF p_days IS NULL OR p_days < 0 THEN
+        RAISE EXCEPTION 'retention must be zero or more days, got %', coalesce(p_days::text, 'null')
+            USING ERRCODE = 'P0001', HINT = 'cleanup_old_build_logs(90) keeps the last 90 days';
+    END IF;
+    IF p_batch_size IS NULL OR p_batch_size < 1 THEN
+        RAISE EXCEPTION 'batch size must be at least 1, got %', coalesce(p_batch_size::text, 'null')
+            USING ERRCODE = 'P0001';
+    END IF;
+    v_cutoff := now() - make_interval(days => p_days);
+
+    DELETE FROM build_events
+    WHERE id IN (SELECT e.id FROM build_events e WHERE e.created_at < v_cutoff LIMIT p_batch_size);
+    GET DIAGNOSTICS v_events = ROW_COUNT;
+
+    DELETE FROM build_metrics
+    WHERE id IN (SELECT m.id FROM build_metrics m WHERE m.recorded_at < v_cutoff LIMIT p_batch_size);
+    GET DIAGNOSTICS v_metrics = ROW_COUNT;
+
+    -- SKIP LOCKED: a result row someone is updating right now is left for the next batch, never waited on.
+    UPDATE build_results SET log = ''
+    WHERE id IN (
+        SELECT r.id FROM build_results r
+        WHERE r.created_at < v_cutoff AND r.log <> ''
+        LIMIT p_batch_size
+        FOR UPDATE SKIP LOCKED
+    );
+    GET DIAGNOSTICS v_logs = ROW_COUNT;
+
+    RETURN v_events + v_metrics + v_logs;
+END;
+$$;
