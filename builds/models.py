@@ -9,7 +9,7 @@ import pgtrigger
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Now
 
 from honua.fields import uuid_primary_key
@@ -19,6 +19,7 @@ from licensing.models import Customer, License
 HEX64 = r"^[0-9a-f]{64}$"
 BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
+BUILD_NUMBER_SEQUENCE = "build_queue_build_number_seq"
 CACHE_COUNTER_SHARDS = 64  # hit-counter shards per cache entry (BuildCacheHitCounter)
 
 
@@ -33,6 +34,10 @@ class Build(models.Model):
 
     # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
     id = uuid_primary_key("build_uuid_v7")
+    # The number people use (#12345): from a sequence, so enqueue pays one nextval (builds/sql/0025_build_number.sql).
+    build_number = models.BigIntegerField(
+        unique=True, editable=False, db_default=Func(Value(BUILD_NUMBER_SEQUENCE), function="nextval")
+    )
     # No single-column indexes on the foreign keys: build_queue_customer_idx and build_queue_license_month_idx lead
     # with them, and every non-HOT update (each claim and completion) writes each full index of this table.
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds", db_index=False)
@@ -128,7 +133,12 @@ class Build(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"build {self.pk} ({self.status})"
+        return f"build {self.label} ({self.status})"
+
+    @property
+    def label(self) -> str:
+        """How people name a build: ``#12345`` (its build number), or the id before it has one."""
+        return f"#{self.build_number}" if self.build_number is not None else str(self.pk)
 
 
 class BuildResult(models.Model):
