@@ -8,6 +8,7 @@ append-only, high-volume and have no inbound foreign keys, so they can become mo
 import pgtrigger
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Now
@@ -109,6 +110,12 @@ class Build(models.Model):
             GinIndex(fields=["manifest"], name="build_queue_manifest_gin", opclasses=["jsonb_path_ops"]),
             models.Index(
                 fields=["cache_entry"], name="build_queue_cache_entry_idx", condition=Q(cache_entry__isnull=False)
+            ),
+            # Full-text search of errors (builds.selectors.builds_search): failed builds only.
+            GinIndex(
+                SearchVector("error_message", config="simple"),
+                name="build_queue_error_fts",
+                condition=Q(error_message__isnull=False),
             ),
         ]
         constraints = [

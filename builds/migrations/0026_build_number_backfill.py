@@ -1,10 +1,13 @@
-"""Human build numbers, step 2: number the existing builds in bounded batches, then the unique index (built
+"""Human build numbers, step 2, and the index of build errors' text. Step 2: number the existing builds in bounded batches, then the unique index (built
 concurrently), NOT NULL, and the model state.
 
 Not atomic, so each batch commits on its own: a live table is never locked for the whole backfill, and new builds
 (numbered by the default since 0025) keep arriving meanwhile."""
 
+import django.contrib.postgres.indexes
+import django.contrib.postgres.search
 import django.db.models.expressions
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models, transaction
 
 from honua.sql_migrations import RunSQLFile
@@ -70,5 +73,14 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ]
+        ),
+        # Build search by error text (builds.selectors.builds_search), built without blocking writes.
+        AddIndexConcurrently(
+            model_name="build",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.search.SearchVector("error_message", config="simple"),
+                condition=models.Q(("error_message__isnull", False)),
+                name="build_queue_error_fts",
+            ),
         ),
     ]
