@@ -259,8 +259,8 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
             return "No attempt has finished yet."
         body = format_html_join(
             "",
-            '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="build-error">{}</td>'
-            '<td><pre class="build-log-tail">{}</pre></td></tr>',
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="build-error">{}</td></tr>'
+            '<tr class="build-log-row"><td colspan="7"><pre class="build-log-tail">{}</pre></td></tr>',
             (
                 (
                     row.attempt,
@@ -277,7 +277,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         )
         return format_html(
             '<table class="build-attempts"><thead><tr><th>attempt</th><th>status</th><th>worker</th><th>finished</th>'
-            "<th>queue wait</th><th>duration</th><th>error</th><th>log (last {} lines)</th></tr></thead>"
+            "<th>queue wait</th><th>duration</th><th>error (the log's last {} lines below)</th></tr></thead>"
             "<tbody>{}</tbody></table>",
             LOG_TAIL_LINES,
             body,

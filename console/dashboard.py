@@ -113,7 +113,7 @@ def activity_panel(range_key: str, *, customer_id=None, now: dt.datetime | None 
     """Throughput, failures and queue wait (p50/p95) over the chosen range, for every customer or one."""
     activity = selectors.build_activity(range_key, customer_id=customer_id, now=now)
     labels = activity.labels()
-    every = max(len(labels) // 8, 1)
+    every = activity.range.label_every
     unit = f"per {_step_name(activity.range.step)}"
     x_label = "UTC"
     return {

@@ -403,6 +403,7 @@ class Range:
     step: dt.timedelta
     buckets: int
     label_format: str
+    label_every: int  # a tick label on every n-th bucket
 
     def window(self, *, now: dt.datetime | None = None) -> list[dt.datetime]:
         """Bucket starts, oldest first, the last one holding ``now``; aligned to the step (from the epoch)."""
@@ -415,10 +416,10 @@ class Range:
 RANGES = {
     r.key: r
     for r in (
-        Range("1h", "last hour", dt.timedelta(minutes=5), 12, "%H:%M"),
-        Range("24h", "24 hours", dt.timedelta(hours=1), 24, "%H:00"),
-        Range("7d", "7 days", dt.timedelta(hours=6), 28, "%d %b %Hh"),
-        Range("30d", "30 days", dt.timedelta(days=1), 30, "%d %b"),
+        Range("1h", "last hour", dt.timedelta(minutes=5), 12, "%H:%M", 2),
+        Range("24h", "24 hours", dt.timedelta(hours=1), 24, "%H:00", 3),
+        Range("7d", "7 days", dt.timedelta(hours=6), 28, "%d %b", 4),
+        Range("30d", "30 days", dt.timedelta(days=1), 30, "%d %b", 5),
     )
 }
 DEFAULT_RANGE = "24h"
