@@ -69,10 +69,10 @@ def test_range_and_customer_choose_the_build_charts(operator_client):
 def test_queue_wait_percentiles_per_bucket_and_over_the_range():
     """Queue wait p50 and p95 come from the attempts' queue_wait_ms, per bucket and over the whole range."""
     for wait in (1000, 2000, 3000, 4000, 100_000):
-        _result(wait_ms=wait, minutes_ago=2)
+        _result(wait_ms=wait, minutes_ago=0)
     activity = selectors.build_activity("1h")
     assert activity.total_wait_p50_s == 3.0
-    assert activity.wait_p50_s[-1] == 3.0
+    assert [v for v in activity.wait_p50_s if v is not None] == [3.0]  # one bucket holds them all
     assert 70 < activity.total_wait_p95_s < 100
 
 
