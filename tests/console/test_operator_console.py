@@ -223,3 +223,9 @@ def test_build_numbers_name_running_builds_on_the_console(operator_client):
     assert len(numbers) == 2
     for number in numbers:
         assert f"#{number}" in html
+
+
+def test_archived_cache_accesses_are_spelled_right(operator_client):
+    """The admin index names the access-log archive "Archived cache accesses" (it read "accesss")."""
+    html = operator_client.get(reverse("admin:index")).content.decode()
+    assert "Archived cache accesses" in html and "accesss" not in html
