@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -229,3 +230,15 @@ def test_archived_cache_accesses_are_spelled_right(operator_client):
     """The admin index names the access-log archive "Archived cache accesses" (it read "accesss")."""
     html = operator_client.get(reverse("admin:index")).content.decode()
     assert "Archived cache accesses" in html and "accesss" not in html
+
+
+def test_thirty_day_panels_are_kept_for_a_minute_but_build_figures_are_not(operator_client):
+    """The panels' refresh re-reads live build figures every time but the 30-day cache and conversation
+    figures at most once a minute, so polling does not re-scan a month of the access log every few seconds."""
+    url = reverse(DASHBOARD) + "?partial=1"
+    operator_client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        operator_client.get(url)
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "build_access_log" not in sql and "conversations" not in sql
+    assert "build_results" in sql
