@@ -137,7 +137,7 @@ def builds_search(*, queryset: QuerySet[Build], term: str) -> QuerySet[Build]:
         matches |= Q(manifest__contains={key: [term]})
     words = SearchQuery(term, config=ERROR_SEARCH_CONFIG, search_type="websearch")
     errors = Q(error_message__isnull=False, error_text=words)
-    return queryset.annotate(error_text=error_search_vector()).filter(matches | errors)
+    return queryset.alias(error_text=error_search_vector()).filter(matches | errors)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,7 +72,7 @@ class ConversationMessageAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.Mod
         if not term:
             return queryset, False
         words = SearchQuery(term, config=MESSAGE_SEARCH_CONFIG, search_type="websearch")
-        return queryset.annotate(text=SearchVector("content", config=MESSAGE_SEARCH_CONFIG)).filter(text=words), False
+        return queryset.alias(text=SearchVector("content", config=MESSAGE_SEARCH_CONFIG)).filter(text=words), False
 
 
 class ReadOnlyAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
