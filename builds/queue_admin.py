@@ -92,7 +92,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         "a customer's name."
     )
     date_hierarchy = "created_at"
-    ordering = ("-created_at",)
+    ordering = ("-build_number",)  # newest first through the unique index (no sort of the whole queue)
     list_per_page = 50
     show_full_result_count = False  # no count(*) over the whole history on every page
     action_form = PriorityActionForm
