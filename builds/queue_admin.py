@@ -140,6 +140,7 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         ("Work", {"fields": ("worker_id", "retry_count", "max_retries", "cancel_requested", "source")}),
         ("Manifest", {"fields": ("manifest_hash", "manifest", "cache_hit", "cache_entry")}),
         ("Outcome", {"fields": ("image_reference", "image_digest", "error_message")}),
+        ("Attempts", {"fields": ("attempts",)}),
         (
             "Times",
             {
@@ -156,7 +157,6 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Attempts", {"fields": ("attempts",)}),
         ("Artifacts", {"fields": ("artifacts",)}),
         ("Metrics", {"fields": ("metrics",)}),
         ("Timeline", {"fields": ("timeline",)}),
