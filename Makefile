@@ -18,13 +18,16 @@ $(INSTALLED): requirements.txt requirements-dev.txt examples/node-agent/package-
 install: $(INSTALLED)
 
 ## The main job: database, migrations, demo data, an admin user, and the admin at http://127.0.0.1:8000/admin/
+## Idempotent: a second run keeps the data and the admin's password (ensure_admin --reset-password sets a new one).
+DEMO_PORT ?= 8000
 demo: $(INSTALLED)
+	PYTHON=$(BIN)/python scripts/check-port 127.0.0.1 $(DEMO_PORT)
 	$(BIN)/python manage.py createdb
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py run_maintenance hourly
 	$(BIN)/python manage.py ensure_admin
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 ## The whole test suite, on DATABASE_URL's server if set, else on the embedded PostgreSQL.
 test: $(INSTALLED)

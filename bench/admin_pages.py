@@ -164,7 +164,9 @@ ORDER BY started_at LIMIT %(manifests)s;
 """
 
 
-def bench_database(quick: bool) -> str:
+def bench_database(quick: bool, name: str | None = None) -> str:
+    if name:
+        return name
     return "bench_admin_pages_quick" if quick else "bench_admin_pages"
 
 
@@ -237,6 +239,43 @@ def pages() -> list[tuple[str, str, str]]:
         ("console running builds (operator)", reverse("admin:console_running"), "operator"),
         ("console live.json (operator)", reverse("admin:console_live"), "operator"),
     ]
+    rows += console_v2_pages()
+    return rows
+
+
+def console_v2_pages() -> list[tuple[str, str, str]]:
+    """The pages of console v2 (issue 16): ranges and one customer, the live panels, workers, build search by
+    number, manifest and error text, a failed build's page and its retry confirmation, message search."""
+    from builds.models import Build
+
+    dashboard = reverse("admin:console_dashboard")
+    builds = reverse("admin:builds_build_changelist")
+    messages = reverse("admin:intake_conversationmessage_changelist")
+    failed = Build.objects.filter(status="failed").order_by("-created_at").first()
+    busiest = Build.objects.values_list("customer_id", flat=True).order_by("-created_at").first()
+    rows = [
+        ("console dashboard ?range=1h (operator)", dashboard + "?range=1h", "operator"),
+        ("console dashboard ?range=7d (operator)", dashboard + "?range=7d", "operator"),
+        ("console dashboard ?range=30d (operator)", dashboard + "?range=30d", "operator"),
+        ("console dashboard 30d one customer", dashboard + f"?range=30d&customer={busiest}", "operator"),
+        ("console dashboard panels (live refresh)", dashboard + "?range=24h&partial=1", "operator"),
+        ("console workers (operator)", reverse("admin:console_workers"), "operator"),
+        ("builds.build ?q=#number", builds + f"?q=%23{failed.build_number if failed else 1}", "operator"),
+        ("builds.build ?q=<package>", builds + "?q=pkg-13", "operator"),
+        ("builds.build ?q=<base image>", builds + "?q=python:3.12-slim", "operator"),
+        ("builds.build ?q=<error words>", builds + "?q=out+of+memory", "operator"),
+        ("messages ?q=<words>", messages + "?q=dashboard+ubuntu", "operator"),
+        ("messages ?q=<common word>", messages + "?q=manifest", "operator"),
+    ]
+    if failed is not None:
+        rows += [
+            ("build page (failed build)", reverse("admin:builds_build_change", args=[failed.pk]), "operator"),
+            (
+                "build retry confirmation",
+                reverse("admin:builds_build_operation", args=[failed.pk, "retry"]),
+                "operator",
+            ),
+        ]
     return rows
 
 
@@ -256,12 +295,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="A tenth of the volume and 3 repetitions (smoke run).")
     parser.add_argument("--repeat", type=int, default=None, help="Timed requests per page (default 10, quick 3).")
     parser.add_argument("--reload", action="store_true", help="Drop and rebuild the bench database first.")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="Name of the bench database (default bench_admin_pages, or bench_admin_pages_quick); one of your own "
+        "on a server others share.",
+    )
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 10)
 
     settings.ALLOWED_HOSTS = ["testserver", *settings.ALLOWED_HOSTS]
     settings.DEBUG = False
-    name = bench_database(args.quick)
+    name = bench_database(args.quick, args.database)
     use_database(name, reload=args.reload)
     loaded = load(args.quick) if not has_data() else "already loaded"
     print(f"database {name}: data {loaded}")

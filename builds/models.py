@@ -8,8 +8,9 @@ append-only, high-volume and have no inbound foreign keys, so they can become mo
 import pgtrigger
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Cast, Now
 
 from honua.fields import uuid_primary_key
@@ -23,6 +24,8 @@ TERMINAL_STATUSES = ["succeeded", "failed", "cancelled", "timed_out"]
 # to an output, and the artifact kind that output is.
 ENTITLED_OUTPUTS = ["sbom", "signing"]
 ARTIFACT_KIND_OF_OUTPUT = {"sbom": "sbom", "signing": "signature"}
+
+BUILD_NUMBER_SEQUENCE = "build_queue_build_number_seq"
 CACHE_COUNTER_SHARDS = 64  # hit-counter shards per cache entry (BuildCacheHitCounter)
 
 
@@ -53,6 +56,10 @@ class Build(models.Model):
 
     # Time-ordered (build_uuid_v7, builds/sql/0010_queue_perf.sql): key inserts append instead of landing randomly.
     id = uuid_primary_key("build_uuid_v7")
+    # The number people use (#12345): from a sequence, so enqueue pays one nextval (builds/sql/0025_build_number.sql).
+    build_number = models.BigIntegerField(
+        unique=True, editable=False, db_default=Func(Value(BUILD_NUMBER_SEQUENCE), function="nextval")
+    )
     # No single-column indexes on the foreign keys: build_queue_customer_idx and build_queue_license_month_idx lead
     # with them, and every non-HOT update (each claim and completion) writes each full index of this table.
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="builds", db_index=False)
@@ -208,6 +215,12 @@ class Build(models.Model):
             models.Index(
                 fields=["cache_entry"], name="build_queue_cache_entry_idx", condition=Q(cache_entry__isnull=False)
             ),
+            # Full-text search of errors (builds.selectors.builds_search): failed builds only.
+            GinIndex(
+                SearchVector("error_message", config="simple"),
+                name="build_queue_error_fts",
+                condition=Q(error_message__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=10), name="build_queue_priority_range"),
@@ -234,7 +247,12 @@ class Build(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"build {self.pk} ({self.status})"
+        return f"build {self.label} ({self.status})"
+
+    @property
+    def label(self) -> str:
+        """How people name a build: ``#12345`` (its build number), or the id before it has one."""
+        return f"#{self.build_number}" if self.build_number is not None else str(self.pk)
 
 
 class BuildLicenseState(models.Model):

@@ -9,12 +9,19 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from builds import selectors, services
-from builds.models import Build, BuildArtifact, BuildResult
+from builds.models import Build
 from honua.admin_utils import BigTableAdminMixin, audit_admin_action
+
+LOG_TAIL_LINES = 40
+METRICS_SHOWN = 100
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -31,6 +38,16 @@ MANIFEST_PREVIEW_CHARS = 16 * 1024
 
 def _kilobytes(size: int) -> str:
     return f"{size / 1024:,.0f} KB" if size >= 1024 else f"{size} bytes"
+
+
+RETRYABLE = (Build.Status.FAILED, Build.Status.TIMED_OUT, Build.Status.CANCELLED)
+PRIORITY_CHOICE = "Choose a priority from 1 to 10 (10 the most urgent)."
+NOT_APPLICABLE = "not in a state this operation applies to"
+OPERATION_TITLES = {"cancel": "Cancel", "retry": "Retry", "priority": "Change the priority of"}
+
+
+def _duration_ms(milliseconds: int | None) -> str:
+    return "-" if milliseconds is None else _duration(dt.timedelta(milliseconds=milliseconds))
 
 
 def _duration(delta: dt.timedelta | None) -> str:
@@ -51,33 +68,10 @@ class PriorityForm(forms.Form):
     priority = forms.IntegerField(min_value=1, max_value=10)
 
 
-class BuildResultInline(admin.TabularInline):
-    model = BuildResult
-    extra = 0
-    can_delete = False
-    fields = ("attempt", "status", "worker_id", "image_digest", "error_message", "queue_wait_ms", "duration_ms")
-    readonly_fields = fields
-    ordering = ("attempt",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-class BuildArtifactInline(admin.TabularInline):
-    model = BuildArtifact
-    extra = 0
-    can_delete = False
-    fields = ("kind", "uri", "media_type", "size_bytes", "sha256")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Build)
 class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_display = (
-        "short_id",
+        "number",
         "customer",
         "status_badge",
         "priority",
@@ -98,15 +92,20 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         ("customer", admin.RelatedOnlyFieldListFilter),
     )
     list_select_related = ("customer", "license")
-    search_fields = ("=id", "customer__name", "worker_id", "=manifest_hash")
+    # Searched by selectors.builds_search (get_search_results): number, id, hash, manifest, error text, customer.
+    search_fields = ("manifest",)
+    search_help_text = (
+        "A build number (#123), id or manifest hash; a base image or package of the manifest; words of the error; "
+        "a customer's name."
+    )
     date_hierarchy = "created_at"
-    ordering = ("-created_at",)
+    ordering = ("-build_number",)  # newest first through the unique index (no sort of the whole queue)
     list_per_page = 50
     show_full_result_count = False  # no count(*) over the whole history on every page
     action_form = PriorityActionForm
     actions = ("cancel_builds", "retry_builds", "change_priority")
-    inlines = (BuildResultInline, BuildArtifactInline)
     readonly_fields = (
+        "number",
         "id",
         "customer",
         "license",
@@ -136,12 +135,19 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         "queue_wait",
         "run_time",
         "timeline",
+        "attempts",
+        "artifacts",
+        "metrics",
     )
     fieldsets = (
-        (None, {"fields": ("id", "customer", "license", "status_badge", "priority", "progress_bar", "stage")}),
+        (
+            None,
+            {"fields": ("number", "id", "customer", "license", "status_badge", "priority", "progress_bar", "stage")},
+        ),
         ("Work", {"fields": ("worker_id", "retry_count", "max_retries", "cancel_requested", "source")}),
         ("Manifest", {"fields": ("manifest_hash", "manifest_folded", "cache_hit", "cache_entry")}),
         ("Outcome", {"fields": ("image_reference", "image_digest", "error_message")}),
+        ("Attempts", {"fields": ("attempts",)}),
         (
             "Times",
             {
@@ -158,6 +164,8 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Artifacts", {"fields": ("artifacts",)}),
+        ("Metrics", {"fields": ("metrics",)}),
         ("Timeline", {"fields": ("timeline",)}),
     )
 
@@ -199,9 +207,12 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
     def has_reprioritize_permission(self, request):
         return request.user.has_perm("builds.reprioritize_build")
 
-    @admin.display(description="build", ordering="id")
-    def short_id(self, obj: Build) -> str:
-        return str(obj.pk)[:8]
+    @admin.display(description="build", ordering="build_number")
+    def number(self, obj: Build) -> str:
+        return obj.label
+
+    def get_search_results(self, request, queryset, search_term):
+        return selectors.builds_search(queryset=queryset, term=search_term), False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Build) -> str:
@@ -268,6 +279,184 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
             body,
         )
 
+    @admin.display(description="attempts")
+    def attempts(self, obj: Build) -> str:
+        rows = selectors.build_attempts(build=obj, log_tail_lines=LOG_TAIL_LINES)
+        if not rows:
+            return "No attempt has finished yet."
+        body = format_html_join(
+            "",
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="build-error">{}</td></tr>'
+            '<tr class="build-log-row"><td colspan="7"><pre class="build-log-tail">{}</pre></td></tr>',
+            (
+                (
+                    row.attempt,
+                    row.status,
+                    row.worker_id or "-",
+                    timezone.localtime(row.finished_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    _duration_ms(row.queue_wait_ms),
+                    _duration_ms(row.duration_ms),
+                    row.error or "-",
+                    row.log_tail or "(no log)",
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            '<table class="build-attempts"><thead><tr><th>attempt</th><th>status</th><th>worker</th><th>finished</th>'
+            "<th>queue wait</th><th>duration</th><th>error (the log's last {} lines below)</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            LOG_TAIL_LINES,
+            body,
+        )
+
+    @admin.display(description="artifacts")
+    def artifacts(self, obj: Build) -> str:
+        rows = list(obj.artifacts.order_by("created_at", "id"))
+        if not rows:
+            return "None."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>sha256:{}</code></td></tr>",
+            ((a.get_kind_display(), a.uri, a.media_type, f"{a.size_bytes:,} bytes", a.sha256) for a in rows),
+        )
+        return format_html(
+            "<table><thead><tr><th>kind</th><th>uri</th><th>media type</th><th>size</th><th>checksum</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    @admin.display(description="metrics")
+    def metrics(self, obj: Build) -> str:
+        rows = selectors.build_metrics(build=obj, limit=METRICS_SHOWN)
+        if not rows:
+            return "None recorded."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (timezone.localtime(m.recorded_at).strftime("%Y-%m-%d %H:%M:%S"), m.name, f"{m.value:g}", m.unit)
+                for m in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at</th><th>name</th><th>value</th><th>unit</th></tr></thead><tbody>{}</tbody>"
+            "</table>",
+            body,
+        )
+
+    # --- the build page's buttons: the list actions' services, one build, after a confirmation ----------------
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/<str:operation>/confirm/",
+                self.admin_site.admin_view(self.operation_view),
+                name="builds_build_operation",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def _operations(self, request, build: Build) -> list[dict]:
+        """The operations this user may apply to this build now, for the page's buttons."""
+        offered = []
+        if build.status in selectors.LIVE_STATUSES and self.has_cancel_permission(request):
+            offered.append({"name": "cancel", "label": "Cancel build"})
+        if build.status in RETRYABLE and self.has_retry_permission(request):
+            offered.append({"name": "retry", "label": "Retry build"})
+        if build.status == Build.Status.QUEUED and self.has_reprioritize_permission(request):
+            offered.append({"name": "priority", "label": "Change priority"})
+        for item in offered:
+            item["url"] = reverse("admin:builds_build_operation", args=[build.pk, item["name"]])
+        return offered
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        build = self.get_object(request, object_id)
+        extra = {"build_operations": self._operations(request, build) if build else []}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def operation_view(self, request, object_id, operation):
+        """GET: a confirmation page; POST: apply the operation (the list action's service), log it, go back."""
+        build = self.get_object(request, object_id)
+        if build is None:
+            raise Http404("No such build.")
+        if not self.has_view_permission(request, build):
+            raise PermissionDenied
+        allowed = {op["name"] for op in self._operations(request, build)}
+        permitted = {
+            "cancel": self.has_cancel_permission,
+            "retry": self.has_retry_permission,
+            "priority": self.has_reprioritize_permission,
+        }
+        if operation not in permitted:
+            raise Http404("No such operation.")
+        if not permitted[operation](request):
+            raise PermissionDenied
+        page = reverse("admin:builds_build_change", args=[build.pk])
+        form = PriorityForm(request.POST or None, initial={"priority": build.priority})
+        if request.method == "POST" and operation in allowed:
+            if operation == "priority" and not form.is_valid():
+                self.message_user(request, PRIORITY_CHOICE, messages.ERROR)
+            else:
+                done = {
+                    "cancel": lambda: self._cancel_one(request, build),
+                    "retry": lambda: self._retry_one(request, build),
+                    "priority": lambda: self._reprioritize_one(request, build, form.cleaned_data["priority"]),
+                }[operation]()
+                verb = {"cancel": "cancelled", "retry": "queued again", "priority": "reprioritized"}[operation]
+                if done:
+                    self.message_user(request, f"Build {build.label} {verb}.", messages.SUCCESS)
+                else:
+                    self.message_user(
+                        request, f"Build {build.label} was not {verb}: {NOT_APPLICABLE}.", messages.WARNING
+                    )
+                return HttpResponseRedirect(page)
+        elif request.method == "POST":
+            self.message_user(request, f"Build {build.label}: {NOT_APPLICABLE}.", messages.WARNING)
+            return HttpResponseRedirect(page)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{OPERATION_TITLES[operation]} build {build.label}?",
+            "build": build,
+            "operation": operation,
+            "applicable": operation in allowed,
+            "form": form,
+            "change_url": page,
+        }
+        return TemplateResponse(request, "admin/builds/build/confirm_operation.html", context)
+
+    # --- one build at a time: shared by the list actions and the page's buttons ---------------------------------
+
+    def _log(self, request, build: Build, message: str) -> None:
+        """The admin log entry of a queue operation (the project's one audit helper)."""
+        audit_admin_action(request, build, message)
+
+    def _cancel_one(self, request, build: Build) -> bool:
+        try:
+            outcome = services.build_cancel(build=build, reason=f"cancelled by {request.user.get_username()}")
+        except services.BuildStateError:
+            return False  # finished meanwhile
+        self._log(request, build, f"Cancel: {outcome}.")
+        return True
+
+    def _retry_one(self, request, build: Build) -> bool:
+        try:
+            services.build_retry(build=build)
+        except services.BuildStateError:
+            return False
+        self._log(request, build, "Retry: queued again.")
+        return True
+
+    def _reprioritize_one(self, request, build: Build, priority: int) -> bool:
+        old = build.priority
+        try:
+            services.build_change_priority(build=build, priority=priority)
+        except services.BuildStateError:
+            return False
+        self._log(request, build, f"Priority: {old} → {priority}.")
+        return True
+
     # --- actions ----------------------------------------------------------------------------------------------
 
     def _report(self, request, done: int, skipped: int, verb: str) -> None:
@@ -277,48 +466,30 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
             text += f" {skipped} skipped (not in a state this action applies to)."
         self.message_user(request, text, level)
 
+    # Each action counts the selection before it acts: the changelist's filter (e.g. ?status__exact=queued) is
+    # part of the queryset, so counting afterwards would miss the builds the action just moved ("-1 skipped").
+
     @admin.action(
         description="Cancel selected builds (queued: at once; running: at their next report)", permissions=["cancel"]
     )
     def cancel_builds(self, request, queryset):
-        applicable = queryset.filter(status__in=selectors.LIVE_STATUSES)
-        done = 0
-        for build in applicable:
-            try:
-                outcome = services.build_cancel(build=build, reason=f"cancelled by {request.user.get_username()}")
-            except services.BuildStateError:
-                continue  # finished meanwhile
-            audit_admin_action(request, build, f"Cancel: {outcome}.")
-            done += 1
-        self._report(request, done, queryset.count() - done, "cancelled or marked for cancellation")
+        selected = queryset.count()
+        done = sum(self._cancel_one(request, b) for b in queryset.filter(status__in=selectors.LIVE_STATUSES))
+        self._report(request, done, selected - done, "cancelled or marked for cancellation")
 
     @admin.action(description="Retry selected builds (failed, timed out or cancelled)", permissions=["retry"])
     def retry_builds(self, request, queryset):
-        applicable = queryset.filter(status__in=[Build.Status.FAILED, Build.Status.TIMED_OUT, Build.Status.CANCELLED])
-        done = 0
-        for build in applicable:
-            try:
-                services.build_retry(build=build)
-            except services.BuildStateError:
-                continue
-            audit_admin_action(request, build, "Retry: queued again.")
-            done += 1
-        self._report(request, done, queryset.count() - done, "queued again")
+        selected = queryset.count()
+        done = sum(self._retry_one(request, b) for b in queryset.filter(status__in=RETRYABLE))
+        self._report(request, done, selected - done, "queued again")
 
     @admin.action(description="Change priority of selected queued builds", permissions=["reprioritize"])
     def change_priority(self, request, queryset):
         form = PriorityForm(request.POST)
         if not form.is_valid():
-            self.message_user(request, "Choose a priority from 1 to 10 (10 the most urgent).", messages.ERROR)
+            self.message_user(request, PRIORITY_CHOICE, messages.ERROR)
             return
         priority = form.cleaned_data["priority"]
-        done = 0
-        for build in queryset.filter(status=Build.Status.QUEUED):
-            old = build.priority
-            try:
-                services.build_change_priority(build=build, priority=priority)
-            except services.BuildStateError:
-                continue
-            audit_admin_action(request, build, f"Priority: {old} → {priority}.")
-            done += 1
-        self._report(request, done, queryset.count() - done, f"set to priority {priority}")
+        selected = queryset.count()
+        done = sum(self._reprioritize_one(request, b, priority) for b in queryset.filter(status=Build.Status.QUEUED))
+        self._report(request, done, selected - done, f"set to priority {priority}")

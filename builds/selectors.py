@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import re
 import uuid
 from itertools import chain
 
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
-from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildResult
+from builds.models import HEX64, Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
 from licensing.models import Customer
+
+# The text search configuration of build errors: 'simple' (no stemming, no stop words), so package names and
+# commands match as written. The index build_queue_error_fts is on exactly this expression.
+ERROR_SEARCH_CONFIG = "simple"
+BUILD_NUMBER = re.compile(r"^#?(\d{1,18})$")
+# Manifest keys whose values an operator searches for: the base image (both spellings) and package names.
+MANIFEST_IMAGE_KEYS = ("base_image", "base")
+MANIFEST_LIST_KEYS = ("packages",)
+CUSTOMERS_MATCHED = 100
+# The last lines of one attempt's log: the chunks its worker appended (build_logs, append_build_log), or the log
+# that workers before append_build_log stored on the result row. Cut in the database.
+LOG_TAIL_SQL = """
+(SELECT array_to_string(t.lines[greatest(1, cardinality(t.lines) - %s + 1):], E'\\n')
+   FROM (SELECT string_to_array(rtrim(coalesce(
+                   (SELECT string_agg(l.chunk, '' ORDER BY l.id) FROM build_logs l
+                     WHERE l.build_id = build_results.build_id AND l.attempt = build_results.attempt),
+                   build_results.log), E'\\n'), E'\\n') AS lines) t)
+"""
 
 LIVE_STATUSES = (Build.Status.QUEUED, Build.Status.RUNNING)
 
@@ -108,3 +131,77 @@ def build_log_text(build: Build | uuid.UUID | str, *, attempt: int | None = None
     if attempt is not None:
         chunks = chunks.filter(attempt=attempt)
     return "".join(chunks.values_list("chunk", flat=True))
+
+
+def error_search_vector() -> SearchVector:
+    """The indexed expression of build errors (build_queue_error_fts)."""
+    return SearchVector("error_message", config=ERROR_SEARCH_CONFIG)
+
+
+def builds_search(*, queryset: QuerySet[Build], term: str) -> QuerySet[Build]:
+    """Builds of ``queryset`` that ``term`` names: a build number (``#123`` or ``123``), an id, a manifest hash,
+    a base image or package of the manifest (exactly, through the manifest's GIN index), words of the error
+    (full-text, through build_queue_error_fts), or part of the customer's name. An empty term changes nothing."""
+    term = term.strip()
+    if not term:
+        return queryset
+    number = BUILD_NUMBER.match(term)
+    if number:
+        return queryset.filter(build_number=int(number.group(1)))
+    try:
+        return queryset.filter(pk=uuid.UUID(term))
+    except ValueError:
+        pass
+    if re.fullmatch(HEX64, term):
+        return queryset.filter(manifest_hash=term)
+    # Customers first (a small table), so every arm below is an index condition the planner can OR together.
+    customers = list(Customer.objects.filter(name__icontains=term).values_list("pk", flat=True)[:CUSTOMERS_MATCHED])
+    matches = Q(customer_id__in=customers) if customers else Q(pk__in=[])
+    for key in MANIFEST_IMAGE_KEYS:
+        matches |= Q(manifest__contains={key: term})
+    for key in MANIFEST_LIST_KEYS:
+        matches |= Q(manifest__contains={key: [term]})
+    words = SearchQuery(term, config=ERROR_SEARCH_CONFIG, search_type="websearch")
+    errors = Q(error_message__isnull=False, error_text=words)
+    return queryset.alias(error_text=error_search_vector()).filter(matches | errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    status: str
+    worker_id: str | None
+    finished_at: dt.datetime
+    queue_wait_ms: int | None
+    duration_ms: int | None
+    error: str
+    log_tail: str
+
+
+def build_attempts(*, build: Build, log_tail_lines: int = 40) -> list[Attempt]:
+    """Each finished attempt of a build, oldest first, with its error and the last lines of its log (the tail is
+    cut in the database, so a large log is never loaded whole)."""
+    rows = (
+        BuildResult.objects.filter(build=build)
+        .order_by("created_at", "id")
+        .annotate(log_tail=RawSQL(LOG_TAIL_SQL, [log_tail_lines]))
+        .defer("log")
+    )
+    return [
+        Attempt(
+            attempt=r.attempt,
+            status=r.status,
+            worker_id=r.worker_id,
+            finished_at=r.created_at,
+            queue_wait_ms=r.queue_wait_ms,
+            duration_ms=r.duration_ms,
+            error=r.error_message or "",
+            log_tail=r.log_tail or "",
+        )
+        for r in rows
+    ]
+
+
+def build_metrics(*, build: Build, limit: int = 100) -> list[BuildMetric]:
+    """A build's metric samples in recording order (the first ``limit``)."""
+    return list(BuildMetric.objects.filter(build_id=build.pk).order_by("recorded_at", "id")[:limit])

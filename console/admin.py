@@ -8,9 +8,12 @@ counts), so an operator can see every table of the system.
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import models
+from django.utils.text import Truncator
 
 from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin
+from intake.models import ConversationMessage
 
 DOMAIN_APPS = ("honua", "licensing", "builds", "intake", "operations")
 SECRET_FIELD_WORDS = ("encrypted", "secret", "key_index", "password")
@@ -30,6 +33,46 @@ class AuditTrailAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
     search_fields = ("object_repr", "object_id", "user__username")
     list_select_related = ("user", "content_type")
     ordering = ("-action_time",)
+
+
+# The text search configuration of messages; console/migrations/0002_message_search.py indexes exactly this.
+MESSAGE_SEARCH_CONFIG = "english"
+MESSAGE_EXCERPT_CHARS = 160
+
+
+@admin.register(ConversationMessage)
+class ConversationMessageAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
+    """Messages with their content, searchable by words (PostgreSQL full-text search, stemmed English)."""
+
+    list_display = ("created_at", "conversation", "role", "excerpt", "model", "prompt_tokens", "completion_tokens")
+    list_filter = ("role",)
+    list_select_related = ("conversation",)
+    search_fields = ("content",)  # searched by get_search_results below
+    search_help_text = 'Words of the message (e.g. gdal arm64, "base image", python -java).'
+    ordering = ("-created_at",)
+    list_per_page = 50
+    fields = readonly_fields = (
+        "conversation",
+        "role",
+        "content",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_ms",
+        "created_at",
+    )
+
+    @admin.display(description="content")
+    def excerpt(self, message: ConversationMessage) -> str:
+        return Truncator(message.content).chars(MESSAGE_EXCERPT_CHARS)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        words = SearchQuery(term, config=MESSAGE_SEARCH_CONFIG, search_type="websearch")
+        return queryset.alias(text=SearchVector("content", config=MESSAGE_SEARCH_CONFIG)).filter(text=words), False
 
 
 class ReadOnlyAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):

@@ -12,6 +12,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 12, 26, 24
+# Axis titles: the y axis's unit above its ticks (top left), the x axis's at the bottom left, under the ticks.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _number(value: float) -> str:
 
 
 def _frame(
-    *, labels, width, height, y_max, y_format, label_every, title, legend
+    *, labels, width, height, y_max, y_format, label_every, title, legend, x_label="", y_label="", integer=False
 ) -> tuple[list[str], Callable, Callable]:
     plot_w = width - PAD_LEFT - PAD_RIGHT
     plot_h = height - PAD_TOP - PAD_BOTTOM
@@ -61,7 +62,13 @@ def _frame(
         f'role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for fraction in (0, 0.5, 1):
+    # Counts get whole-number ticks only: the middle tick is left out when it would fall between two integers.
+    fractions = (0, 1) if integer and (y_max / 2) != int(y_max / 2) else (0, 0.5, 1)
+    if y_label:
+        parts.append(f'<text class="axis axis-title" x="4" y="12">{escape(y_label)}</text>')
+    if x_label:
+        parts.append(f'<text class="axis axis-title" x="4" y="{height - 6}">{escape(x_label)}</text>')
+    for fraction in fractions:
         y = y_of(y_max * fraction)
         parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(
@@ -92,12 +99,18 @@ def bar_chart(
     height: int = 180,
     y_format: Callable[[float], str] = _number,
     label_every: int = 1,
+    x_label: str = "",
+    y_label: str = "",
+    integer: bool = False,
 ) -> SafeString:
     """Bars per label, one colour per series, stacked (or side by side)."""
     totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
     peak = max(totals or [0]) if stacked else max((v or 0 for s in series for v in s.values), default=0)
-    y_max = _nice_max(peak)
+    y_max = max(_nice_max(peak), 2) if integer else _nice_max(peak)
     parts, x_of, y_of = _frame(
+        x_label=x_label,
+        y_label=y_label,
+        integer=integer,
         labels=labels,
         width=width,
         height=height,
@@ -142,11 +155,15 @@ def line_chart(
     height: int = 180,
     y_format: Callable[[float], str] = _number,
     label_every: int = 1,
+    x_label: str = "",
+    y_label: str = "",
 ) -> SafeString:
     """Lines with a dot per point; a None value breaks the line (no data in that bucket)."""
     peak = max((v for s in series for v in s.values if v is not None), default=0)
     top = y_max if y_max is not None else _nice_max(peak)
     parts, x_of, y_of = _frame(
+        x_label=x_label,
+        y_label=y_label,
         labels=labels,
         width=width,
         height=height,

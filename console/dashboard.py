@@ -6,6 +6,7 @@ permission is enforced where the data is read and not only in the template.
 
 import datetime as dt
 
+from django.core.cache import cache as django_cache
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -21,6 +22,16 @@ PANEL_PERMISSIONS = {
 }
 
 STATUS_CLASSES = {"succeeded": "s-ok", "failed": "s-fail", "timed_out": "s-timeout", "cancelled": "s-cancel"}
+
+
+# The 30-day cache and conversation panels read a month of the two biggest tables; the dashboard re-fetches its
+# panels every few seconds, so those figures are kept for a minute (per process) instead of re-read each time.
+SLOW_PANELS_SECONDS = 60
+
+
+def _slow_moving(name: str, win: selectors.Window, compute):
+    """``compute()``, kept for SLOW_PANELS_SECONDS under a key naming the window (so a new day starts afresh)."""
+    return django_cache.get_or_set(f"console:{name}:{win.kind}:{win.start.isoformat()}", compute, SLOW_PANELS_SECONDS)
 
 
 def visible_panels(user) -> set[str]:
@@ -56,6 +67,9 @@ def queue_chart(depth: selectors.QueueDepth):
         ],
         title="Live builds by priority (10 is the most urgent)",
         height=160,
+        x_label="priority",
+        y_label="builds",
+        integer=True,
     )
 
 
@@ -71,7 +85,7 @@ def running_rows(builds: list[selectors.RunningBuild]) -> list[dict]:
         {
             "id": build.id,
             "url": _build_url(build.id),
-            "short_id": build.id[:8],
+            "label": f"#{build.build_number}",
             "customer": build.customer,
             "priority": build.priority,
             "worker": build.worker_id,
@@ -102,34 +116,74 @@ def live_payload(user, *, running_limit: int = 50) -> dict:
     return payload
 
 
-def _throughput_panel(win: selectors.Window, *, label_every: int, title: str, width: int = 520) -> dict:
-    figures = selectors.throughput(win)
-    chart = charts.bar_chart(
-        win.labels(),
-        [Series(s.replace("_", " "), figures.by_status[s], STATUS_CLASSES[s]) for s in STATUS_CLASSES],
-        title=title,
-        label_every=label_every,
-        width=width,
-    )
-    return {"figures": figures, "chart": chart}
+def _seconds_label(value: float) -> str:
+    return f"{value:,.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
-def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
-    """Every panel the user may see, with its figures and charts."""
+def activity_panel(range_key: str, *, customer_id=None, now: dt.datetime | None = None) -> dict:
+    """Throughput, failures and queue wait (p50/p95) over the chosen range, for every customer or one."""
+    activity = selectors.build_activity(range_key, customer_id=customer_id, now=now)
+    labels = activity.labels()
+    every = activity.range.label_every
+    unit = f"per {_step_name(activity.range.step)}"
+    x_label = "UTC"
+    return {
+        "figures": activity,
+        "throughput_chart": charts.bar_chart(
+            labels,
+            [Series(s.replace("_", " "), activity.by_status[s], STATUS_CLASSES[s]) for s in STATUS_CLASSES],
+            title=f"Finished builds {unit}, {activity.range.label}",
+            label_every=every,
+            x_label=x_label,
+            y_label="builds",
+            integer=True,
+        ),
+        "failures_chart": charts.bar_chart(
+            labels,
+            [Series("failed or timed out", activity.failures, "s-fail")],
+            title=f"Failures {unit}, {activity.range.label}",
+            label_every=every,
+            x_label=x_label,
+            y_label="builds",
+            integer=True,
+        ),
+        "wait_chart": charts.line_chart(
+            labels,
+            [Series("p50", activity.wait_p50_s, "s-queued"), Series("p95", activity.wait_p95_s, "s-timeout")],
+            title=f"Queue wait {unit} (p50 and p95), {activity.range.label}",
+            label_every=every,
+            x_label=x_label,
+            y_label="seconds",
+            y_format=_seconds_label,
+        ),
+    }
+
+
+def _step_name(step: dt.timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if minutes < 1440:
+        return "hour" if minutes == 60 else f"{minutes // 60} hours"
+    return "day"
+
+
+def dashboard_context(
+    user, *, now: dt.datetime | None = None, range_key: str = selectors.DEFAULT_RANGE, customer_id=None
+) -> dict:
+    """Every panel the user may see, with its figures and charts; build activity over ``range_key`` (1h, 24h, 7d,
+    30d) for every customer or ``customer_id``'s."""
     panels = visible_panels(user)
-    context: dict = {"panels": panels}
-    hours = selectors.window("hour", 24, now=now)
+    range_key = range_key if range_key in selectors.RANGES else selectors.DEFAULT_RANGE
+    context: dict = {"panels": panels, "range": selectors.RANGES[range_key], "ranges": selectors.RANGES.values()}
     days = selectors.window("day", 30, now=now)
     if "queue" in panels:
         live = live_payload(user)
         context["queue"] = live["queue"]
         context["running"] = live["running"]
-        context["throughput_24h"] = _throughput_panel(hours, label_every=3, title="Finished builds per hour, 24 h")
-        context["throughput_30d"] = _throughput_panel(
-            days, label_every=3, title="Finished builds per day, 30 days", width=1100
-        )
+        context["activity"] = activity_panel(range_key, customer_id=customer_id, now=now)
     if "cache" in panels:
-        cache = selectors.cache_activity(days)
+        cache = _slow_moving("cache_activity", days, lambda: selectors.cache_activity(days))
         context["cache"] = {
             "figures": cache,
             "hit_rate_chart": charts.line_chart(
@@ -137,6 +191,7 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
                 [Series("hit rate", cache.hit_rates, "s-ok")],
                 title="Cache hit rate per day, 30 days",
                 y_max=1,
+                y_label="hit rate",
                 y_format=charts.percent,
                 label_every=5,
             ),
@@ -145,6 +200,7 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
                 [Series("hours saved", [ms / 3_600_000 for ms in cache.saved_ms], "s-saved")],
                 title="Build time saved by cache hits per day (hours)",
                 label_every=5,
+                y_label="hours",
                 height=140,
             ),
         }
@@ -152,7 +208,7 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
         context["quota"] = selectors.quota_usage_top(limit=10)
         context["expiring"] = selectors.licenses_expiring(days=14)
     if "conversations" in panels:
-        talk = selectors.conversation_activity(days)
+        talk = _slow_moving("conversation_activity", days, lambda: selectors.conversation_activity(days))
         context["conversations"] = {
             "figures": talk,
             "totals": {
@@ -165,6 +221,8 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
                 [Series("conversations", talk.conversations, "s-queued")],
                 title="Conversations started per day, 30 days",
                 label_every=5,
+                y_label="conversations",
+                integer=True,
                 height=140,
             ),
             "tokens_chart": charts.bar_chart(
@@ -172,12 +230,15 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
                 [Series("tokens", talk.tokens, "s-running")],
                 title="Tokens per day (prompt + completion)",
                 label_every=5,
+                y_label="tokens",
+                integer=True,
                 height=140,
             ),
             "cost_chart": charts.line_chart(
                 days.labels(),
                 [Series("cost", talk.cost, "s-saved")],
                 title="Model cost per day (USD)",
+                y_label="USD",
                 y_format=lambda v: f"${v:,.2f}" if v < 100 else f"${v:,.0f}",
                 label_every=5,
                 height=140,
@@ -187,6 +248,7 @@ def dashboard_context(user, *, now: dt.datetime | None = None) -> dict:
                 [Series("average satisfaction", talk.satisfaction, "s-ok")],
                 title="Average satisfaction per day (1 to 5)",
                 y_max=5,
+                y_label="score",
                 label_every=5,
                 height=140,
             ),

@@ -5,6 +5,7 @@ history: live builds through the partial indexes on queued/running builds, time 
 
 import dataclasses
 import datetime as dt
+import re
 from collections import defaultdict
 
 from django.db import connection
@@ -81,6 +82,7 @@ def queue_depth() -> QueueDepth:
 @dataclasses.dataclass(frozen=True)
 class RunningBuild:
     id: str
+    build_number: int
     customer: str
     priority: int
     worker_id: str
@@ -107,6 +109,7 @@ def running_builds(*, limit: int = 50) -> list[RunningBuild]:
         .order_by(F("heartbeat_at").asc(nulls_first=True), "started_at")
         .values(
             "id",
+            "build_number",
             "customer_name",
             "priority",
             "worker_id",
@@ -121,6 +124,7 @@ def running_builds(*, limit: int = 50) -> list[RunningBuild]:
     return [
         RunningBuild(
             id=str(row["id"]),
+            build_number=row["build_number"],
             customer=row["customer_name"],
             priority=row["priority"],
             worker_id=row["worker_id"] or "",
@@ -385,3 +389,224 @@ def maintenance_status() -> list[ScheduleStatus]:
             )
         )
     return statuses
+
+
+# --- build activity over a chosen range (charts) -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A range an operator picks on the dashboard: its buckets' width and how many."""
+
+    key: str
+    label: str
+    step: dt.timedelta
+    buckets: int
+    label_format: str
+    label_every: int  # a tick label on every n-th bucket
+
+    def window(self, *, now: dt.datetime | None = None) -> list[dt.datetime]:
+        """Bucket starts, oldest first, the last one holding ``now``; aligned to the step (from the epoch)."""
+        now = (now or timezone.now()).astimezone(UTC)
+        epoch = dt.datetime(2000, 1, 1, tzinfo=UTC)
+        last = epoch + (now - epoch) // self.step * self.step
+        return [last - self.step * (self.buckets - 1 - i) for i in range(self.buckets)]
+
+
+RANGES = {
+    r.key: r
+    for r in (
+        Range("1h", "last hour", dt.timedelta(minutes=5), 12, "%H:%M", 2),
+        Range("24h", "24 hours", dt.timedelta(hours=1), 24, "%H:00", 3),
+        Range("7d", "7 days", dt.timedelta(hours=6), 28, "%d %b", 4),
+        Range("30d", "30 days", dt.timedelta(days=1), 30, "%d %b", 5),
+    )
+}
+DEFAULT_RANGE = "24h"
+
+BUILD_ACTIVITY_SQL = """
+SELECT date_bin(%(step)s, r.created_at, %(origin)s) AS bucket, r.status, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p95,
+       sum(r.duration_ms) AS duration, count(r.duration_ms) AS timed
+FROM build_results r
+{customer_join}
+WHERE r.created_at >= %(start)s
+GROUP BY GROUPING SETS ((1, 2), (1), ())
+"""
+CUSTOMER_JOIN = "JOIN build_queue b ON b.id = r.build_id AND b.customer_id = %(customer)s"
+CACHE_SERVED_SQL = """
+SELECT count(*) FROM build_queue
+WHERE created_at >= %(start)s AND cache_hit {customer_filter}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildActivity:
+    """Finished attempts over a range (``build_results``): per bucket and status, queue-wait percentiles, and
+    totals over the whole range."""
+
+    range: Range
+    buckets: list[dt.datetime]
+    by_status: dict[str, list[int]]
+    wait_p50_s: list[float | None]  # queue wait in seconds, per bucket
+    wait_p95_s: list[float | None]
+    total_wait_p50_s: float | None
+    total_wait_p95_s: float | None
+    average_duration_ms: float | None
+    cache_served: int
+
+    def labels(self) -> list[str]:
+        return [bucket.strftime(self.range.label_format) for bucket in self.buckets]
+
+    @property
+    def finished(self) -> int:
+        return sum(sum(v) for v in self.by_status.values())
+
+    @property
+    def failures(self) -> list[int]:
+        return [f + t for f, t in zip(self.by_status["failed"], self.by_status["timed_out"], strict=True)]
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded / (succeeded + failed + timed out); cancelled builds are not the workers' outcome."""
+        succeeded = sum(self.by_status["succeeded"])
+        decided = succeeded + sum(self.failures)
+        return succeeded / decided if decided else None
+
+
+def _seconds(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000
+
+
+def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None = None) -> BuildActivity:
+    """Throughput, failures and queue-wait p50/p95 per bucket of the range, for every customer or one.
+    One pass over the range's results (the ``created_at`` BRIN index), plus a count of cache-served builds."""
+    chosen = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+    buckets = chosen.window(now=now)
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    n = len(buckets)
+    by_status = {status: [0] * n for status in FINISHED_STATUSES}
+    p50: list[float | None] = [None] * n
+    p95: list[float | None] = [None] * n
+    total_p50 = total_p95 = average = None
+    params = {
+        "step": chosen.step,
+        "origin": dt.datetime(2000, 1, 1, tzinfo=UTC),
+        "start": buckets[0],
+        "customer": customer_id,
+    }
+    sql = BUILD_ACTIVITY_SQL.format(customer_join=CUSTOMER_JOIN if customer_id else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for bucket, status, count, wait_p50, wait_p95, duration, timed in cursor.fetchall():
+            if bucket is None:  # the whole range
+                total_p50, total_p95 = _seconds(wait_p50), _seconds(wait_p95)
+                average = (duration or 0) / timed if timed else None
+                continue
+            i = index.get(bucket.astimezone(UTC))
+            if i is None:
+                continue
+            if status is None:
+                p50[i], p95[i] = _seconds(wait_p50), _seconds(wait_p95)
+            elif status in by_status:
+                by_status[status][i] += count
+        cursor.execute(
+            CACHE_SERVED_SQL.format(customer_filter="AND customer_id = %(customer)s" if customer_id else ""), params
+        )
+        (cache_served,) = cursor.fetchone()
+    return BuildActivity(
+        range=chosen,
+        buckets=buckets,
+        by_status=by_status,
+        wait_p50_s=p50,
+        wait_p95_s=p95,
+        total_wait_p50_s=total_p50,
+        total_wait_p95_s=total_p95,
+        average_duration_ms=average,
+        cache_served=cache_served,
+    )
+
+
+# --- workers ----------------------------------------------------------------------------------------------------
+
+WORKERS_SQL = """
+WITH held AS (
+    SELECT worker_id, count(*) AS held, max(heartbeat_at) AS heartbeat_at, max(started_at) AS claimed_at
+    FROM build_queue WHERE status = 'running' GROUP BY worker_id
+), finished AS (
+    SELECT worker_id,
+           count(*) FILTER (WHERE status = 'succeeded') AS done,
+           count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
+           max(created_at) AS last_finished_at
+    FROM build_results
+    WHERE created_at >= now() - %(since)s AND worker_id IS NOT NULL
+    GROUP BY worker_id
+), claimed AS (
+    SELECT worker_id, max(created_at) AS claimed_at
+    FROM build_events
+    WHERE created_at >= now() - %(since)s AND event_type = 'claimed' AND worker_id IS NOT NULL
+    GROUP BY worker_id
+)
+SELECT coalesce(h.worker_id, f.worker_id, c.worker_id) AS worker_id, coalesce(h.held, 0), h.heartbeat_at,
+       greatest(h.claimed_at, c.claimed_at), coalesce(f.done, 0), coalesce(f.failed, 0), f.last_finished_at
+FROM held h
+FULL JOIN finished f ON f.worker_id = h.worker_id
+FULL JOIN claimed c ON c.worker_id = coalesce(h.worker_id, f.worker_id)
+ORDER BY 1
+LIMIT %(limit)s
+"""
+# The reference worker's ids: "<host>-<8 hex>" for the process, "/<slot>" for each of its slots (builds/worker.py).
+WORKER_ID_PATTERN = re.compile(r"^(?P<host>.+)-(?P<process>[0-9a-f]{8})(?:/(?P<slot>\d+))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    worker_id: str
+    host: str  # "" when the id does not follow the reference worker's form
+    slot: str
+    held: int
+    last_heartbeat_at: dt.datetime | None
+    last_claimed_at: dt.datetime | None
+    done_last_hour: int
+    failed_last_hour: int
+    last_finished_at: dt.datetime | None
+
+    @property
+    def last_seen_at(self) -> dt.datetime | None:
+        times = [t for t in (self.last_heartbeat_at, self.last_claimed_at, self.last_finished_at) if t]
+        return max(times) if times else None
+
+
+def workers(*, since: dt.timedelta = dt.timedelta(hours=1), limit: int = 500) -> list[Worker]:
+    """Every worker id that holds a running build, claimed one or finished one within ``since``: builds held,
+    last heartbeat and claim, builds done and failed within ``since``. The host comes from the id where the
+    worker follows the reference worker's naming (it reports no pid)."""
+    with connection.cursor() as cursor:
+        cursor.execute(WORKERS_SQL, {"since": since, "limit": limit})
+        rows = cursor.fetchall()
+    result = []
+    for worker_id, held, heartbeat, claimed, done, failed, finished in rows:
+        match = WORKER_ID_PATTERN.match(worker_id)
+        result.append(
+            Worker(
+                worker_id=worker_id,
+                host=match["host"] if match else "",
+                slot=(match["slot"] or "") if match else "",
+                held=held,
+                last_heartbeat_at=heartbeat,
+                last_claimed_at=claimed,
+                done_last_hour=done,
+                failed_last_hour=failed,
+                last_finished_at=finished,
+            )
+        )
+    return result
+
+
+def customers_for_filter(*, limit: int = 500) -> list[tuple[str, str]]:
+    """(id, name) of the customers an operator can narrow the charts to, by name."""
+    from licensing.models import Customer
+
+    rows = Customer.objects.filter(deleted_at__isnull=True).order_by("name").values_list("id", "name")[:limit]
+    return [(str(pk), name) for pk, name in rows]

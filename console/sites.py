@@ -15,6 +15,7 @@ class ConsoleAdminSite(admin.AdminSite):
         urls = [
             path("console/dashboard/", self.admin_view(views.dashboard), name="console_dashboard"),
             path("console/running/", self.admin_view(views.running_builds), name="console_running"),
+            path("console/workers/", self.admin_view(views.workers), name="console_workers"),
             # Not wrapped in admin_view: a JSON client gets a 403 with no data rather than a login redirect.
             path("console/live.json", views.live, name="console_live"),
         ]
@@ -43,5 +44,9 @@ class ConsoleAdminSite(admin.AdminSite):
             "app_label": "console",
             "app_url": reverse(f"{self.name}:console_dashboard"),
             "has_module_perms": True,
-            "models": [page("Dashboard", "console_dashboard"), page("Running builds", "console_running")],
+            "models": [
+                page("Dashboard", "console_dashboard"),
+                page("Running builds", "console_running"),
+                page("Workers", "console_workers"),
+            ],
         }

@@ -1,5 +1,7 @@
 """The console's admin pages. Thin: the figures come from console.dashboard (over console.selectors)."""
 
+import uuid
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
@@ -9,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from console import dashboard as presenter
+from console import selectors
 
 LIVE_FORBIDDEN = "staff with permission to view builds only"
 POLL_SECONDS = 5
@@ -23,10 +26,29 @@ def _context(request, **extra) -> dict:
     }
 
 
+def _customer_id(request) -> str | None:
+    """The customer the charts are narrowed to (``?customer=<uuid>``), or None; a malformed id is ignored."""
+    value = request.GET.get("customer", "")
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None
+
+
+@never_cache
 @require_GET
 def dashboard(request):
-    """The operator's overview (staff only, through admin_view); each panel needs its data's view permission."""
-    context = _context(request, title="Operations dashboard", **presenter.dashboard_context(request.user))
+    """The operator's overview (staff only, through admin_view); each panel needs its data's view permission.
+    ``?range=`` (1h, 24h, 7d, 30d) and ``?customer=`` choose the build charts; ``?partial=1`` renders only the
+    panels, which the page fetches to refresh itself in place."""
+    customer_id = _customer_id(request)
+    figures = presenter.dashboard_context(
+        request.user, range_key=request.GET.get("range", selectors.DEFAULT_RANGE), customer_id=customer_id
+    )
+    if request.GET.get("partial"):
+        return TemplateResponse(request, "console/includes/dashboard_panels.html", figures)
+    customers = selectors.customers_for_filter() if "queue" in figures["panels"] else []
+    context = _context(request, title="Operations dashboard", customers=customers, customer_id=customer_id, **figures)
     return TemplateResponse(request, "console/dashboard.html", context)
 
 
@@ -38,6 +60,15 @@ def running_builds(request):
     live = presenter.live_payload(request.user, running_limit=200)
     context = _context(request, title="Running builds", running=live["running"], queue=live["queue"])
     return TemplateResponse(request, "console/running.html", context)
+
+
+@require_GET
+def workers(request):
+    """Every worker seen in the last hour: builds held, last heartbeat and claim, builds done and failed."""
+    if "queue" not in presenter.visible_panels(request.user):
+        raise PermissionDenied
+    context = _context(request, title="Workers", workers=selectors.workers(), live=False)
+    return TemplateResponse(request, "console/workers.html", context)
 
 
 @never_cache

@@ -218,6 +218,9 @@ class ConversationMessage(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:  # the admin's inline titles
+        return f"{self.role} message {self.pk}"
+
 
 INTENTS = ["new_build", "modify_build", "question", "status", "cancel", "other"]
 REQUIREMENT_TYPES = ["base_image", "language", "package", "architecture", "registry", "env", "port", "other"]
@@ -253,6 +256,9 @@ class ConversationIntent(models.Model):
                 condition=Q(confidence__gte=0, confidence__lte=1), name="conv_intents_confidence_range"
             ),
         ]
+
+    def __str__(self) -> str:  # the admin's inline titles
+        return f"intent {self.intent}"
 
 
 class RequirementExtraction(models.Model):
@@ -308,6 +314,9 @@ class RequirementExtraction(models.Model):
             ),
             models.CheckConstraint(condition=~Q(value=""), name="req_extractions_value_not_empty"),
         ]
+
+    def __str__(self) -> str:  # the admin's inline titles
+        return f"{self.requirement_type}: {self.value}"
 
 
 class BuildManifest(models.Model):

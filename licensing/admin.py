@@ -471,6 +471,13 @@ class RegistryCredentialAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdm
     def history(self, obj):
         return audit_trail(obj)
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Write-only: a viewer (e.g. an operator) has nothing to set, and nothing to read ("New secret: None").
+            fields = [field for field in fields if field != "new_secret"]
+        return fields
+
     def save_model(self, request, obj, form, change):
         if not change:
             credential = services.credential_add(

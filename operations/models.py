@@ -26,6 +26,7 @@ class AccessLogArchive(models.Model):
         db_table = "build_access_log_archive"
         ordering = ["-accessed_at"]
         verbose_name = "archived cache access"
+        verbose_name_plural = "archived cache accesses"
         indexes = [BrinIndex(fields=["accessed_at"], name="build_access_archive_brin")]
 
     def __str__(self) -> str:

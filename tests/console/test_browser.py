@@ -68,7 +68,7 @@ def test_operator_sees_the_dashboard_and_cancels_a_queued_build(live_server, ope
         page.wait_for_url("**/admin/console/dashboard/")
 
         charts = page.locator("svg.chart")
-        assert charts.count() == 9
+        assert charts.count() == 10
         for i in range(charts.count()):
             box = charts.nth(i).bounding_box()
             assert box and box["width"] > 200 and box["height"] > 80

@@ -50,7 +50,7 @@ def test_dashboard_renders_every_panel_with_svg_charts_for_an_operator(operator_
     response = operator_client.get(reverse("admin:console_dashboard"))
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count('<svg class="chart"') == 9
+    assert html.count('<svg class="chart"') == 10
     assert '<rect class="bar' in html and '<polyline class="line' in html
     for heading in [
         "Queue depth",
@@ -87,7 +87,7 @@ def test_running_builds_page_lists_running_builds_with_progress(operator_client)
     """The running-builds page shows each running build with a progress bar, and polls the live endpoint."""
     build = BuildFactory(running=True, progress=63)
     html = operator_client.get(reverse("admin:console_running")).content.decode()
-    assert str(build.pk)[:8] in html and '<progress max="100" value="63">' in html
+    assert f"#{build.build_number}" in html and '<progress max="100" value="63">' in html
     assert "console/console.js" in html
 
 

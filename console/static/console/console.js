@@ -1,5 +1,7 @@
-// Operator console: refresh queue depth and running builds in place by polling the console's JSON endpoint.
-// No library; pauses while the tab is hidden; keeps the last figures (and says so) when a poll fails.
+// Operator console, refreshed in place. The dashboard re-fetches its panels (server-rendered HTML: every tile,
+// chart and table, for the chosen range and customer); other pages poll the JSON endpoint for queue depth and
+// running builds. No library; waits while the tab is hidden; the operator can pause and resume; keeps the last
+// figures (and says so) when a poll fails.
 (function () {
   "use strict";
   var root = document.getElementById("console");
@@ -7,6 +9,18 @@
   var url = root.getAttribute("data-live-url");
   var every = Number(root.getAttribute("data-poll-seconds") || 5) * 1000;
   var status = document.getElementById("live-status");
+  var panels = document.getElementById("console-panels");
+  var toggle = document.getElementById("live-toggle");
+  var paused = false;
+  if (toggle) {
+    toggle.addEventListener("click", function () {
+      paused = !paused;
+      toggle.textContent = paused ? "Resume live refresh" : "Pause live refresh";
+      toggle.setAttribute("aria-pressed", paused ? "true" : "false");
+      root.setAttribute("data-paused", paused ? "true" : "false");
+      if (status) { status.textContent = paused ? "Live: paused" : "Live: resumed, refreshing every " + every / 1000 + " s"; }
+    });
+  }
 
   function td(text, className) {
     var cell = document.createElement("td");
@@ -22,10 +36,10 @@
     if (build.url) {
       var link = document.createElement("a");
       link.href = build.url;
-      link.textContent = build.short_id;
+      link.textContent = build.label;
       id.appendChild(link);
     } else {
-      id.textContent = build.short_id;
+      id.textContent = build.label;
     }
     row.appendChild(id);
     row.appendChild(td(build.customer));
@@ -80,8 +94,35 @@
     }
   }
 
+  function refreshed(at) {
+    root.setAttribute("data-refreshed", at);
+    if (status) { status.textContent = "Live: updated " + new Date(at).toLocaleTimeString(); }
+  }
+
+  function failed(error) {
+    if (status) { status.textContent = "Live: refresh failed (" + error.message + "), retrying"; }
+  }
+
+  function pollPanels() {
+    // The panels' HTML is the server's own template (escaped there), fetched from this same page.
+    return fetch(panels.getAttribute("data-partial-url"), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        if (response.redirected) { throw new Error("signed out"); }  // the login page, not the panels
+        return response.text();
+      })
+      .then(function (html) {
+        panels.innerHTML = html;
+        refreshed(new Date().toISOString());
+      });
+  }
+
   function poll() {
-    if (document.hidden) { window.setTimeout(poll, every); return; }
+    if (document.hidden || paused) { window.setTimeout(poll, every); return; }
+    if (panels) {
+      pollPanels().catch(failed).finally(function () { window.setTimeout(poll, every); });
+      return;
+    }
     fetch(url + "?limit=" + (document.getElementById("queue-chart") ? 50 : 200),
           { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
@@ -90,12 +131,9 @@
       })
       .then(function (data) {
         render(data);
-        root.setAttribute("data-refreshed", data.generated_at);
-        if (status) { status.textContent = "Live: updated " + new Date(data.generated_at).toLocaleTimeString(); }
+        refreshed(data.generated_at);
       })
-      .catch(function (error) {
-        if (status) { status.textContent = "Live: refresh failed (" + error.message + "), retrying"; }
-      })
+      .catch(failed)
       .finally(function () { window.setTimeout(poll, every); });
   }
 
