@@ -202,7 +202,11 @@ class ConversationMessage(models.Model):
             )
         ]
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="conv_messages_conv_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="conv_messages_conv_idx"),
+            # The dashboard's count of unpriced messages reads only these (few, one hopes) rows.
+            models.Index(fields=["created_at"], name="conv_messages_unpriced_idx", condition=Q(unpriced=True)),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(role__in=["system", "user", "assistant", "tool"]), name="conv_messages_role_valid"
@@ -265,7 +269,10 @@ class ModelPrice(models.Model):
                     ("match_pattern", RangeOperators.EQUAL),
                     (
                         models.Func(
-                            F("valid_from"), F("valid_to"), Value("[)"), function="tstzrange",
+                            F("valid_from"),
+                            F("valid_to"),
+                            Value("[)"),
+                            function="tstzrange",
                             output_field=DateTimeRangeField(),
                         ),
                         RangeOperators.OVERLAPS,

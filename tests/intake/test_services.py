@@ -3,17 +3,21 @@
 from decimal import Decimal
 
 import pytest
-from django.test import override_settings
 
 from builds.cache import manifest_hash
 from intake import services
 from intake.manifests import ManifestInvalid
-from intake.models import BuildManifest, Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
+from intake.models import (
+    BuildManifest,
+    Conversation,
+    ConversationIntent,
+    ConversationMessage,
+    ModelPrice,
+    RequirementExtraction,
+)
 from tests.conftest import raises_db_error
 from tests.intake.factories import ExtractionFactory
 from tests.licensing.factories import CustomerFactory
-
-PRICES = {"claude-sonnet-4": {"input": "3.00", "output": "15.00"}, "tiny": {"input": "0.10", "output": "0.40"}}
 
 
 @pytest.fixture
@@ -27,7 +31,6 @@ def _add(conversation, **fields):
     return services.message_add(conversation=conversation, **fields)
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_cost_computed_from_configured_prices(conversation):
     """With no cost given, cost = prompt x input price + completion x output price, per million tokens."""
     message = _add(conversation, prompt_tokens=1234, completion_tokens=567)
@@ -40,7 +43,6 @@ def test_cost_computed_from_configured_prices(conversation):
     assert conversation.total_cost == Decimal("0.012207")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_given_cost_wins_and_is_kept_apart(conversation):
     """A caller-given cost is what counts; the computed one is still recorded beside it."""
     message = _add(conversation, prompt_tokens=1_000_000, completion_tokens=0, cost=Decimal("1.5"))
@@ -49,19 +51,21 @@ def test_given_cost_wins_and_is_kept_apart(conversation):
     assert conversation.total_cost == Decimal("1.5")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_message_model_and_dated_snapshot_prices(conversation):
     """A message's own model is priced, by exact name or by the longest configured prefix."""
+    ModelPrice.objects.create(
+        match_pattern="^tiny$", input_price="0.10", output_price="0.40", valid_from="2020-01-01T00:00Z", source="t"
+    )
     assert _add(conversation, model="tiny", prompt_tokens=10_000).cost == Decimal("0.001")
     snapshot = _add(conversation, model="claude-sonnet-4-20250514", completion_tokens=1000)
     assert snapshot.cost == Decimal("0.015")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_unpriced_model_has_no_computed_cost(conversation):
-    """A model without a configured price gets no computed cost and counts zero unless a cost is given."""
+    """A model without a configured price gets no computed cost, counts zero unless a cost is given, and is flagged."""
     message = _add(conversation, model="mystery-model", prompt_tokens=500)
-    assert (message.computed_cost, message.cost) == (None, Decimal(0))
+    message.refresh_from_db()
+    assert (message.computed_cost, message.cost, message.unpriced) == (None, Decimal(0), True)
 
 
 def test_database_enforces_given_cost_wins(conversation):
