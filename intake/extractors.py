@@ -246,8 +246,7 @@ PACKAGE_ALIASES = {
     "awscli": "aws-cli",
 }
 # Words never taken as packages: function words, verbs and nouns of requests, and a few other languages' ones.
-STOP_WORDS = set(
-    """
+_STOP_TEXT = """
     a an the my our your their its this that these those some any all every each both either it them me us we you i
     he she they one two three few several lots lot bunch many much more most other another such same own
     and or nor but plus also too as so then than if when while where which who whom what why how whether
@@ -274,8 +273,8 @@ STOP_WORDS = set(
     puerto porta port
     mit und oder bitte avec et ou por favor con y una un une des le la les el los las ein eine einen das der die
     image imagen imagem s'il vous plaît merci danke gracias
-    """.split()
-)
+    """
+STOP_WORDS = set(_STOP_TEXT.split())
 _STOP_AFTER_CUE = {"also", "too", "as", "well", "in", "it", "them"}
 
 HIGH = Decimal("0.950")
@@ -344,7 +343,8 @@ _ONLY_RE = re.compile(r"\bonly\b|\bnur\b|\bsolo\b|\bseulement\b", re.I)
 _INSTEAD_RE = re.compile(r"\binstead\b(?!\s+of)|\bmake (?:it|that)\b", re.I)
 
 _PACKAGE_CUE_RE = re.compile(
-    r"(?:w/|^\s*(?:oh\s+|and\s+)*and\b|\b(?:with|use|only|install(?:ed|ing)?|pip install|apt(?:-get)? install|add(?:ing)?|plus|including|include|"
+    r"(?:w/|^\s*(?:oh\s+|and\s+)*and\b|\b(?:with|use|only|install(?:ed|ing)?|pip install|apt(?:-get)? install|"
+    r"add(?:ing)?|plus|including|include|"
     r"needs?|require[sd]?|wants?|packages?(?: we need)?|pkgs|deps|dependencies|mit|avec|con|and also|also)\b|\+)",
     re.I,
 )
@@ -667,7 +667,7 @@ class _Context:
     @classmethod
     def of(cls, extractor: RuleBasedExtractor, turns: Sequence[Turn]) -> "_Context":
         context = cls()
-        for index, turn in enumerate(turns):
+        for turn in turns:
             if turn.role == "assistant":
                 asked = turn.content.lower()
                 context.asked = (
@@ -685,9 +685,9 @@ class _Context:
             context.asked = None
             sub = _Context(language=context.language, ports=context.ports)
             for requirement in extractor._requirements(turn.content, sub):
-                if requirement.requirement_type == "language" and requirement.action != "remove":
-                    if " " in requirement.value or not context.language:
-                        context.language = requirement.value
+                is_language = requirement.requirement_type == "language" and requirement.action != "remove"
+                if is_language and (" " in requirement.value or not context.language):
+                    context.language = requirement.value
                 if requirement.requirement_type == "port" and requirement.action != "remove":
                     context.ports = True
         return context

@@ -18,7 +18,7 @@ from django.utils import timezone
 from builds.models import Build
 from builds.services import build_enqueue
 from intake.exceptions import ConversationClosed, IntakeError, InvalidInput, ManifestInvalid, ManifestStateError
-from intake.extractors import Extractor, get_extractor
+from intake.extractors import ConversationExtractor, Extractor, Turn, as_conversation_extractor, get_extractor
 from intake.manifests import (
     MIN_CONFIDENCE,
     Credential,
@@ -29,6 +29,7 @@ from intake.manifests import (
 )
 from intake.models import (
     INTENTS,
+    REQUIREMENT_ACTIONS,
     REQUIREMENT_TYPES,
     BuildManifest,
     Conversation,
@@ -50,6 +51,7 @@ CONFIDENCE_RANGE = "confidence must be between 0 and 1"
 UNKNOWN_INTENT = "unknown intent {intent!r}; expected one of " + ", ".join(INTENTS)
 UNKNOWN_REQUIREMENT_TYPE = "unknown requirement type {kind!r}; expected one of " + ", ".join(REQUIREMENT_TYPES)
 EMPTY_VALUE = "a requirement needs a value"
+UNKNOWN_ACTION = "unknown requirement action {action!r}; expected one of " + ", ".join(REQUIREMENT_ACTIONS)
 CORRECTED_VALUE_REQUIRED = "an incorrect extraction can only be corrected with a new, non-empty value"
 SATISFACTION_RANGE = "satisfaction must be a whole number from 1 to 5"
 UNKNOWN_SCORE_SOURCE = "unknown satisfaction source {source!r}; expected user, operator or model"
@@ -64,6 +66,8 @@ PRICE_PATTERN_INVALID = "{pattern!r} is not a regular expression PostgreSQL acce
 PRICE_NEGATIVE = "prices per million tokens must be given and not negative"
 PRICE_OVERLAP = "another price of {pattern!r} is valid for part of that period; close it (valid to) first"
 PRICE_PERIOD = "a price's validity must start, and end (if it ends) after it starts"
+
+EXTRACTION_CALL = "requirement extraction of message {message_id} by {model}{fallback}"
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000001")
@@ -277,11 +281,20 @@ def intent_record(
 
 
 def extraction_record(
-    *, conversation: Conversation, requirement_type: str, value: str, confidence, source_message_id: int | None = None
+    *,
+    conversation: Conversation,
+    requirement_type: str,
+    value: str,
+    confidence,
+    source_message_id: int | None = None,
+    action: str = "add",
 ) -> RequirementExtraction:
-    """Record a requirement extracted from ``source_message_id`` of the conversation (unverified)."""
+    """Record a requirement extracted from ``source_message_id`` of the conversation (unverified); ``action``
+    says whether it adds, removes or replaces (see ``intake.manifests``)."""
     if requirement_type not in REQUIREMENT_TYPES:
         raise InvalidInput(UNKNOWN_REQUIREMENT_TYPE.format(kind=requirement_type))
+    if action not in REQUIREMENT_ACTIONS:
+        raise InvalidInput(UNKNOWN_ACTION.format(action=action))
     value = (value or "").strip()
     if not value:
         raise InvalidInput(EMPTY_VALUE)
@@ -293,15 +306,34 @@ def extraction_record(
         requirement_type=requirement_type,
         value=value[:500],
         confidence=confidence,
+        action=action,
     )
 
 
+def conversation_turns(*, message: ConversationMessage) -> list[Turn]:
+    """The conversation up to and including ``message``, in order, as an extractor sees it; ``message`` itself
+    is the last turn and is read as the user's (the extraction is about it). Extraction-call records (role
+    ``tool``) are left out."""
+    earlier = (
+        ConversationMessage.objects.filter(conversation_id=message.conversation_id)
+        .filter(Q(created_at__lt=message.created_at) | Q(created_at=message.created_at, id__lt=message.pk))
+        .exclude(role=ConversationMessage.Role.TOOL)
+        .order_by("created_at", "id")
+        .values_list("role", "content", "id")
+    )
+    return [Turn(role, content, pk) for role, content, pk in earlier] + [Turn("user", message.content, message.pk)]
+
+
 def message_extract(
-    *, message: ConversationMessage, extractor: Extractor | None = None
+    *, message: ConversationMessage, extractor: ConversationExtractor | Extractor | None = None
 ) -> tuple[list[ConversationIntent], list[RequirementExtraction]]:
-    """Run the extractor (the configured one by default) on a message and record what it found, in one
-    transaction. The extractor runs before the transaction opens, so a slow (LLM) extractor holds no lock."""
-    result = (extractor or get_extractor()).extract(message.content)
+    """Run the extractor (the configured one by default; a version-1 one is adapted) on the conversation up to
+    ``message`` and record the intents and requirement changes it found in ``message``, in one transaction. The
+    extractor runs before the transaction opens, so a slow (LLM) extractor holds no lock. When the extraction
+    called a model, that call is recorded too: a ``tool`` message with its tokens, latency and model, priced
+    like any message (so the conversation's totals include what understanding it cost)."""
+    chosen = as_conversation_extractor(extractor) if extractor is not None else get_extractor()
+    result = chosen.extract_conversation(conversation_turns(message=message))
     conversation = message.conversation
     with transaction.atomic():
         intents = [
@@ -321,9 +353,25 @@ def message_extract(
                 value=found.value,
                 confidence=found.confidence,
                 source_message_id=message.pk,
+                action=found.action,
             )
             for found in result.requirements
         ]
+        usage = result.usage
+        if usage is not None:
+            message_add(
+                conversation=conversation,
+                role=ConversationMessage.Role.TOOL,
+                content=EXTRACTION_CALL.format(
+                    message_id=message.pk,
+                    model=usage.model,
+                    fallback=" (fell back to rules)" if usage.fell_back else "",
+                ),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                model=usage.model,
+                latency_ms=usage.latency_ms,
+            )
     return intents, extractions
 
 
@@ -366,7 +414,9 @@ def _effective_requirements(conversation: Conversation) -> list[Requirement]:
         if verification == RequirementExtraction.Verification.UNVERIFIED and extraction.confidence < MIN_CONFIDENCE:
             continue
         value = extraction.corrected_value if verification == "corrected" else extraction.value
-        requirements.append(Requirement(extraction.requirement_type, value))
+        requirements.append(
+            Requirement(extraction.requirement_type, value, extraction.action, source=extraction.source_message_id)
+        )
     return requirements
 
 
