@@ -282,6 +282,7 @@ GOOD = Decimal("0.900")
 MEDIUM = Decimal("0.800")
 FAIR = Decimal("0.700")
 LOW = Decimal("0.400")
+GUESS = Decimal("0.300")
 
 
 def _alternation(words) -> str:
@@ -595,6 +596,13 @@ class RuleBasedExtractor:
             spans.append((match.end(), _scope_end(sentence, match.end()), MEDIUM))
         for match in _SWAP_RE.finditer(sentence):
             spans.append((match.start(1), _list_end(sentence, match.end()), MEDIUM))
+        bare_list = re.fullmatch(r"\s*[\w.+-]+(?:\s*(?:,|\band\b|&)\s*[\w.+-]+)+\s*(?:please|pls)?[.!]?\s*", sentence)
+        if not spans and bare_list:  # a message that is only a list: "numpy, pandas and scikit-learn"
+            spans.append((0, len(sentence), MEDIUM))
+        if not spans and not found:
+            # No list anywhere and nothing else recognised: words that look like packages are only guesses, under
+            # MIN_CONFIDENCE (a person may confirm them; the manifest does not use them until then).
+            spans.append((0, len(sentence), GUESS))
         taken = set()
         for start, end, confidence in spans:
             for word in re.finditer(r"[^\s,&+/()\"']+", sentence[start:end]):
@@ -698,6 +706,8 @@ def _sentences(text: str):
     continue a bullet list."""
     start = 0
     for match in re.finditer(r"[.!?;](?=\s|$)|\n(?!\s*(?:[-*•]|\d+[.)])\s)", text):
+        if re.fullmatch(r"\s*\d+", text[text.rfind("\n", 0, match.start()) + 1 : match.start()]):
+            continue  # "1. numpy": a numbered list item, not a sentence's end
         piece = text[start : match.end()]
         if piece.strip():
             yield start, piece

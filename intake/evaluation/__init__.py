@@ -177,7 +177,9 @@ def run_case(extractor: ConversationExtractor, case: Case) -> CaseResult:
         for found in result.requirements:
             if found.requirement_type not in FIELDS:
                 continue
-            if found.action != "remove":
+            # Calibration counts what a turn adds, against the end state; a type a later turn corrects is left out
+            # (its first value was right when said).
+            if found.action != "remove" and found.requirement_type not in case.corrects:
                 findings.append((found.confidence, found.value.lower() in case.expect[found.requirement_type]))
             if found.confidence >= MIN_CONFIDENCE:
                 requirements.append(Requirement(found.requirement_type, found.value, found.action, source=index))
