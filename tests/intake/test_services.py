@@ -257,3 +257,55 @@ def test_approving_an_edited_draft_revalidates(conversation):
         services.manifest_approve(manifest=draft)
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+def _say(conversation, text, role="user"):
+    message = services.message_add(conversation=conversation, role=role, content=text)
+    if role == "user":
+        services.message_extract(message=message)
+    return message
+
+
+def test_later_message_corrects_the_manifest(conversation):
+    """Extraction sees the conversation: 'arm64 only', 'drop proj' and 'port 9090 not 8080' in later messages
+    remove and replace what earlier ones asked for, in the generated manifest."""
+    _say(conversation, "python 3.12 with gdal and proj for arm64 and amd64, exposing port 8080")
+    _say(conversation, "Anything else?", role="assistant")
+    _say(conversation, "actually make it arm64 only, and drop proj")
+    _say(conversation, "port 9090 not 8080")
+    manifest = services.manifest_generate(conversation=conversation).manifest
+    assert (manifest["architectures"], manifest["packages"], manifest["ports"]) == (["arm64"], ["gdal"], [9090])
+    actions = set(conversation.extractions.values_list("requirement_type", "value", "action"))
+    assert {("architecture", "arm64", "replace"), ("package", "proj", "remove"), ("port", "8080", "remove")} <= actions
+
+
+def test_bare_answer_uses_the_conversation(conversation):
+    """A bare '3.11' after a question about the version is read as the Python version."""
+    _say(conversation, "python image with numpy please")
+    _say(conversation, "Which Python version?", role="assistant")
+    _say(conversation, "3.11")
+    assert services.manifest_generate(conversation=conversation).manifest["language"] == {
+        "name": "python",
+        "version": "3.11",
+    }
+
+
+def test_extraction_action_is_validated(conversation):
+    """An unknown action is refused by the service and by the database with the same meaning."""
+    with pytest.raises(services.InvalidInput, match="unknown requirement action 'toggle'"):
+        services.extraction_record(
+            conversation=conversation, requirement_type="package", value="x", confidence=1, action="toggle"
+        )
+    with raises_db_error("req_extractions_action_valid"):
+        RequirementExtraction.objects.create(
+            conversation=conversation, requirement_type="package", value="x", confidence=1, action="toggle"
+        )
+
+
+def test_version_one_extractor_through_the_service(conversation):
+    """A custom extractor written for interface version 1 still records what it finds."""
+    from tests.intake.test_extractors import OldStyleExtractor
+
+    message = services.message_add(conversation=conversation, role="user", content="add numpy")
+    _, extractions = services.message_extract(message=message, extractor=OldStyleExtractor())
+    assert [(e.value, e.action) for e in extractions] == [("numpy", "add")]
