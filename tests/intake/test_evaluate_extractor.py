@@ -41,7 +41,7 @@ def test_malformed_case_file_is_refused(db, tmp_path):
     """A case file with an unknown field names its line and exits 2."""
     cases = tmp_path / "cases.jsonl"
     cases.write_text(json.dumps({"id": "x", "split": "dev", "turns": ["hi"], "expect": {"colour": ["red"]}}) + "\n")
-    with pytest.raises(CommandError, match="cases.jsonl line 1") as info:
+    with pytest.raises(CommandError, match=r"cases\.jsonl line 1") as info:
         call_command("evaluate_extractor", f"--cases={cases}", stdout=StringIO())
     assert info.value.returncode == 2
 
