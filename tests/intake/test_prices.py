@@ -178,3 +178,11 @@ def test_operators_only_read_prices(client, django_user_model):
     assert response.status_code == 403
     price.refresh_from_db()
     assert price.match_pattern != "^hacked"
+
+
+def test_dashboard_counts_unpriced_messages(admin_client, conversation):
+    """The console's conversations panel says how many messages are unpriced, so totals never silently read low."""
+    services.message_add(conversation=conversation, role="assistant", content="a", prompt_tokens=10)
+    services.message_add(conversation=conversation, role="assistant", content="b", prompt_tokens=10)
+    page = admin_client.get(reverse("admin:console_dashboard")).content.decode()
+    assert "2 unpriced message(s)" in page
