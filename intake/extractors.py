@@ -270,7 +270,7 @@ _STOP_TEXT = """
     arch archs architecture architectures platform platforms multi-arch multiarch multi-platform
     port ports registry registries push pushed publish published upload uploaded deploy deployed
     python3.x python3 x except without drop remove forget skip omit exclude excluding minus instead
-    puerto porta port
+    puerto porta port no none following model models
     mit und oder bitte avec et ou por favor con y una un une des le la les el los las ein eine einen das der die
     image imagen imagem s'il vous plaît merci danke gracias
     """
@@ -307,7 +307,10 @@ _LANGUAGE_RE = re.compile(
     re.I,
 )
 _R_RE = re.compile(r"(?<![\w-])R\s+(\d+\.\d+(?:\.\d+)?)(?![\w.-])")
-_TYPO_RE = re.compile(r"(?<![\w-])([a-z]{4,9})\s*(\d+(?:\.\d+){1,2})(?![\w.])", re.I)
+_TYPO_RE = re.compile(
+    r"(?<![\w-])([a-z]{4,9})\s*(\d+(?:\.\d+){1,2}|(?<=\s)(?:" + "|".join(sorted(DISTRO_CODENAMES)) + r"))(?![\w.])",
+    re.I,
+)
 _TYPO_TARGETS = {"python": "language", "golang": "language", "ubuntu": "base", "debian": "base", "alpine": "base"}
 _IMAGE_REF_RE = re.compile(
     r"(?<![\w./:-])((?:[a-z0-9][a-z0-9._-]*/)*[a-z0-9][a-z0-9._-]*:[a-z0-9][a-z0-9._-]*)(?![\w/:-])", re.I
@@ -319,10 +322,10 @@ _DISTRO_RE = re.compile(
     re.I,
 )
 _ENV_RE = re.compile(r"(?<![\w$])([A-Z][A-Z0-9_]*)=([^\s,;]+)")
-_ENV_CHANGE_RE = re.compile(r"\b(?:change|set|make)\s+([A-Z][A-Z0-9_]+)\s+(?:to|=)\s+([^\s,;]+)")
+_ENV_CHANGE_RE = re.compile(r"\b(?:change|set|make)\s+([A-Z][A-Z0-9_]+)\s+(?:to\s+|=\s*)?([^\s,;=]+)")
 _ENV_KEY_RE = re.compile(r"(?<![\w$])([A-Z][A-Z0-9]*_[A-Z0-9_]+|[A-Z]{3,})(?![\w=])")
 _PORT_CUE_RE = re.compile(
-    r"\b(?:ports?|expos(?:e|es|ing)|listen(?:s|ing)?\s+on|puerto|porta|serves?\s+on|metrics\s+on|on\s+port)"
+    r"\b(?:ports?(?:\s+(?:to|is|=))?|expos(?:e|es|ing)|listen(?:s|ing)?\s+on|puerto|porta|serves?\s+on|metrics\s+on|on\s+port)"
     r"\s*:?\s*((?:\d{1,6}(?:\s*(?:,|and|&|or|/|und|y|et)\s*|\s+))*\d{1,6})\b",
     re.I,
 )
@@ -340,11 +343,14 @@ _SWAP_RE = re.compile(r"\b(?:swap|switch|replace|change)\s+(?!to\b|it\b|that\b)(
 _SCOPE_END_RE = re.compile(
     r"[,;:.!?\n(]|\b(?:but|just|only|use|give|instead|and (?:add|use|keep|push)|then|keep|i'll|we'll)\b", re.I
 )
-_ONLY_RE = re.compile(r"\bonly\b|\bnur\b|\bsolo\b|\bseulement\b", re.I)
+_ONLY_RE = re.compile(r"\bonly\b|\bnur\b|\bsolo\b|\bseulement\b|^\s*just\b", re.I)
+_CATEGORY_CHANGE_RE = re.compile(
+    r"\b(?:change|switch|set|make)\s+(?:the\s+)?(?:ports?|arch\w*|platforms?)\s+(?:to|=)", re.I
+)
 _INSTEAD_RE = re.compile(r"\binstead\b(?!\s+of)|\bmake (?:it|that)\b", re.I)
 
 _PACKAGE_CUE_RE = re.compile(
-    r"(?:w/|^\s*(?:oh\s+|and\s+)*and\b|\b(?:with|use|only|install(?:ed|ing)?|pip install|apt(?:-get)? install|"
+    r"(?:w/|^\s*(?:oh\s+|and\s+)*(?:and|just)\b|\b(?:with|use|only|install(?:ed|ing)?|pip install|apt(?:-get)? install|"
     r"add(?:ing)?|plus|including|include|"
     r"needs?|require[sd]?|wants?|packages?(?: we need)?|pkgs|deps|dependencies|mit|avec|con|and also|also)\b|\+)",
     re.I,
@@ -444,7 +450,8 @@ class RuleBasedExtractor:
             )
         result: list[DetectedRequirement] = []
         seen: set[tuple[str, str, str]] = set()
-        for f in found:
+        # Within a message, what it takes away goes first: "use jax instead of tensorflow", "no ports, 8080".
+        for f in sorted(found, key=lambda f: f.action != "remove"):
             key = (f.kind, f.value, f.action)
             if key not in seen and f.value:
                 seen.add(key)
@@ -631,6 +638,7 @@ class RuleBasedExtractor:
                 f.kind != "env" and any(a <= f.start < b for a, b in swaps)  # "change KEY to value" sets KEY
             ):
                 f.action = "remove"
+        negation_scopes = list(scopes)
         scopes += swaps
         port_context = context.ports or any(f.kind == "port" for f in found)
         for a, b in scopes:
@@ -643,10 +651,11 @@ class RuleBasedExtractor:
             scope = sentence[match.start() : _scope_end(sentence, match.end())].lower()
             if re.search(r"\b(push|registry)\b.*\b(anywhere|any ?where)\b", scope):
                 found.append(_Found("registry", "*", match.start(), match.end(), MEDIUM, "remove"))
-        for a, b in scopes:
+        for a, b in negation_scopes:
             scope = sentence[a:b].lower()
             if re.search(r"\bports?\b", scope) and not any(f.kind == "port" and a <= f.start < b for f in found):
                 found.append(_Found("port", "*", a, b, MEDIUM, "remove"))
+        for a, b in scopes:
             for key in _ENV_KEY_RE.finditer(sentence[a:b]):
                 if not any(f.kind == "env" and f.start == a + key.start() for f in found):
                     found.append(_Found("env", key.group(1), a + key.start(), a + key.end(), MEDIUM, "remove"))
@@ -655,7 +664,7 @@ class RuleBasedExtractor:
     def _replacements(sentence: str, found: list[_Found]) -> None:
         """In a clause with "only" or "instead", multi-valued findings replace the earlier ones of their type."""
         for clause_start, clause in _clauses(sentence):
-            if not (_ONLY_RE.search(clause) or _INSTEAD_RE.search(clause)):
+            if not (_ONLY_RE.search(clause) or _INSTEAD_RE.search(clause) or _CATEGORY_CHANGE_RE.search(clause)):
                 continue
             for f in found:
                 inside = clause_start <= f.start < clause_start + len(clause)
