@@ -122,8 +122,12 @@ class V1ExtractorAdapter:
         text = next((t.content for t in reversed(turns) if t.role == "user"), "")
         result = self.extractor.extract(text)
         return ExtractionResult(
-            intents=list(result.intents),
-            requirements=[dataclasses.replace(r, action="add") for r in result.requirements],
+            intents=[DetectedIntent(i.intent, Decimal(str(i.confidence)), dict(i.entities)) for i in result.intents],
+            # Rebuilt rather than copied: a version-1 extractor may return its own classes (without ``action``).
+            requirements=[
+                DetectedRequirement(r.requirement_type, r.value, Decimal(str(r.confidence)), "add")
+                for r in result.requirements
+            ],
             usage=getattr(result, "usage", None),
         )
 

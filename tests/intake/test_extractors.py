@@ -1,5 +1,6 @@
 """The rule-based extractor: intents and normalised requirements from plain text, no network."""
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -275,3 +276,29 @@ def test_unusable_extractor_fails_clearly(extractor, message):
 def test_configured_version_one_extractor_is_adapted():
     """get_extractor() adapts a configured version-1 class."""
     assert isinstance(get_extractor(), V1ExtractorAdapter)
+
+
+class OwnClassesExtractor:
+    """A version-1 extractor that returns its own result classes (as the seed's callers could)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Found:
+        requirement_type: str
+        value: str
+        confidence: float
+
+    @dataclasses.dataclass(frozen=True)
+    class Result:
+        intents: list
+        requirements: list
+
+    def extract(self, text):
+        return self.Result(intents=[], requirements=[self.Found("port", "8080", 0.9)])
+
+
+def test_version_one_extractor_with_its_own_classes_is_adapted():
+    """The adapter rebuilds what a version-1 extractor returns, whatever classes it used."""
+    result = as_conversation_extractor(OwnClassesExtractor()).extract_conversation([Turn("user", "port 8080")])
+    assert [(r.requirement_type, r.value, r.confidence, r.action) for r in result.requirements] == [
+        ("port", "8080", Decimal("0.9"), "add")
+    ]
