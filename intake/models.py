@@ -238,7 +238,7 @@ class ModelPrice(models.Model):
     matches ``match_pattern`` (a PostgreSQL regular expression, e.g. ``^claude-sonnet-4``) and that were written in
     ``[valid_from, valid_to)`` cost ``input_price`` / ``output_price`` US dollars per million prompt / completion
     tokens. When several patterns match, the longest wins (the most specific). One pattern's periods never overlap
-    (an exclusion constraint)."""
+    (an exclusion constraint over text and time ranges)."""
 
     id = models.BigAutoField(primary_key=True)
     match_pattern = models.CharField(
@@ -265,8 +265,19 @@ class ModelPrice(models.Model):
             models.CheckConstraint(condition=~Q(source=""), name="model_prices_source_not_empty"),
             ExclusionConstraint(
                 name="model_prices_no_overlap",
+                # The pattern as the single-point range [p, p] (intake/sql/0007_text_range.sql): [p, p] && [q, q]
+                # exactly when p = q, without the btree_gist extension the project does without.
                 expressions=[
-                    ("match_pattern", RangeOperators.EQUAL),
+                    (
+                        models.Func(
+                            F("match_pattern"),
+                            F("match_pattern"),
+                            Value("[]"),
+                            function="intake_text_range",
+                            output_field=models.TextField(),
+                        ),
+                        RangeOperators.OVERLAPS,
+                    ),
                     (
                         models.Func(
                             F("valid_from"),

@@ -3,8 +3,9 @@
 import django.contrib.postgres.constraints
 import django.contrib.postgres.fields.ranges
 import django.db.models.functions.datetime
-from django.contrib.postgres.operations import BtreeGistExtension
 from django.db import migrations, models
+
+from honua.sql_migrations import RunSQLFile
 
 
 class Migration(migrations.Migration):
@@ -13,8 +14,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # model_prices_no_overlap compares match_pattern (text) with = inside a GiST index.
-        BtreeGistExtension(),
+        # model_prices_no_overlap compares patterns as single-point text ranges (no btree_gist extension).
+        RunSQLFile("intake", "0007_text_range"),
         migrations.CreateModel(
             name="ExtractionEvaluation",
             fields=[
@@ -176,7 +177,16 @@ class Migration(migrations.Migration):
             model_name="modelprice",
             constraint=django.contrib.postgres.constraints.ExclusionConstraint(
                 expressions=[
-                    ("match_pattern", "="),
+                    (
+                        models.Func(
+                            models.F("match_pattern"),
+                            models.F("match_pattern"),
+                            models.Value("[]"),
+                            function="intake_text_range",
+                            output_field=models.TextField(),
+                        ),
+                        "&&",
+                    ),
                     (
                         models.Func(
                             models.F("valid_from"),
