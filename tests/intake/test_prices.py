@@ -43,6 +43,11 @@ def test_price_valid_at_the_given_time(db):
     assert services.message_cost(**kwargs, at=JUN - dt.timedelta(microseconds=1)) == Decimal(3)
     assert services.message_cost(**kwargs, at=JUN) == Decimal(12)
     assert services.message_cost(**kwargs, at=JAN - dt.timedelta(seconds=1)) is None
+    # A price that was closed with no successor prices nothing after its end.
+    _price("^retired-model", "1", "1", JAN, JUN)
+    retired = {"model": "retired-model", "prompt_tokens": 1_000_000, "completion_tokens": 0}
+    assert services.message_cost(**retired, at=JUN - dt.timedelta(days=1)) == Decimal(1)
+    assert services.message_cost(**retired, at=JUN) is None
 
 
 def test_longest_matching_pattern_wins(db):
