@@ -18,6 +18,7 @@ from intake.models import (
     ConversationMessage,
     ConversationPerformanceSummary,
     ExtractionAccuracy,
+    ExtractionEvaluation,
     IntentAnalytics,
     ModelPrice,
     RequirementExtraction,
@@ -329,6 +330,25 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 class ViewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only admin over a SQL view: no add, change or delete."""
+
+
+@admin.register(ExtractionEvaluation)
+class ExtractionEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The runs of ``manage.py evaluate_extractor`` (written only by the command)."""
+
+    list_display = (
+        "created_at",
+        "extractor",
+        "split",
+        "requirement_type",
+        "true_positives",
+        "false_positives",
+        "false_negatives",
+        "exact_cases",
+        "cases",
+    )
+    list_filter = ("split", "requirement_type", "extractor")
+    date_hierarchy = "created_at"
 
 
 @admin.register(ActiveConversation)

@@ -191,3 +191,9 @@ def test_dashboard_counts_unpriced_messages(admin_client, conversation):
     services.message_add(conversation=conversation, role="assistant", content="b", prompt_tokens=10)
     page = admin_client.get(reverse("admin:console_dashboard")).content.decode()
     assert "2 unpriced message(s)" in page
+
+
+def test_evaluation_runs_are_read_only_in_the_admin(admin_client):
+    """The evaluation runs list renders and offers no add form (only the command writes them)."""
+    assert admin_client.get(reverse("admin:intake_extractionevaluation_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:intake_extractionevaluation_add")).status_code == 403
