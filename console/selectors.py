@@ -17,6 +17,7 @@ from builds.models import Build, BuildResult
 from builds.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
 from intake.models import Conversation
+from intake.selectors import messages_unpriced_count
 from licensing.models import License
 
 UTC = dt.UTC
@@ -296,6 +297,8 @@ class ConversationActivity:
     tokens: list[int]
     cost: list[float]
     satisfaction: list[float | None]  # average score 1..5 of the scored conversations
+    # Issue 17: messages in the window whose usage no model price covered (their cost reads 0; not known to be 0).
+    unpriced_messages: int = 0
 
     @property
     def average_satisfaction(self) -> float | None:
@@ -326,7 +329,14 @@ def conversation_activity(win: Window) -> ConversationActivity:
             counts[i], tokens[i] = row["n"], row["tokens"] or 0
             cost[i] = float(row["cost"] or 0)
             satisfaction[i] = float(row["satisfaction"]) if row["satisfaction"] is not None else None
-    return ConversationActivity(window=win, conversations=counts, tokens=tokens, cost=cost, satisfaction=satisfaction)
+    return ConversationActivity(
+        window=win,
+        conversations=counts,
+        tokens=tokens,
+        cost=cost,
+        satisfaction=satisfaction,
+        unpriced_messages=messages_unpriced_count(since=win.start),  # issue 17
+    )
 
 
 # --- maintenance ------------------------------------------------------------------------------------------------

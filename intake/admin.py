@@ -2,6 +2,7 @@
 their build; extractions with verification actions; read-only admins over the four SQL views. Actions call
 ``intake.services``; totals are never edited by hand (the trigger keeps them)."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
@@ -17,7 +18,9 @@ from intake.models import (
     ConversationMessage,
     ConversationPerformanceSummary,
     ExtractionAccuracy,
+    ExtractionEvaluation,
     IntentAnalytics,
+    ModelPrice,
     RequirementExtraction,
 )
 
@@ -55,6 +58,7 @@ class ReadOnlyInline(admin.TabularInline):
 class MessageInline(ReadOnlyInline):
     model = ConversationMessage
     fields = ("created_at", "role", "short_content", "prompt_tokens", "completion_tokens", "cost", "cost_source")
+    # cost_source says "unpriced" for usage no price covered (its 0 is not a real cost).
     readonly_fields = fields
     verbose_name_plural = "transcript"
 
@@ -66,7 +70,9 @@ class MessageInline(ReadOnlyInline):
     def cost_source(self, message):
         if message.given_cost is not None:
             return "caller"
-        return "prices" if message.computed_cost is not None else "-"
+        if message.computed_cost is not None:
+            return "prices"
+        return "unpriced" if message.unpriced else "-"
 
 
 class IntentInline(ReadOnlyInline):
@@ -77,7 +83,15 @@ class IntentInline(ReadOnlyInline):
 
 class ExtractionInline(ReadOnlyInline):
     model = RequirementExtraction
-    fields = ("source_message_id", "requirement_type", "value", "confidence", "verification", "corrected_value")
+    fields = (
+        "source_message_id",
+        "requirement_type",
+        "action",
+        "value",
+        "confidence",
+        "verification",
+        "corrected_value",
+    )
     readonly_fields = fields
 
 
@@ -301,8 +315,72 @@ class RequirementExtractionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{done} extraction(s) marked {verdict}.", messages.SUCCESS)
 
 
+class ModelPriceForm(forms.ModelForm):
+    class Meta:
+        model = ModelPrice
+        fields = ("match_pattern", "input_price", "output_price", "valid_from", "valid_to", "source")
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            try:
+                services.price_validate(
+                    match_pattern=data["match_pattern"],
+                    input_price=data["input_price"],
+                    output_price=data["output_price"],
+                    valid_from=data["valid_from"],
+                    valid_to=data.get("valid_to"),
+                    price_id=self.instance.pk,
+                )
+            except services.IntakeError as error:
+                raise forms.ValidationError(str(error)) from error
+        return data
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices as data: admins add and close prices (a new price is a new row from the day it holds); operators,
+    who have only the view permission, read them."""
+
+    form = ModelPriceForm
+    list_display = ("match_pattern", "input_price", "output_price", "valid_from", "valid_to", "source")
+    list_filter = ("valid_to",)
+    search_fields = ("match_pattern", "source")
+    date_hierarchy = "valid_from"
+    actions = ("price_unpriced_messages",)
+
+    @admin.action(description="Price the unpriced messages these patterns now cover", permissions=["change"])
+    def price_unpriced_messages(self, request, queryset):
+        priced = 0
+        for price in queryset:
+            count = services.messages_reprice(model_pattern=price.match_pattern)
+            if count:
+                audit_admin_action(request, price, f"Priced {count} unpriced message(s).")
+            priced += count
+        self.message_user(request, f"{priced} message(s) priced.", messages.SUCCESS)
+
+
 class ViewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only admin over a SQL view: no add, change or delete."""
+
+
+@admin.register(ExtractionEvaluation)
+class ExtractionEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The runs of ``manage.py evaluate_extractor`` (written only by the command)."""
+
+    list_display = (
+        "created_at",
+        "extractor",
+        "split",
+        "requirement_type",
+        "true_positives",
+        "false_positives",
+        "false_negatives",
+        "exact_cases",
+        "cases",
+    )
+    list_filter = ("split", "requirement_type", "extractor")
+    date_hierarchy = "created_at"
 
 
 @admin.register(ActiveConversation)
@@ -357,4 +435,8 @@ class ExtractionAccuracyAdmin(ViewAdmin):
         "verified_share",
         "precision",
         "avg_confidence",
+        "evaluation_precision",
+        "evaluation_recall",
+        "evaluation_f1",
+        "evaluated_at",
     )

@@ -26,6 +26,11 @@ Mapping from requirement extractions (``manifest_from_requirements``), in the co
 
 - Each extraction contributes its effective value: the ``corrected_value`` when ``corrected``; nothing when
   ``incorrect``; its ``value`` when ``correct``, or when ``unverified`` with confidence >= ``MIN_CONFIDENCE``.
+- Each extraction's ``action`` applies in order (``fold_requirements``): ``add`` adds its value; ``remove`` takes
+  it away (``*`` takes every value of its type; a name without a version or tag removes any version of it:
+  ``ubuntu`` removes ``ubuntu:22.04``, ``python`` removes ``python 3.12``; an env ``KEY`` removes that key);
+  ``replace`` makes the values of one message's replacing extractions of a type the new set ("arm64 only").
+  An unversioned language added after a versioned one of the same name keeps the version.
 - ``base_image``, ``language``, ``registry``: the latest extraction wins (a later message revises an earlier one).
 - ``package``, ``architecture``, ``port``: the union, sorted; architectures are normalised (``x86_64`` ->
   ``amd64``, ``aarch64`` -> ``arm64``) and default to ``["amd64"]``.
@@ -84,12 +89,19 @@ _VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+-]{0,40}$", re.ASCII)
 _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
+ACTIONS = ("add", "remove", "replace")
+SINGLE_VALUED = ("base_image", "language", "registry")
+
+
 @dataclasses.dataclass(frozen=True)
 class Requirement:
-    """An extraction's effective value, as the mapping sees it."""
+    """An extraction's effective value, as the mapping sees it: what it does (``action``) and the message it came
+    from (``source``: the replacements of one message and type form one new set)."""
 
     requirement_type: str
     value: str
+    action: str = "add"
+    source: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,8 +194,68 @@ def _sorted_unique(values: object, name: str, kind: type, errors: list[str]) -> 
     return True
 
 
+def _removes(removal: str, kind: str, value: str) -> bool:
+    """Whether a ``remove`` of ``removal`` takes ``value`` (of type ``kind``) away."""
+    removal, value = removal.strip().lower(), value.strip().lower()
+    if removal in ("*", value):
+        return True
+    if kind == "base_image":
+        return ":" not in removal and value.split(":")[0].split("/")[-1] == removal
+    if kind == "language":
+        return " " not in removal and value.split()[0] == removal
+    if kind == "env":
+        return "=" not in removal and value.partition("=")[0].upper() == removal.upper()
+    if kind == "architecture":
+        return ARCHITECTURES.get(removal) == ARCHITECTURES.get(value, value)
+    return False
+
+
+def fold_requirements(requirements: Iterable[Requirement]) -> list[Requirement]:
+    """The requirements that stand once every one's action has applied, in order (see the module doc); all
+    ``add``. Single-valued types (``SINGLE_VALUED``) keep their latest value."""
+    standing: dict[str, list[Requirement]] = {}
+    group: dict[str, object] = {}  # type -> the source whose replacements are being gathered
+    last_action: dict[str, str] = {}
+    order: list[str] = []
+    for requirement in requirements:
+        kind, value = requirement.requirement_type, requirement.value.strip()
+        if kind not in standing:
+            standing[kind] = []
+            order.append(kind)
+        current = standing[kind]
+        if requirement.action == "remove":
+            current[:] = [r for r in current if not _removes(value, kind, r.value)]
+            last_action[kind] = "remove"
+            continue
+        added = Requirement(kind, value)
+        if requirement.action == "replace" and (
+            group.get(kind, _NO_GROUP) != requirement.source
+            or (requirement.source is None and last_action.get(kind) != "replace")
+        ):
+            current.clear()  # the first of a message's replacements of this type
+        if requirement.action == "replace":
+            group[kind] = requirement.source
+        last_action[kind] = requirement.action
+        if kind in SINGLE_VALUED:
+            if kind == "language" and len(value.split()) == 1 and current:
+                previous = current[-1].value.split()
+                if previous[0].lower() == value.lower():
+                    continue  # "python" after "python 3.12" keeps the version
+            current[:] = [added]
+        elif kind == "env":
+            key = value.partition("=")[0]
+            current[:] = [r for r in current if r.value.partition("=")[0] != key] + [added]
+        elif all(r.value.lower() != value.lower() for r in current):
+            current.append(added)
+    return [r for kind in order for r in standing[kind]]
+
+
+_NO_GROUP = object()
+
+
 def manifest_from_requirements(requirements: Iterable[Requirement], *, credentials: Sequence[Credential] = ()) -> dict:
     """The schema-v1 manifest for ``requirements`` (effective values, in conversation order); see the module doc."""
+    requirements = fold_requirements(requirements)
     base_image = language = registry = None
     packages: set[str] = set()
     architectures: set[str] = set()

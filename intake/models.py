@@ -8,6 +8,8 @@ indexes.
 """
 
 import pgtrigger
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Now
@@ -179,6 +181,14 @@ class ConversationMessage(models.Model):
     model = models.CharField(max_length=100, blank=True, default="")
     latency_ms = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
+    # Usage that no price covers (no cost given, none computed): its cost reads 0 but is not known to be 0. Kept by
+    # the database from the row itself, so it can never disagree with the costs beside it.
+    unpriced = models.GeneratedField(
+        expression=Q(given_cost__isnull=True, computed_cost__isnull=True)
+        & (Q(prompt_tokens__gt=0) | Q(completion_tokens__gt=0)),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         db_table = "conversation_messages"
@@ -192,7 +202,11 @@ class ConversationMessage(models.Model):
             )
         ]
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="conv_messages_conv_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="conv_messages_conv_idx"),
+            # The dashboard's count of unpriced messages reads only these (few, one hopes) rows.
+            models.Index(fields=["created_at"], name="conv_messages_unpriced_idx", condition=Q(unpriced=True)),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(role__in=["system", "user", "assistant", "tool"]), name="conv_messages_role_valid"
@@ -222,8 +236,107 @@ class ConversationMessage(models.Model):
         return f"{self.role} message {self.pk}"
 
 
+class ModelPrice(models.Model):
+    """A model's token price for a period (after Langfuse's model definitions): the messages of a model whose name
+    matches ``match_pattern`` (a PostgreSQL regular expression, e.g. ``^claude-sonnet-4``) and that were written in
+    ``[valid_from, valid_to)`` cost ``input_price`` / ``output_price`` US dollars per million prompt / completion
+    tokens. When several patterns match, the longest wins (the most specific). One pattern's periods never overlap
+    (an exclusion constraint over text and time ranges)."""
+
+    id = models.BigAutoField(primary_key=True)
+    match_pattern = models.CharField(
+        max_length=200, help_text="A regular expression on the model name, e.g. ^claude-sonnet-4 (longest wins)."
+    )
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, help_text="US$ per million prompt tokens.")
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, help_text="US$ per million completion tokens.")
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True, help_text="Exclusive; empty while the price holds.")
+    source = models.CharField(max_length=300, help_text="Where the price comes from (a page and the date read).")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "model_prices"
+        ordering = ["match_pattern", "-valid_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(input_price__gte=0, output_price__gte=0), name="model_prices_prices_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gt=F("valid_from")), name="model_prices_period_valid"
+            ),
+            models.CheckConstraint(condition=~Q(match_pattern=""), name="model_prices_pattern_not_empty"),
+            models.CheckConstraint(condition=~Q(source=""), name="model_prices_source_not_empty"),
+            ExclusionConstraint(
+                name="model_prices_no_overlap",
+                # The pattern as the single-point range [p, p] (intake/sql/0007_text_range.sql): [p, p] && [q, q]
+                # exactly when p = q, without the btree_gist extension the project does without.
+                expressions=[
+                    (
+                        models.Func(
+                            F("match_pattern"),
+                            F("match_pattern"),
+                            Value("[]"),
+                            function="intake_text_range",
+                            output_field=models.TextField(),
+                        ),
+                        RangeOperators.OVERLAPS,
+                    ),
+                    (
+                        models.Func(
+                            F("valid_from"),
+                            F("valid_to"),
+                            Value("[)"),
+                            function="tstzrange",
+                            output_field=DateTimeRangeField(),
+                        ),
+                        RangeOperators.OVERLAPS,
+                    ),
+                ],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.match_pattern} from {self.valid_from:%Y-%m-%d}"
+
+
+class ExtractionEvaluation(models.Model):
+    """One run of ``manage.py evaluate_extractor``: per split and requirement type, the true positives, false
+    positives and false negatives of an extractor on the evaluation set (``intake/evaluation/``). Kept apart from
+    ``requirement_extractions``, which hold production data and people's verdicts; ``extraction_accuracy`` shows the
+    latest run beside them."""
+
+    id = models.BigAutoField(primary_key=True)
+    run_id = models.UUIDField()
+    extractor = models.CharField(max_length=200)
+    split = models.CharField(max_length=8)
+    requirement_type = models.CharField(max_length=32)
+    true_positives = models.IntegerField()
+    false_positives = models.IntegerField()
+    false_negatives = models.IntegerField()
+    cases = models.IntegerField()
+    exact_cases = models.IntegerField()
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "extraction_evaluations"
+        ordering = ["-created_at", "split", "requirement_type"]
+        indexes = [models.Index(fields=["-created_at"], name="extraction_evals_time_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["run_id", "split", "requirement_type"], name="extraction_evals_uniq"),
+            models.CheckConstraint(condition=Q(split__in=["dev", "test"]), name="extraction_evals_split_valid"),
+            models.CheckConstraint(
+                condition=Q(true_positives__gte=0, false_positives__gte=0, false_negatives__gte=0, cases__gte=0)
+                & Q(exact_cases__gte=0, exact_cases__lte=F("cases")),
+                name="extraction_evals_counts_valid",
+            ),
+        ]
+
+
 INTENTS = ["new_build", "modify_build", "question", "status", "cancel", "other"]
 REQUIREMENT_TYPES = ["base_image", "language", "package", "architecture", "registry", "env", "port", "other"]
+# What an extraction does to the requirements before it: add its value (the default); remove it; or replace every
+# earlier value of its type (the extractions of one message and type that replace together form the new set).
+REQUIREMENT_ACTIONS = ["add", "remove", "replace"]
 
 
 class ConversationIntent(models.Model):
@@ -283,6 +396,9 @@ class RequirementExtraction(models.Model):
     source_message_id = models.BigIntegerField(null=True, blank=True)
     requirement_type = models.CharField(max_length=32, choices=RequirementType.choices)
     value = models.CharField(max_length=500)
+    action = models.CharField(
+        max_length=8, choices=[(a, a) for a in REQUIREMENT_ACTIONS], default="add", db_default="add"
+    )
     confidence = models.DecimalField(max_digits=4, decimal_places=3)
     verification = models.CharField(max_length=16, choices=Verification.choices, default=Verification.UNVERIFIED)
     corrected_value = models.CharField(max_length=500, null=True, blank=True)
@@ -313,6 +429,7 @@ class RequirementExtraction(models.Model):
                 name="req_extractions_corrected_has_value",
             ),
             models.CheckConstraint(condition=~Q(value=""), name="req_extractions_value_not_empty"),
+            models.CheckConstraint(condition=Q(action__in=REQUIREMENT_ACTIONS), name="req_extractions_action_valid"),
         ]
 
     def __str__(self) -> str:  # the admin's inline titles
@@ -461,7 +578,13 @@ class ExtractionAccuracy(models.Model):
     incorrect = models.IntegerField()
     verified_share = models.DecimalField(max_digits=5, decimal_places=4)
     precision = models.DecimalField(max_digits=5, decimal_places=4, null=True)
-    avg_confidence = models.DecimalField(max_digits=4, decimal_places=3)
+    avg_confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True)
+    # The latest evaluation run on the held-out split (extraction_evaluations), beside the people's verdicts.
+    evaluated_at = models.DateTimeField(null=True)
+    evaluation_extractor = models.CharField(max_length=200, null=True)
+    evaluation_precision = models.DecimalField(max_digits=5, decimal_places=4, null=True)
+    evaluation_recall = models.DecimalField(max_digits=5, decimal_places=4, null=True)
+    evaluation_f1 = models.DecimalField(max_digits=5, decimal_places=4, null=True)
 
     class Meta:
         managed = False

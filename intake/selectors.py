@@ -23,3 +23,12 @@ def manifest_open(*, conversation: Conversation) -> BuildManifest | None:
     return BuildManifest.objects.filter(
         conversation_id=conversation.pk, status__in=[BuildManifest.Status.DRAFT, BuildManifest.Status.APPROVED]
     ).first()
+
+
+def messages_unpriced_count(*, since=None) -> int:
+    """How many messages carry usage that no model price covered (``unpriced``): their cost reads 0 but is not
+    known, so totals under-report by them until an admin adds the price and prices them."""
+    messages = ConversationMessage.objects.filter(unpriced=True)
+    if since is not None:
+        messages = messages.filter(created_at__gte=since)
+    return messages.count()

@@ -5,16 +5,20 @@ enforces every invariant; these functions check first to give a person a clear m
 own refusals (a race lost to ``expire_old_conversations``, say) into the same exceptions.
 """
 
+import datetime as dt
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Length, Now
 from django.utils import timezone
 
 from builds.models import Build
 from builds.services import build_enqueue
 from intake.exceptions import ConversationClosed, IntakeError, InvalidInput, ManifestInvalid, ManifestStateError
-from intake.extractors import Extractor, get_extractor
+from intake.extractors import ConversationExtractor, Extractor, Turn, as_conversation_extractor, get_extractor
 from intake.manifests import (
     MIN_CONFIDENCE,
     Credential,
@@ -25,11 +29,13 @@ from intake.manifests import (
 )
 from intake.models import (
     INTENTS,
+    REQUIREMENT_ACTIONS,
     REQUIREMENT_TYPES,
     BuildManifest,
     Conversation,
     ConversationIntent,
     ConversationMessage,
+    ModelPrice,
     RequirementExtraction,
 )
 from licensing.models import Customer, RegistryCredential
@@ -45,6 +51,7 @@ CONFIDENCE_RANGE = "confidence must be between 0 and 1"
 UNKNOWN_INTENT = "unknown intent {intent!r}; expected one of " + ", ".join(INTENTS)
 UNKNOWN_REQUIREMENT_TYPE = "unknown requirement type {kind!r}; expected one of " + ", ".join(REQUIREMENT_TYPES)
 EMPTY_VALUE = "a requirement needs a value"
+UNKNOWN_ACTION = "unknown requirement action {action!r}; expected one of " + ", ".join(REQUIREMENT_ACTIONS)
 CORRECTED_VALUE_REQUIRED = "an incorrect extraction can only be corrected with a new, non-empty value"
 SATISFACTION_RANGE = "satisfaction must be a whole number from 1 to 5"
 UNKNOWN_SCORE_SOURCE = "unknown satisfaction source {source!r}; expected user, operator or model"
@@ -53,6 +60,14 @@ NOT_APPROVED = "manifest {id} is {status}: only an approved manifest can be subm
 NOTHING_TO_GENERATE = "conversation {id} has no usable requirements to build a manifest from"
 CANNOT_END = "conversation {id} is {status}: only an active conversation can be ended"
 WRONG_MESSAGE = "message {message_id} is not in conversation {conversation_id}"
+
+PRICE_PATTERN_EMPTY = "a price needs a model pattern"
+PRICE_PATTERN_INVALID = "{pattern!r} is not a regular expression PostgreSQL accepts"
+PRICE_NEGATIVE = "prices per million tokens must be given and not negative"
+PRICE_OVERLAP = "another price of {pattern!r} is valid for part of that period; close it (valid to) first"
+PRICE_PERIOD = "a price's validity must start, and end (if it ends) after it starts"
+
+EXTRACTION_CALL = "requirement extraction of message {message_id} by {model}{fallback}"
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000001")
@@ -106,22 +121,76 @@ def conversation_rate(
 # -- messages ------------------------------------------------------------------------------------------------
 
 
-def model_price(model: str) -> dict[str, Decimal] | None:
-    """The configured price of ``model`` (exact name, else the longest configured prefix), or None."""
-    prices = settings.HONUA_MODEL_PRICES
-    key = model if model in prices else max((k for k in prices if model.startswith(k)), key=len, default=None)
-    if key is None:
-        return None
-    return {"input": Decimal(str(prices[key]["input"])), "output": Decimal(str(prices[key]["output"]))}
+def model_price(model: str, *, at: dt.datetime | None = None) -> ModelPrice | None:
+    """The price of ``model`` valid at ``at`` (by default the current transaction's time, which is the
+    ``created_at`` a message written in it gets): of the ``model_prices`` rows whose pattern matches the name and
+    whose period holds ``at``, the longest pattern; None for an unpriced model."""
+    moment = at if at is not None else Now()
+    return (
+        ModelPrice.objects.filter(valid_from__lte=moment)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=moment))
+        .alias(matches=RawSQL("%s ~ match_pattern", (model,), output_field=BooleanField()))
+        .filter(matches=True)
+        .order_by(Length("match_pattern").desc(), "-valid_from", "id")
+        .first()
+    )
 
 
-def message_cost(*, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
-    """Cost in dollars from the configured per-million-token prices, to the micro-dollar; None for an unpriced model."""
-    price = model_price(model)
+def message_cost(
+    *, model: str, prompt_tokens: int, completion_tokens: int, at: dt.datetime | None = None
+) -> Decimal | None:
+    """Cost in US dollars at the price valid at ``at`` (``model_price``), to the micro-dollar; None for an unpriced
+    model (never 0: the message is then flagged ``unpriced``)."""
+    price = model_price(model, at=at)
     if price is None:
         return None
-    cost = (prompt_tokens * price["input"] + completion_tokens * price["output"]) / MILLION
+    cost = (prompt_tokens * price.input_price + completion_tokens * price.output_price) / MILLION
     return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def price_validate(
+    *, match_pattern: str, input_price, output_price, valid_from, valid_to, price_id: int | None = None
+) -> None:
+    """Raise ``InvalidInput`` unless the price row is well formed: a pattern PostgreSQL accepts as a regular
+    expression, prices >= 0 and a period that ends after it starts (the database's constraints, with their words)."""
+    if not match_pattern:
+        raise InvalidInput(PRICE_PATTERN_EMPTY)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT '' ~ %s", [match_pattern])
+    except DatabaseError as error:
+        raise InvalidInput(PRICE_PATTERN_INVALID.format(pattern=match_pattern)) from error
+    if input_price is None or output_price is None or input_price < 0 or output_price < 0:
+        raise InvalidInput(PRICE_NEGATIVE)
+    if valid_from is None or (valid_to is not None and valid_to <= valid_from):
+        raise InvalidInput(PRICE_PERIOD)
+    overlapping = ModelPrice.objects.filter(match_pattern=match_pattern).exclude(pk=price_id)
+    overlapping = overlapping.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=valid_from))
+    if valid_to is not None:
+        overlapping = overlapping.filter(valid_from__lt=valid_to)
+    if overlapping.exists():
+        raise InvalidInput(PRICE_OVERLAP.format(pattern=match_pattern))
+
+
+def messages_reprice(*, model_pattern: str | None = None) -> int:
+    """Give the unpriced messages a computed cost from the prices valid at their time (after an admin added the
+    missing price); returns how many were priced. Each update goes through ``update_conversation_stats``, so the
+    conversations' totals stay exact."""
+    priced = 0
+    with transaction.atomic():
+        for message in ConversationMessage.objects.filter(unpriced=True).select_for_update(no_key=True):
+            if model_pattern is not None and not re.search(model_pattern, message.model):
+                continue
+            computed = message_cost(
+                model=message.model,
+                prompt_tokens=message.prompt_tokens,
+                completion_tokens=message.completion_tokens,
+                at=message.created_at,
+            )
+            if computed is not None:
+                ConversationMessage.objects.filter(pk=message.pk).update(computed_cost=computed, cost=computed)
+                priced += 1
+    return priced
 
 
 def message_add(
@@ -153,10 +222,13 @@ def message_add(
         status = "deleted" if conversation.deleted_at else conversation.status
         raise ConversationClosed(CONVERSATION_CLOSED.format(id=conversation.pk, status=status))
     priced_model = model or conversation.model
-    computed = message_cost(model=priced_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    chosen = cost if cost is not None else computed
     try:
         with transaction.atomic():
+            # Priced inside the transaction: the price is the one valid at now(), the message's created_at.
+            computed = message_cost(
+                model=priced_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
+            chosen = cost if cost is not None else computed
             return ConversationMessage.objects.create(
                 conversation=conversation,
                 role=role,
@@ -209,11 +281,20 @@ def intent_record(
 
 
 def extraction_record(
-    *, conversation: Conversation, requirement_type: str, value: str, confidence, source_message_id: int | None = None
+    *,
+    conversation: Conversation,
+    requirement_type: str,
+    value: str,
+    confidence,
+    source_message_id: int | None = None,
+    action: str = "add",
 ) -> RequirementExtraction:
-    """Record a requirement extracted from ``source_message_id`` of the conversation (unverified)."""
+    """Record a requirement extracted from ``source_message_id`` of the conversation (unverified); ``action``
+    says whether it adds, removes or replaces (see ``intake.manifests``)."""
     if requirement_type not in REQUIREMENT_TYPES:
         raise InvalidInput(UNKNOWN_REQUIREMENT_TYPE.format(kind=requirement_type))
+    if action not in REQUIREMENT_ACTIONS:
+        raise InvalidInput(UNKNOWN_ACTION.format(action=action))
     value = (value or "").strip()
     if not value:
         raise InvalidInput(EMPTY_VALUE)
@@ -225,15 +306,34 @@ def extraction_record(
         requirement_type=requirement_type,
         value=value[:500],
         confidence=confidence,
+        action=action,
     )
 
 
+def conversation_turns(*, message: ConversationMessage) -> list[Turn]:
+    """The conversation up to and including ``message``, in order, as an extractor sees it; ``message`` itself
+    is the last turn and is read as the user's (the extraction is about it). Extraction-call records (role
+    ``tool``) are left out."""
+    earlier = (
+        ConversationMessage.objects.filter(conversation_id=message.conversation_id)
+        .filter(Q(created_at__lt=message.created_at) | Q(created_at=message.created_at, id__lt=message.pk))
+        .exclude(role=ConversationMessage.Role.TOOL)
+        .order_by("created_at", "id")
+        .values_list("role", "content", "id")
+    )
+    return [Turn(role, content, pk) for role, content, pk in earlier] + [Turn("user", message.content, message.pk)]
+
+
 def message_extract(
-    *, message: ConversationMessage, extractor: Extractor | None = None
+    *, message: ConversationMessage, extractor: ConversationExtractor | Extractor | None = None
 ) -> tuple[list[ConversationIntent], list[RequirementExtraction]]:
-    """Run the extractor (the configured one by default) on a message and record what it found, in one
-    transaction. The extractor runs before the transaction opens, so a slow (LLM) extractor holds no lock."""
-    result = (extractor or get_extractor()).extract(message.content)
+    """Run the extractor (the configured one by default; a version-1 one is adapted) on the conversation up to
+    ``message`` and record the intents and requirement changes it found in ``message``, in one transaction. The
+    extractor runs before the transaction opens, so a slow (LLM) extractor holds no lock. When the extraction
+    called a model, that call is recorded too: a ``tool`` message with its tokens, latency and model, priced
+    like any message (so the conversation's totals include what understanding it cost)."""
+    chosen = as_conversation_extractor(extractor) if extractor is not None else get_extractor()
+    result = chosen.extract_conversation(conversation_turns(message=message))
     conversation = message.conversation
     with transaction.atomic():
         intents = [
@@ -253,9 +353,25 @@ def message_extract(
                 value=found.value,
                 confidence=found.confidence,
                 source_message_id=message.pk,
+                action=found.action,
             )
             for found in result.requirements
         ]
+        usage = result.usage
+        if usage is not None:
+            message_add(
+                conversation=conversation,
+                role=ConversationMessage.Role.TOOL,
+                content=EXTRACTION_CALL.format(
+                    message_id=message.pk,
+                    model=usage.model,
+                    fallback=" (fell back to rules)" if usage.fell_back else "",
+                ),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                model=usage.model,
+                latency_ms=usage.latency_ms,
+            )
     return intents, extractions
 
 
@@ -298,7 +414,9 @@ def _effective_requirements(conversation: Conversation) -> list[Requirement]:
         if verification == RequirementExtraction.Verification.UNVERIFIED and extraction.confidence < MIN_CONFIDENCE:
             continue
         value = extraction.corrected_value if verification == "corrected" else extraction.value
-        requirements.append(Requirement(extraction.requirement_type, value))
+        requirements.append(
+            Requirement(extraction.requirement_type, value, extraction.action, source=extraction.source_message_id)
+        )
     return requirements
 
 

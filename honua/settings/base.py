@@ -112,16 +112,16 @@ LOGGING = {
     },
 }
 
-# AI intake: per-model token prices in US dollars per million tokens ("input" = prompt, "output" = completion).
-# A message's cost is computed from these when the caller sends none; a caller-given cost wins (kept apart).
-# A model missing here gets no computed cost. Keys are matched exactly, then by the longest prefix, so a
-# dated snapshot ("claude-sonnet-4-20250514") uses its family's price.
-HONUA_MODEL_PRICES = {
-    "claude-opus-4": {"input": "15.00", "output": "75.00"},
-    "claude-sonnet-4": {"input": "3.00", "output": "15.00"},
-    "claude-haiku-4": {"input": "1.00", "output": "5.00"},
-    "gpt-4o": {"input": "2.50", "output": "10.00"},
-    "gpt-4o-mini": {"input": "0.15", "output": "0.60"},
-}
+# AI intake: per-model token prices are data now (the model_prices table, edited by admins in the admin; seeded by
+# intake/migrations/0009_seed_model_prices.py). HONUA_MODEL_PRICES is deprecated and ignored: defining it raises the
+# system check warning intake.W001.
 # The requirement extractor intake uses (a dotted path to a class implementing intake.extractors.Extractor).
 HONUA_INTAKE_EXTRACTOR = env_str("HONUA_INTAKE_EXTRACTOR", "intake.extractors.RuleBasedExtractor")
+# The LLM-backed extractors (intake.llm.AnthropicExtractor, intake.llm.OpenAICompatibleExtractor). The key is read
+# from the environment only and never logged; an unreachable model falls back to the rule-based extractor.
+HONUA_LLM_MODEL = env_str("HONUA_LLM_MODEL", "claude-haiku-4-5")
+HONUA_LLM_API_KEY = env_str("HONUA_LLM_API_KEY", "")
+HONUA_LLM_BASE_URL = env_str("HONUA_LLM_BASE_URL", "")
+HONUA_LLM_TIMEOUT_SECONDS = env_int("HONUA_LLM_TIMEOUT_SECONDS", 20)
+HONUA_LLM_MAX_RETRIES = env_int("HONUA_LLM_MAX_RETRIES", 2)
+HONUA_LLM_MAX_TOKENS = env_int("HONUA_LLM_MAX_TOKENS", 1024)

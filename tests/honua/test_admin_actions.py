@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from builds.models import Build, BuildCacheEntry
-from intake.models import BuildManifest, Conversation, RequirementExtraction
+from intake import services as intake_services
+from intake.models import BuildManifest, Conversation, ConversationMessage, ModelPrice, RequirementExtraction
 from licensing.models import License, RegistryCredential
 from tests.builds.cache_factories import cached
 from tests.console.conftest import make_user
@@ -65,6 +66,25 @@ def _submittable(n):
             status=BuildManifest.Status.APPROVED, approved_at=timezone.now()
         )
         out.append(manifest)
+    return out
+
+
+def _prices_of_unpriced_models(n):
+    """n prices, each for a model whose usage was recorded before any price covered it."""
+    out = []
+    for i in range(n):
+        model = f"matrix-model-{i}-{timezone.now().timestamp()}"
+        conversation = intake_services.conversation_start(customer=LicenseFactory().customer, model=model, title="t")
+        intake_services.message_add(conversation=conversation, role="assistant", content="a", prompt_tokens=1000)
+        out.append(
+            ModelPrice.objects.create(
+                match_pattern=f"^{model}$",
+                input_price=1,
+                output_price=1,
+                valid_from=timezone.now() - dt.timedelta(days=1),
+                source="test",
+            )
+        )
     return out
 
 
@@ -172,6 +192,13 @@ CASES = [
         "mark_incorrect",
         lambda n: [ExtractionFactory() for _ in range(n)],
         lambda x: x.verification == RequirementExtraction.Verification.INCORRECT,
+    ),
+    Case(
+        "intake",
+        "modelprice",
+        "price_unpriced_messages",
+        _prices_of_unpriced_models,
+        lambda p: not ConversationMessage.objects.filter(unpriced=True, model__regex=p.match_pattern).exists(),
     ),
 ]
 CASE_IDS = [f"{c.app}.{c.model_name}.{c.action}" for c in CASES]

@@ -120,7 +120,8 @@ def test_mapping_is_deterministic_and_order_independent_for_sets():
 
 
 def test_latest_single_valued_requirement_wins():
-    """For language, base image and registry a later requirement replaces an earlier one; env keys likewise."""
+    """For language, base image and registry a later requirement replaces an earlier one; env keys likewise; a
+    later mention of the same language without a version keeps the version given before."""
     manifest = manifest_from_requirements(
         [
             Requirement("language", "python 3.11"),
@@ -129,8 +130,9 @@ def test_latest_single_valued_requirement_wins():
             Requirement("env", "A=2"),
         ]
     )
-    assert manifest["language"] == {"name": "python", "version": "3.12"}  # default version
-    assert manifest["base_image"] == "python:3.12-slim"
+    assert manifest["language"] == {"name": "python", "version": "3.11"}
+    assert manifest["base_image"] == "python:3.11-slim"
+    assert manifest_from_requirements([Requirement("language", "python")])["language"]["version"] == "3.12"
     assert manifest["env"] == {"A": "2"}
 
 

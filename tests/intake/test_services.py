@@ -3,17 +3,21 @@
 from decimal import Decimal
 
 import pytest
-from django.test import override_settings
 
 from builds.cache import manifest_hash
 from intake import services
 from intake.manifests import ManifestInvalid
-from intake.models import BuildManifest, Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
+from intake.models import (
+    BuildManifest,
+    Conversation,
+    ConversationIntent,
+    ConversationMessage,
+    ModelPrice,
+    RequirementExtraction,
+)
 from tests.conftest import raises_db_error
 from tests.intake.factories import ExtractionFactory
 from tests.licensing.factories import CustomerFactory
-
-PRICES = {"claude-sonnet-4": {"input": "3.00", "output": "15.00"}, "tiny": {"input": "0.10", "output": "0.40"}}
 
 
 @pytest.fixture
@@ -27,7 +31,6 @@ def _add(conversation, **fields):
     return services.message_add(conversation=conversation, **fields)
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_cost_computed_from_configured_prices(conversation):
     """With no cost given, cost = prompt x input price + completion x output price, per million tokens."""
     message = _add(conversation, prompt_tokens=1234, completion_tokens=567)
@@ -40,7 +43,6 @@ def test_cost_computed_from_configured_prices(conversation):
     assert conversation.total_cost == Decimal("0.012207")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_given_cost_wins_and_is_kept_apart(conversation):
     """A caller-given cost is what counts; the computed one is still recorded beside it."""
     message = _add(conversation, prompt_tokens=1_000_000, completion_tokens=0, cost=Decimal("1.5"))
@@ -49,19 +51,21 @@ def test_given_cost_wins_and_is_kept_apart(conversation):
     assert conversation.total_cost == Decimal("1.5")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_message_model_and_dated_snapshot_prices(conversation):
     """A message's own model is priced, by exact name or by the longest configured prefix."""
+    ModelPrice.objects.create(
+        match_pattern="^tiny$", input_price="0.10", output_price="0.40", valid_from="2020-01-01T00:00Z", source="t"
+    )
     assert _add(conversation, model="tiny", prompt_tokens=10_000).cost == Decimal("0.001")
     snapshot = _add(conversation, model="claude-sonnet-4-20250514", completion_tokens=1000)
     assert snapshot.cost == Decimal("0.015")
 
 
-@override_settings(HONUA_MODEL_PRICES=PRICES)
 def test_unpriced_model_has_no_computed_cost(conversation):
-    """A model without a configured price gets no computed cost and counts zero unless a cost is given."""
+    """A model without a configured price gets no computed cost, counts zero unless a cost is given, and is flagged."""
     message = _add(conversation, model="mystery-model", prompt_tokens=500)
-    assert (message.computed_cost, message.cost) == (None, Decimal(0))
+    message.refresh_from_db()
+    assert (message.computed_cost, message.cost, message.unpriced) == (None, Decimal(0), True)
 
 
 def test_database_enforces_given_cost_wins(conversation):
@@ -253,3 +257,55 @@ def test_approving_an_edited_draft_revalidates(conversation):
         services.manifest_approve(manifest=draft)
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+def _say(conversation, text, role="user"):
+    message = services.message_add(conversation=conversation, role=role, content=text)
+    if role == "user":
+        services.message_extract(message=message)
+    return message
+
+
+def test_later_message_corrects_the_manifest(conversation):
+    """Extraction sees the conversation: 'arm64 only', 'drop proj' and 'port 9090 not 8080' in later messages
+    remove and replace what earlier ones asked for, in the generated manifest."""
+    _say(conversation, "python 3.12 with gdal and proj for arm64 and amd64, exposing port 8080")
+    _say(conversation, "Anything else?", role="assistant")
+    _say(conversation, "actually make it arm64 only, and drop proj")
+    _say(conversation, "port 9090 not 8080")
+    manifest = services.manifest_generate(conversation=conversation).manifest
+    assert (manifest["architectures"], manifest["packages"], manifest["ports"]) == (["arm64"], ["gdal"], [9090])
+    actions = set(conversation.extractions.values_list("requirement_type", "value", "action"))
+    assert {("architecture", "arm64", "replace"), ("package", "proj", "remove"), ("port", "8080", "remove")} <= actions
+
+
+def test_bare_answer_uses_the_conversation(conversation):
+    """A bare '3.11' after a question about the version is read as the Python version."""
+    _say(conversation, "python image with numpy please")
+    _say(conversation, "Which Python version?", role="assistant")
+    _say(conversation, "3.11")
+    assert services.manifest_generate(conversation=conversation).manifest["language"] == {
+        "name": "python",
+        "version": "3.11",
+    }
+
+
+def test_extraction_action_is_validated(conversation):
+    """An unknown action is refused by the service and by the database with the same meaning."""
+    with pytest.raises(services.InvalidInput, match="unknown requirement action 'toggle'"):
+        services.extraction_record(
+            conversation=conversation, requirement_type="package", value="x", confidence=1, action="toggle"
+        )
+    with raises_db_error("req_extractions_action_valid"):
+        RequirementExtraction.objects.create(
+            conversation=conversation, requirement_type="package", value="x", confidence=1, action="toggle"
+        )
+
+
+def test_version_one_extractor_through_the_service(conversation):
+    """A custom extractor written for interface version 1 still records what it finds."""
+    from tests.intake.test_extractors import OldStyleExtractor
+
+    message = services.message_add(conversation=conversation, role="user", content="add numpy")
+    _, extractions = services.message_extract(message=message, extractor=OldStyleExtractor())
+    assert [(e.value, e.action) for e in extractions] == [("numpy", "add")]

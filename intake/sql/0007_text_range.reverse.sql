@@ -1,0 +1,1 @@
+DROP TYPE IF EXISTS intake_text_range;
