@@ -28,9 +28,11 @@ test: $(INSTALLED)
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+## ruff, the released-migrations lock, makemigrations --check.
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py lock_migrations --check --verbosity 0
 	$(BIN)/python manage.py createdb
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
