@@ -1,0 +1,84 @@
+"""The current-schema tree (<app>/sql/current/): one file per function, view and table's triggers, kept current."""
+
+import shutil
+
+import pytest
+from django.db import connection
+
+from honua.schema_tree import compare_tree, render_tree, tree_on_disk
+from tests.conftest import PROJECT_ROOT, run_manage
+
+
+@pytest.fixture
+def rendered(db) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        return render_tree(cursor)
+
+
+def test_committed_tree_matches_a_freshly_migrated_database(rendered):
+    """Every file of the committed tree is what the migrations produce, none is missing and none is stale;
+    otherwise run `python manage.py schema_tree`."""
+    assert compare_tree(rendered, tree_on_disk(PROJECT_ROOT)) == []
+
+
+def test_every_function_view_and_trigger_has_its_file(rendered):
+    """Each of the project's functions and views (overloads together) and each table's triggers is in the tree."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public' AND p.prorettype <> 'trigger'::regtype AND p.proname NOT LIKE '\\_pg%%'"
+        )
+        functions = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public'")
+        views = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal")
+        tables = {row[0] for row in cursor.fetchall()}
+    names = {path.rsplit("/", 1)[1].removesuffix(".sql") for path in rendered if "/triggers/" not in path}
+    assert functions | views <= names
+    assert {path.rsplit("/", 1)[1].removesuffix(".sql") for path in rendered if "/triggers/" in path} == tables
+    assert rendered["builds/sql/current/enqueue_build.sql"].count("CREATE OR REPLACE FUNCTION") == 2
+
+
+def test_file_names_the_migration_that_defined_it_last(rendered):
+    """The header points at the last SQL file that (re)defined the object, not the first."""
+    assert "Last defined in builds/sql/0013_cache_rollup.sql." in rendered["builds/sql/current/cache_statistics.sql"]
+    quota = rendered["builds/sql/current/get_license_quota_usage.sql"]
+    assert "Last defined in builds/sql/0012_views_perf.sql." in quota  # ALTER FUNCTION ... ROWS 1
+    assert "ROWS 1" in quota
+
+
+def test_library_helpers_are_left_out(rendered):
+    """django-pgtrigger's and django-pghistory's own helpers are not part of the tree."""
+    assert not any("_pgtrigger_should_ignore.sql" in path or "_pgh_attach_context" in path for path in rendered)
+
+
+def test_compare_names_changed_missing_and_stale_files():
+    """A hand-edited, a missing and a stale file are each named."""
+    expected = {"a/sql/current/f.sql": "one\n", "a/sql/current/g.sql": "two\n"}
+    on_disk = {"a/sql/current/f.sql": "edited\n", "a/sql/current/old.sql": "gone\n"}
+    assert compare_tree(expected, on_disk) == [
+        "a/sql/current/f.sql: differs from the database's definition",
+        "a/sql/current/g.sql: missing (the database has this object)",
+        "a/sql/current/old.sql: stale (the database has no such object any more)",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_check_command_fails_naming_an_edited_file_in_a_clone(db_url, tmp_path):
+    """In a clone, `schema_tree --check` (its own scratch database) exits 1 naming a hand-edited file; `schema_tree`
+    rewrites it as it was."""
+    copy = tmp_path / "project"
+    shutil.copytree(
+        PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".honua", ".git", "__pycache__", "test-output")
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "honua.settings.test", "DATABASE_URL": db_url}
+    edited = copy / "builds" / "sql" / "current" / "cancel_build.sql"
+    edited.write_text(edited.read_text().replace("RETURNS text", "RETURNS varchar"))
+
+    failed = run_manage("schema_tree", "--check", env=env, cwd=copy)
+    assert failed.returncode == 1
+    assert "builds/sql/current/cancel_build.sql: differs from the database's definition" in failed.stderr
+
+    assert run_manage("schema_tree", env=env, cwd=copy).returncode == 0
+    assert edited.read_text() == (PROJECT_ROOT / "builds" / "sql" / "current" / "cancel_build.sql").read_text()
