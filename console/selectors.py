@@ -68,8 +68,8 @@ def queue_depth() -> QueueDepth:
     for row in queue_depth_by_priority():
         by_priority[row["priority"]].update(queued=row["queued"], claimable=row["claimable"])
     running = Build.objects.filter(status=Build.Status.RUNNING).values("priority").annotate(n=Count("*")).order_by()
-    for row in running:
-        by_priority[row["priority"]]["running"] = row["n"]
+    for run in running:
+        by_priority[run["priority"]]["running"] = run["n"]
     return QueueDepth(
         by_priority=by_priority,
         queued=sum(v["queued"] for v in by_priority.values()),
@@ -126,7 +126,7 @@ def running_builds(*, limit: int = 50) -> list[RunningBuild]:
             worker_id=row["worker_id"] or "",
             stage=row["stage"] or "",
             progress=row["progress"],
-            started_at=row["started_at"],
+            started_at=row["started_at"],  # type: ignore[arg-type]  # never NULL while running (a constraint)
             heartbeat_age_seconds=row["heartbeat_age"].total_seconds() if row["heartbeat_age"] else None,
             heartbeat_timeout_seconds=row["heartbeat_timeout_seconds"],
             retry_count=row["retry_count"],
@@ -303,7 +303,8 @@ def conversation_activity(win: Window) -> ConversationActivity:
     """Conversations started per bucket with their tokens, cost and average satisfaction."""
     index = {bucket: i for i, bucket in enumerate(win.buckets)}
     n = len(win.buckets)
-    counts, tokens, cost, satisfaction = [0] * n, [0] * n, [0.0] * n, [None] * n
+    counts, tokens, cost = [0] * n, [0] * n, [0.0] * n
+    satisfaction: list[float | None] = [None] * n
     rows = (
         Conversation.objects.filter(started_at__gte=win.start, deleted_at__isnull=True)
         .annotate(bucket=Trunc("started_at", win.kind, tzinfo=UTC))

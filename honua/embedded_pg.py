@@ -42,8 +42,9 @@ class ServerState:
     version: str | None = None
 
     @property
-    def socket_path(self) -> Path | None:
-        return self.socket_dir / f".s.PGSQL.{SOCKET_PORT}" if self.socket_dir else None
+    def socket_path(self) -> Path:
+        """The socket file (a path that does not exist when the server is not running)."""
+        return (self.socket_dir or self.data_dir) / f".s.PGSQL.{SOCKET_PORT}"
 
     @property
     def dsn(self) -> str:

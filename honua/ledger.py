@@ -100,10 +100,10 @@ def sync_ledger(using: str = "default", durations_ms: dict[tuple[str, str], int]
     if gone:
         for app, name in gone:
             SchemaMigration.objects.using(using).filter(app=app, name=name).delete()
-    rows = []
+    rows: list[SchemaMigration] = []
     next_version = (SchemaMigration.objects.using(using).aggregate(last=Max("version"))["last"] or 0) + 1
     # In the order they were applied; a batch applied within one clock tick keeps django_migrations' order.
-    for key, record in sorted(applied.items(), key=lambda item: (item[1].applied, item[1].id)):
+    for key, record in sorted(applied.items(), key=lambda item: (item[1].applied, item[1].pk)):
         if key in recorded or key not in loader.disk_migrations:
             continue
         checksum, files = migration_checksum(loader.disk_migrations[key])
@@ -138,14 +138,14 @@ def verify_ledger(using: str = "default") -> tuple[list[LedgerProblem], list[str
     # `version` is left out so that a ledger older than honua.0003 (not migrated yet) can be verified too.
     for entry in SchemaMigration.objects.using(using).order_by("app", "name").defer("version"):
         key = (entry.app, entry.name)
-        migration = loader.disk_migrations.get(key)
-        if migration is None:
+        on_disk = loader.disk_migrations.get(key)
+        if on_disk is None:
             if key not in replaced_by and _is_project_app(entry.app):
                 problems.append(LedgerProblem(entry.app, entry.name, "applied, but its file is gone"))
             continue
-        if not is_project_migration(migration):
+        if not is_project_migration(on_disk):
             continue
-        checksum, files = migration_checksum(migration)
+        checksum, files = migration_checksum(on_disk)
         if checksum != entry.checksum:
             changed = sorted(path for path in set(files) | set(entry.files) if files.get(path) != entry.files.get(path))
             problems.append(LedgerProblem(entry.app, entry.name, "changed since it was applied: " + ", ".join(changed)))

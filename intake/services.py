@@ -297,7 +297,9 @@ def _effective_requirements(conversation: Conversation) -> list[Requirement]:
             continue
         if verification == RequirementExtraction.Verification.UNVERIFIED and extraction.confidence < MIN_CONFIDENCE:
             continue
-        value = extraction.corrected_value if verification == "corrected" else extraction.value
+        value = extraction.value
+        if verification == "corrected" and extraction.corrected_value is not None:  # never None then (a constraint)
+            value = extraction.corrected_value
         requirements.append(Requirement(extraction.requirement_type, value))
     return requirements
 

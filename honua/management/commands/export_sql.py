@@ -34,6 +34,7 @@ class _RecordingMigrate(migrate.Command):
             self.recorder.current = ExportedMigration(migration.app_label, migration.name, migration.atomic)
         elif action == "apply_success":
             exported = self.recorder.current
+            assert exported is not None, "apply_success without apply_start"
             self.recorder.current = None
             exported.statements.append(recorder_insert(migration))
             self.pending_ledger.append(ledger_insert(migration))
