@@ -43,7 +43,6 @@ def test_ledger_is_backfilled_for_migrations_applied_before_it():
     [
         ("honua/migrations/0001_initial.py", "honua.0001_initial"),
         ("builds/sql/0004_queue.sql", "builds.0004_queue"),
-        ("builds/sql/0004_queue.reverse.sql", "builds.0004_queue"),
     ],
 )
 def test_edited_migration_is_named_and_reverting_it_passes(db_url, tmp_path, edited_file, migration_name):

@@ -23,18 +23,14 @@ def test_lock_covers_every_app_with_migrations():
     assert locked_apps == {"builds", "console", "honua", "intake", "licensing", "operations"}
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["builds/sql/0004_queue.sql", "builds/sql/0004_queue.reverse.sql", "licensing/migrations/0001_initial.py"],
-)
-def test_edited_released_file_is_named_and_reverting_passes(tmp_path, path):
-    """In a clone, editing a released SQL file or migration makes the check exit 1 naming it; reverting passes."""
+def test_edited_released_sql_file_is_named_and_reverting_passes(tmp_path):
+    """In a clone, editing a released SQL file makes `lock_migrations --check` exit 1 naming it; reverting passes."""
     copy = tmp_path / "project"
     shutil.copytree(PROJECT_ROOT, copy, ignore=IGNORE)
+    path = "builds/sql/0004_queue.sql"
     edited = copy / path
     original = edited.read_bytes()
-    comment = b"-- " if path.endswith(".sql") else b"# "
-    edited.write_bytes(original + b"\n" + comment + b"an edit after release\n")
+    edited.write_bytes(original + b"\n-- an edit after release\n")
 
     failed = run_manage("lock_migrations", "--check", cwd=copy)
     assert failed.returncode == 1
@@ -44,6 +40,22 @@ def test_edited_released_file_is_named_and_reverting_passes(tmp_path, path):
     edited.write_bytes(original)
     passed = run_manage("lock_migrations", "--check", cwd=copy)
     assert passed.returncode == 0, passed.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["builds/sql/0004_queue.reverse.sql", "licensing/migrations/0001_initial.py", "intake/sql/0004_intake_views.sql"],
+)
+def test_any_edited_released_file_is_named(tmp_path, path):
+    """A one-byte change to any released migration, SQL file or reverse SQL file is named."""
+    app = path.split("/")[0]
+    shutil.copytree(PROJECT_ROOT / app, tmp_path / app, ignore=IGNORE)
+    shutil.copy(PROJECT_ROOT / LOCK_NAME, tmp_path / LOCK_NAME)
+    edited = tmp_path / path
+    edited.write_bytes(edited.read_bytes() + b"\n")
+    problems, _ = check_lock(tmp_path, [app])
+    named = [str(problem) for problem in problems if problem.path.startswith(f"{app}/")]
+    assert named == [f"{path}: released, but changed since (its SHA-256 differs from the lock)"]
 
 
 def test_removed_released_file_is_named(tmp_path):
