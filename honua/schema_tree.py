@@ -225,9 +225,8 @@ def compare_tree(expected: dict[str, str], on_disk: dict[str, str]) -> list[str]
     return problems
 
 
-def write_tree(root: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Write the tree and delete stale files; returns (written or changed, deleted)."""
-    current = tree_on_disk(root)
+def write_tree(root: Path, files: dict[str, str], current: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Write the tree over ``current`` (the files on disk), deleting stale ones; returns (written, deleted)."""
     written = []
     for path, content in files.items():
         if current.get(path) != content:

@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from honua.schema_tree import compare_tree, render_tree, tree_on_disk
+from honua.schema_tree import compare_tree, render_tree, tree_on_disk, write_tree
 from tests.conftest import PROJECT_ROOT
 
 
@@ -59,3 +59,22 @@ def test_compare_names_changed_missing_and_stale_files():
         "a/sql/current/g.sql: missing (the database has this object)",
         "a/sql/current/old.sql: stale (the database has no such object any more)",
     ]
+
+
+def test_writing_changes_only_what_differs_and_deletes_stale_files(tmp_path):
+    """Writing the tree rewrites changed files, adds new ones, deletes stale ones and leaves the rest alone."""
+    folder = tmp_path / "app" / "sql" / "current"
+    folder.mkdir(parents=True)
+    (folder / "same.sql").write_text("same\n")
+    (folder / "edited.sql").write_text("by hand\n")
+    (folder / "dropped.sql").write_text("gone\n")
+    current = {f"app/sql/current/{path.name}": path.read_text() for path in folder.glob("*.sql")}
+    expected = {
+        "app/sql/current/same.sql": "same\n",
+        "app/sql/current/edited.sql": "from the database\n",
+        "app/sql/current/triggers/t.sql": "new\n",
+    }
+    written, deleted = write_tree(tmp_path, expected, current)
+    assert sorted(written) == ["app/sql/current/edited.sql", "app/sql/current/triggers/t.sql"]
+    assert deleted == ["app/sql/current/dropped.sql"]
+    assert {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*.sql")} == expected

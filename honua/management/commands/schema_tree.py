@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 )
             self.stdout.write(self.style.SUCCESS(f"The schema tree matches the migrations ({len(expected)} files)."))
             return
-        written, deleted = write_tree(root, expected)
+        written, deleted = write_tree(root, expected, tree_on_disk(root))
         for path in written:
             if options["verbosity"] >= 2:
                 self.stdout.write(f"wrote {path}")
