@@ -1,5 +1,7 @@
 """The current-schema tree (<app>/sql/current/): one file per function, view and table's triggers, kept current."""
 
+import re
+
 import pytest
 from django.db import connection
 
@@ -34,15 +36,20 @@ def test_every_function_view_and_trigger_has_its_file(rendered):
     names = {path.rsplit("/", 1)[1].removesuffix(".sql") for path in rendered if "/triggers/" not in path}
     assert functions | views <= names
     assert {path.rsplit("/", 1)[1].removesuffix(".sql") for path in rendered if "/triggers/" in path} == tables
-    assert rendered["builds/sql/current/enqueue_build.sql"].count("CREATE OR REPLACE FUNCTION") == 2
+    assert rendered["builds/sql/current/enqueue_build.sql"].count("CREATE OR REPLACE FUNCTION") >= 2  # overloads
 
 
 def test_file_names_the_migration_that_defined_it_last(rendered):
     """The header points at the last SQL file that (re)defined the object, not the first."""
-    assert "Last defined in builds/sql/0013_cache_rollup.sql." in rendered["builds/sql/current/cache_statistics.sql"]
-    quota = rendered["builds/sql/current/get_license_quota_usage.sql"]
-    assert "Last defined in builds/sql/0012_views_perf.sql." in quota  # ALTER FUNCTION ... ROWS 1
-    assert "ROWS 1" in quota
+
+    def defined_in(path: str) -> int:  # later migrations may redefine it again: only "not before" is pinned
+        match = re.search(r"Last defined in builds/sql/(\d{4})_\w+\.sql\.", rendered[path])
+        assert match, rendered[path][:300]
+        return int(match.group(1))
+
+    assert defined_in("builds/sql/current/cache_statistics.sql") >= 13  # 0007, then 0013_cache_rollup
+    assert defined_in("builds/sql/current/get_license_quota_usage.sql") >= 12  # 0012: ALTER FUNCTION ... ROWS 1
+    assert "ROWS 1" in rendered["builds/sql/current/get_license_quota_usage.sql"]
 
 
 def test_library_helpers_are_left_out(rendered):
