@@ -34,9 +34,13 @@ test: $(INSTALLED)
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+## ruff, the released-migrations lock, import layers, mypy (honua/, services, selectors), makemigrations --check.
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py lock_migrations --check --verbosity 0
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/python manage.py createdb
 	$(BIN)/python manage.py makemigrations --check --dry-run
 

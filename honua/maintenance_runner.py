@@ -113,7 +113,8 @@ def _lock_keys(schedules) -> list[tuple[str, int]]:
 
 def _try_locks(connection, schedules) -> tuple[list[str], list[str]]:
     """Take each schedule's advisory lock; returns (taken, held elsewhere)."""
-    taken, busy = [], []
+    taken: list[str] = []
+    busy: list[str] = []
     with connection.cursor() as cursor:
         for schedule, key in _lock_keys(schedules):
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS_ID, key])

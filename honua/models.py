@@ -4,10 +4,15 @@ from django.db import models
 class SchemaMigration(models.Model):
     """One applied migration in the ledger (the seed's ``schema_migrations``), with its files' checksum.
 
+    ``version`` numbers the migrations in the order this database applied them, so the seed's verification
+    query ``SELECT version, name, applied_at FROM schema_migrations ORDER BY version`` runs as written.
     ``duration_ms`` is null for migrations applied before the ledger existed (backfilled from
-    ``django_migrations``).
+    ``django_migrations``) and for those applied by ``scripts/apply-migrations.sh``.
     """
 
+    version = models.PositiveIntegerField(
+        help_text="Order in which this database applied the migration (1, 2, ...): the seed's `version`"
+    )
     app = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
     checksum = models.CharField(max_length=64, help_text="SHA-256 of the migration file and the SQL files it runs")
@@ -18,9 +23,10 @@ class SchemaMigration(models.Model):
 
     class Meta:
         db_table = "schema_migrations"
-        ordering = ["applied_at", "id"]
+        ordering = ["version"]
         constraints = [
             models.UniqueConstraint(fields=["app", "name"], name="schema_migrations_app_name_uniq"),
+            models.UniqueConstraint(fields=["version"], name="schema_migrations_version_uniq"),
             models.CheckConstraint(
                 condition=models.Q(checksum__regex=r"^[0-9a-f]{64}$"), name="schema_migrations_checksum_hex"
             ),

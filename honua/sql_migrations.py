@@ -35,7 +35,7 @@ class RunSQLFile(migrations.RunSQL):
         return folder / f"{self.name}.sql", folder / f"{self.name}.reverse.sql"
 
     def deconstruct(self):
-        kwargs = {}
+        kwargs: dict[str, object] = {}
         if self.lock_timeout != "5s":
             kwargs["lock_timeout"] = self.lock_timeout
         if self.elidable:

@@ -164,7 +164,9 @@ def price_validate(
         raise InvalidInput(PRICE_NEGATIVE)
     if valid_from is None or (valid_to is not None and valid_to <= valid_from):
         raise InvalidInput(PRICE_PERIOD)
-    overlapping = ModelPrice.objects.filter(match_pattern=match_pattern).exclude(pk=price_id)
+    overlapping = ModelPrice.objects.filter(match_pattern=match_pattern)
+    if price_id is not None:
+        overlapping = overlapping.exclude(pk=price_id)
     overlapping = overlapping.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=valid_from))
     if valid_to is not None:
         overlapping = overlapping.filter(valid_from__lt=valid_to)
@@ -413,7 +415,9 @@ def _effective_requirements(conversation: Conversation) -> list[Requirement]:
             continue
         if verification == RequirementExtraction.Verification.UNVERIFIED and extraction.confidence < MIN_CONFIDENCE:
             continue
-        value = extraction.corrected_value if verification == "corrected" else extraction.value
+        value = extraction.value
+        if verification == "corrected" and extraction.corrected_value is not None:  # never None then (a constraint)
+            value = extraction.corrected_value
         requirements.append(
             Requirement(extraction.requirement_type, value, extraction.action, source=extraction.source_message_id)
         )

@@ -120,7 +120,8 @@ def license_key(*, license: License) -> str:
 def audit_trail(*, obj: Customer | License | RegistryCredential, limit: int = 20) -> list[AuditEntry]:
     """The newest ``limit`` history events of ``obj`` (pghistory), each with who made it: the admin user, the
     command, or "database" when neither was recorded. Secrets are never part of the history."""
-    events = obj.events.select_related("pgh_context").order_by("-pgh_created_at", "-pgh_id")[:limit]
+    events = obj.events.select_related("pgh_context")  # type: ignore[union-attr]  # `events`: pghistory's relation
+    events = events.order_by("-pgh_created_at", "-pgh_id")[:limit]
     user_ids = {e.pgh_context.metadata.get("user") for e in events if e.pgh_context} - {None}
     users = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
     entries = []

@@ -599,20 +599,22 @@ def _encrypt_secrets(cursor) -> None:
         from honua import crypto
     except ImportError:
         return
-    cursor.execute("SELECT id, license_key_index FROM licenses WHERE license_key_encrypted LIKE 'v1:0:%%'")
-    licenses = [
-        (crypto.encrypt(f"HONUA-SEED-{index[:24].upper()}", table="licenses", column="license_key_encrypted",
-                        row_id=row_id), row_id)
-        for row_id, index in cursor.fetchall()
-    ]  # fmt: skip
-    cursor.executemany("UPDATE licenses SET license_key_encrypted = %s WHERE id = %s", licenses)
-    cursor.execute("SELECT id, username FROM registry_credentials WHERE secret_encrypted LIKE 'v1:0:%%'")
-    secrets = [
-        (crypto.encrypt(f"seed-token-{username}", table="registry_credentials", column="secret_encrypted",
-                        row_id=row_id), row_id)
-        for row_id, username in cursor.fetchall()
-    ]  # fmt: skip
-    cursor.executemany("UPDATE registry_credentials SET secret_encrypted = %s WHERE id = %s", secrets)
+
+    def encrypt_placeholders(table: str, column: str, source: str, plaintext) -> None:
+        # Table and column names are this module's constants, never input.
+        cursor.execute(f"SELECT id, {source} FROM {table} WHERE {column} LIKE 'v1:0:%%'")
+        rows = [
+            (crypto.encrypt(plaintext(value), table=table, column=column, row_id=row_id), row_id)
+            for row_id, value in cursor.fetchall()
+        ]
+        cursor.executemany(f"UPDATE {table} SET {column} = %s WHERE id = %s", rows)
+
+    encrypt_placeholders(
+        "licenses", "license_key_encrypted", "license_key_index", lambda index: f"HONUA-SEED-{index[:24].upper()}"
+    )
+    encrypt_placeholders(
+        "registry_credentials", "secret_encrypted", "username", lambda username: f"seed-token-{username}"
+    )
 
 
 def already_seeded() -> int:

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -22,12 +21,9 @@ def raises_db_error(match: str | None = None):
 
 def database_url(database: str | None = None) -> str:
     """A DATABASE_URL for the test database this test runs against (for subprocesses)."""
-    settings = connection.settings_dict
-    host = settings["HOST"] or ""
-    netloc_host = quote(host, safe="") if host.startswith("/") else host
-    port = f":{settings['PORT']}" if settings["PORT"] else ""
-    password = f":{quote(settings['PASSWORD'])}" if settings.get("PASSWORD") else ""
-    return f"postgres://{settings['USER']}{password}@{netloc_host}{port}/{database or settings['NAME']}"
+    from honua.scratch_db import database_url as url_of
+
+    return url_of(connection.settings_dict, database)
 
 
 def run_manage(*args: str, env: dict | None = None, cwd: Path = PROJECT_ROOT, timeout: int = 120):

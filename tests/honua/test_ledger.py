@@ -38,8 +38,16 @@ def test_ledger_is_backfilled_for_migrations_applied_before_it():
 
 
 @pytest.mark.django_db
-def test_edited_migration_is_named_and_reverting_it_passes(db_url, tmp_path):
-    """Editing an applied migration makes verify_migrations exit 1 naming it; reverting makes it exit 0."""
+@pytest.mark.parametrize(
+    ("edited_file", "migration_name"),
+    [
+        ("honua/migrations/0001_initial.py", "honua.0001_initial"),
+        ("builds/sql/0004_queue.sql", "builds.0004_queue"),
+    ],
+)
+def test_edited_migration_is_named_and_reverting_it_passes(db_url, tmp_path, edited_file, migration_name):
+    """Editing an applied migration or one of its SQL files makes verify_migrations exit 1 naming both; reverting
+    makes it exit 0."""
     copy = tmp_path / "project"
     shutil.copytree(
         PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".honua", ".git", "__pycache__", "test-output")
@@ -49,13 +57,13 @@ def test_edited_migration_is_named_and_reverting_it_passes(db_url, tmp_path):
     clean = run_manage("verify_migrations", env=env, cwd=copy)
     assert clean.returncode == 0, clean.stderr
 
-    migration = copy / "honua" / "migrations" / "0001_initial.py"
+    migration = copy / edited_file
     original = migration.read_bytes()
-    migration.write_bytes(original + b"\n# an edit after release\n")
+    comment = b"-- " if edited_file.endswith(".sql") else b"# "
+    migration.write_bytes(original + b"\n" + comment + b"an edit after release\n")
     edited = run_manage("verify_migrations", env=env, cwd=copy)
     assert edited.returncode == 1
-    assert "honua.0001_initial" in edited.stderr
-    assert "honua/migrations/0001_initial.py" in edited.stderr
+    assert f"modified: {migration_name}: changed since it was applied: {edited_file}" in edited.stderr
     assert "never modify an applied migration" in edited.stderr
 
     migration.write_bytes(original)
@@ -72,3 +80,28 @@ def test_unapplied_migration_is_reported_as_pending(capsys):
     run("verify_migrations", verbosity=1)
     assert "pending (not applied yet): sessions.0001_initial" in capsys.readouterr().out
     assert not SchemaMigration.objects.filter(app="sessions").exists()
+
+
+@pytest.mark.django_db
+def test_seed_verification_query_lists_migrations_in_the_order_applied():
+    """The seed's `SELECT version, name, applied_at FROM schema_migrations ORDER BY version` runs as written and
+    numbers the migrations 1..N in the order they were applied."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        rows = cursor.fetchall()
+    assert [row[0] for row in rows] == list(range(1, len(rows) + 1))
+    assert [row[2] for row in rows] == sorted(row[2] for row in rows)
+
+
+@pytest.mark.django_db
+def test_migration_recorded_later_gets_the_next_version():
+    """A migration recorded after the others gets the next version, and the numbers already given never change."""
+    SchemaMigration.objects.filter(app="sessions").delete()
+    before = dict(SchemaMigration.objects.values_list("id", "version"))
+    call_command("verify_migrations", verbosity=0)
+    row = SchemaMigration.objects.get(app="sessions")
+    assert row.version == max(before.values()) + 1
+    kept = dict(SchemaMigration.objects.exclude(app="sessions").values_list("id", "version"))
+    assert all(before[key] == version for key, version in kept.items())
