@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -16,9 +17,15 @@ from tests.conftest import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 WEBPROJECT = PROJECT_ROOT / "tests" / "honua" / "webproject"
-LEFT_OUT = shutil.ignore_patterns(
-    ".venv", ".honua", ".git", "__pycache__", "test-output", "tests", "bench", "build", "dist", "*.egg-info"
-)
+_LEFT_OUT_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", "node_modules")
+# Only at the top: an app may have a folder of these names (the build admin's templates live in .../build/).
+_LEFT_OUT_AT_TOP = {".venv", ".honua", ".git", "test-output", "tests", "bench", "build", "dist", "examples"}
+
+
+def LEFT_OUT(directory, names):
+    """What the copy of the repository the wheel is built from leaves out."""
+    top = Path(directory) == PROJECT_ROOT
+    return set(_LEFT_OUT_ANYWHERE(directory, names)) | ({n for n in names if n in _LEFT_OUT_AT_TOP} if top else set())
 
 
 def _run(*args, **kwargs) -> subprocess.CompletedProcess:
