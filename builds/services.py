@@ -88,35 +88,23 @@ OCI_REFERENCE = re.compile(
 OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-_ERROR_CLASSES: list[tuple[str, type[BuildQueueError]]] = [
-    (QUOTA_USED_UP, QuotaExceeded),
-    (NO_LICENSE, LicenseUnusable),
-    (NO_ACTIVE_LICENSE, LicenseUnusable),
-    (LICENSE_EXPIRED, LicenseUnusable),
-    (LICENSE_NOT_STARTED, LicenseUnusable),
-    (NOT_CANCELLABLE, BuildStateError),
-    (NOT_RETRYABLE, BuildStateError),
-    (NOT_REPRIORITIZABLE, BuildStateError),
-    (BUILD_NOT_FOUND, BuildNotFound),
-]
-
-
-def _translate(exc: DatabaseError) -> BuildQueueError | None:
-    """The app's exception for an error raised by the SQL API (SQLSTATE class P0), else None."""
+def _translate(exc: DatabaseError, p0001: type[BuildQueueError] = BuildInputError) -> BuildQueueError | None:
+    """The app's exception for an error the SQL API raised, chosen by SQLSTATE (never by message text): an HN code
+    by the table above; a v1 function's P0002 is something unknown, and its P0001 means ``p0001`` (what that
+    function's P0001 can still mean once this module has checked the arguments). Else None."""
     diag = getattr(getattr(exc, "__cause__", None), "diag", None)
     sqlstate = getattr(diag, "sqlstate", None) or ""
     message = getattr(diag, "message_primary", None) or str(exc)
     if sqlstate in _SQLSTATE_CLASSES:
         return _SQLSTATE_CLASSES[sqlstate](message)
-    if not sqlstate.startswith("P0"):
-        return None
-    for fragment, error_class in _ERROR_CLASSES:
-        if fragment in message:
-            return error_class(message)
-    return BuildInputError(message)
+    if sqlstate == "P0002":
+        return BuildNotFound(message)
+    if sqlstate == "P0001":
+        return p0001(message)
+    return None
 
 
-def _call(sql: str, params: list[Any], *, fetch: str = "one"):
+def _call(sql: str, params: list[Any], *, fetch: str = "one", p0001: type[BuildQueueError] = BuildInputError):
     """Run one SQL API call in its own savepoint; database rule violations become BuildQueueError."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -125,7 +113,7 @@ def _call(sql: str, params: list[Any], *, fetch: str = "one"):
                 return cursor.fetchone()
             return None
     except DatabaseError as exc:
-        translated = _translate(exc)
+        translated = _translate(exc, p0001)
         if translated is None:
             raise
         raise translated from exc
@@ -168,23 +156,14 @@ def _pk(value: Build | uuid.UUID | str) -> uuid.UUID:
 def build_enqueue(
     *, customer: Customer | uuid.UUID, manifest: Mapping[str, Any], priority: int = 5, source: str = "api"
 ) -> Build:
-    """Queue a build of ``manifest`` for ``customer`` (``enqueue_build``) and return it.
+    """Queue a build of ``manifest`` for ``customer`` and return it (``build_enqueue_v2`` without the outcome).
 
     The same manifest already queued or running for the customer returns that build; a usable cache entry
-    returns a new build already succeeded. Raises ``LicenseUnusable``, ``QuotaExceeded`` or ``BuildInputError``.
+    returns a new build already succeeded. Raises ``LicenseUnusable``, ``QuotaExceeded``, ``EntitlementMissing``,
+    ``BuildNotFound`` or ``BuildInputError``.
     """
-    _check_priority(priority)
-    if not isinstance(manifest, Mapping):
-        raise BuildInputError(f"{MANIFEST_NOT_OBJECT}, got {type(manifest).__name__}")
-    if not isinstance(source, str) or not source.strip():
-        raise BuildInputError("source must not be empty")
-    customer_id = customer.pk if isinstance(customer, Customer) else customer
-    try:  # issue 11: the Python mirror of the manifest_credentials_owned trigger (no query without a reference)
-        check_manifest_credentials(customer_id, manifest)
-    except ManifestCredentialError as error:
-        raise BuildInputError(str(error)) from error
-    (build_id,) = _call("SELECT enqueue_build(%s, %s, %s, %s)", [customer_id, Jsonb(dict(manifest)), priority, source])
-    return Build.objects.get(pk=build_id)
+    build, _outcome = build_enqueue_v2(customer=customer, manifest=manifest, priority=priority, source=source)
+    return build
 
 
 def build_enqueue_v2(
@@ -200,6 +179,10 @@ def build_enqueue_v2(
     if not isinstance(source, str) or not source.strip():
         raise BuildInputError("source must not be empty")
     customer_id = customer.pk if isinstance(customer, Customer) else customer
+    try:  # issue 11: the Python mirror of the manifest_credentials_owned trigger (no query without a reference)
+        check_manifest_credentials(customer_id, manifest)
+    except ManifestCredentialError as error:
+        raise BuildInputError(str(error)) from error
     build_id, outcome = _call(
         "SELECT build_id, outcome FROM enqueue_build_v2(%s, %s, %s, %s)",
         [customer_id, Jsonb(dict(manifest)), priority, source],
@@ -305,19 +288,19 @@ def build_release(*, build: Build | uuid.UUID | str, worker_id: str, reason: str
 def build_cancel(*, build: Build | uuid.UUID | str, reason: str | None = None) -> str:
     """Cancel a build: ``"cancelled"`` for a queued one (at once), ``"cancel_requested"`` for a running one (its
     worker's next progress report returns false and cancels it). Raises ``BuildStateError`` for a finished one."""
-    (outcome,) = _call("SELECT cancel_build(%s, %s)", [_pk(build), reason])
+    (outcome,) = _call("SELECT cancel_build(%s, %s)", [_pk(build), reason], p0001=BuildStateError)
     return outcome
 
 
 def build_retry(*, build: Build | uuid.UUID | str) -> None:
     """Queue a failed, timed-out or cancelled build again, with its automatic retries renewed."""
-    _call("SELECT retry_build(%s)", [_pk(build)], fetch="none")
+    _call("SELECT retry_build(%s)", [_pk(build)], fetch="none", p0001=BuildStateError)
 
 
 def build_change_priority(*, build: Build | uuid.UUID | str, priority: int) -> None:
     """Change the priority of a queued build (1..10, 10 the most urgent)."""
     _check_priority(priority)
-    _call("SELECT reprioritize_build(%s, %s)", [_pk(build), priority], fetch="none")
+    _call("SELECT reprioritize_build(%s, %s)", [_pk(build), priority], fetch="none", p0001=BuildStateError)
 
 
 def builds_handle_timeouts() -> int:
