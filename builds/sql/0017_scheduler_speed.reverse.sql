@@ -1,3 +1,9 @@
+ALTER TABLE build_license_state RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+                                       autovacuum_vacuum_cost_delay);
+ALTER TABLE build_member_state RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+                                      autovacuum_vacuum_cost_delay);
+ALTER TABLE build_quota_usage RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+                                     autovacuum_vacuum_cost_delay);
 -- The triggers that executed these are gone by now (the migration's RemoveTrigger/AddTrigger run backwards first).
 DROP FUNCTION IF EXISTS build_queue_account_row();
 DROP FUNCTION IF EXISTS build_queue_set_updated_at();
