@@ -1,3 +1,5 @@
+ALTER TABLE build_license_state SET (fillfactor = 50);
+ALTER TABLE build_member_state SET (fillfactor = 50);
 ALTER TABLE build_license_state RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
                                        autovacuum_vacuum_cost_delay);
 ALTER TABLE build_member_state RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
