@@ -109,7 +109,14 @@ class Build(models.Model):
     class Meta:
         db_table = "build_queue"
         triggers = [
-            update_updated_at_column(),
+            # update_updated_at_column's body, executed directly (builds/sql/0027_scheduler_speed.sql): it runs on
+            # every claim and completion.
+            FunctionTrigger(
+                name="update_updated_at_column",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                execute="build_queue_set_updated_at",
+            ),
             # Credential references in the manifest must be the customer's (builds/sql/0015_manifest_credentials.sql).
             pgtrigger.Trigger(
                 name="manifest_credentials_owned",
@@ -154,14 +161,16 @@ class Build(models.Model):
                     RETURN NULL;
                 """,
             ),
-            pgtrigger.Trigger(
+            # Claims and completions are counted inline, the rest through build_queue_account(OLD, NEW)
+            # (build_queue_account_row, builds/sql/0027_scheduler_speed.sql).
+            FunctionTrigger(
                 name="build_queue_account_update",
                 when=pgtrigger.After,
                 operation=pgtrigger.Update,
                 condition=pgtrigger.AnyChange(
                     "status", "priority", "license", "customer", "created_at", "cache_hit", "started_at"
                 ),
-                func="PERFORM build_queue_account(OLD, NEW); RETURN NULL;",
+                execute="build_queue_account_row",
             ),
             pgtrigger.Trigger(
                 name="build_queue_account_delete",

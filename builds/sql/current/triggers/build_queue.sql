@@ -61,23 +61,6 @@ AS $function$
                 END;
             $function$;
 
-CREATE OR REPLACE FUNCTION public.pgtrigger_build_queue_account_update_49a46()
- RETURNS trigger
- LANGUAGE plpgsql
-AS $function$
-
-                BEGIN
-                    IF ("public"._pgtrigger_should_ignore(TG_NAME) IS TRUE) THEN
-                        IF (TG_OP = 'DELETE') THEN
-                            RETURN OLD;
-                        ELSE
-                            RETURN NEW;
-                        END IF;
-                    END IF;
-                    PERFORM build_queue_account(OLD, NEW); RETURN NULL;
-                END;
-            $function$;
-
 CREATE OR REPLACE FUNCTION public.pgtrigger_manifest_credentials_owned_ddaf8()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -95,31 +78,14 @@ AS $function$
                 END;
             $function$;
 
-CREATE OR REPLACE FUNCTION public.pgtrigger_update_updated_at_column_33e6c()
- RETURNS trigger
- LANGUAGE plpgsql
-AS $function$
-
-                BEGIN
-                    IF ("public"._pgtrigger_should_ignore(TG_NAME) IS TRUE) THEN
-                        IF (TG_OP = 'DELETE') THEN
-                            RETURN OLD;
-                        ELSE
-                            RETURN NEW;
-                        END IF;
-                    END IF;
-                    NEW.updated_at = now(); RETURN NEW;
-                END;
-            $function$;
-
 CREATE TRIGGER pgtrigger_build_queue_account_delete_a3e84 AFTER DELETE ON build_queue FOR EACH ROW EXECUTE FUNCTION pgtrigger_build_queue_account_delete_a3e84();
 
 CREATE TRIGGER pgtrigger_build_queue_account_insert_2d5ab AFTER INSERT ON build_queue REFERENCING NEW TABLE AS new_builds FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_build_queue_account_insert_2d5ab();
 
-CREATE TRIGGER pgtrigger_build_queue_account_update_49a46 AFTER UPDATE ON build_queue FOR EACH ROW WHEN (old.cache_hit IS DISTINCT FROM new.cache_hit OR old.created_at IS DISTINCT FROM new.created_at OR old.customer_id IS DISTINCT FROM new.customer_id OR old.license_id IS DISTINCT FROM new.license_id OR old.priority IS DISTINCT FROM new.priority OR old.started_at IS DISTINCT FROM new.started_at OR old.status::text IS DISTINCT FROM new.status::text) EXECUTE FUNCTION pgtrigger_build_queue_account_update_49a46();
+CREATE TRIGGER pgtrigger_build_queue_account_update_49a46 AFTER UPDATE ON build_queue FOR EACH ROW WHEN (old.cache_hit IS DISTINCT FROM new.cache_hit OR old.created_at IS DISTINCT FROM new.created_at OR old.customer_id IS DISTINCT FROM new.customer_id OR old.license_id IS DISTINCT FROM new.license_id OR old.priority IS DISTINCT FROM new.priority OR old.started_at IS DISTINCT FROM new.started_at OR old.status::text IS DISTINCT FROM new.status::text) EXECUTE FUNCTION build_queue_account_row();
 
 CREATE TRIGGER pgtrigger_build_queue_entitled_outputs_844c4 BEFORE INSERT ON build_queue FOR EACH ROW EXECUTE FUNCTION build_queue_set_entitled_outputs();
 
 CREATE TRIGGER pgtrigger_manifest_credentials_owned_ddaf8 BEFORE INSERT ON build_queue FOR EACH ROW WHEN (NOT manifest_is_shareable(new.manifest)) EXECUTE FUNCTION pgtrigger_manifest_credentials_owned_ddaf8();
 
-CREATE TRIGGER pgtrigger_update_updated_at_column_33e6c BEFORE UPDATE ON build_queue FOR EACH ROW EXECUTE FUNCTION pgtrigger_update_updated_at_column_33e6c();
+CREATE TRIGGER pgtrigger_update_updated_at_column_33e6c BEFORE UPDATE ON build_queue FOR EACH ROW EXECUTE FUNCTION build_queue_set_updated_at();
