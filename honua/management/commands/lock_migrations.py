@@ -8,10 +8,11 @@ from honua.migration_lock import LOCK_NAME, append_to_lock, check_lock
 
 
 def project_app_dirs() -> list[str]:
-    """The project's own apps' folders, relative to the project root (third-party apps are not locked)."""
+    """The project's own apps' folders, relative to the project root. Third-party apps are not locked, even when
+    they are installed below the root (a virtualenv in ``.venv``): the project's apps are its top-level folders."""
     root = Path(settings.BASE_DIR).resolve()
     folders = (Path(config.path).resolve() for config in apps.get_app_configs())
-    return sorted(folder.relative_to(root).as_posix() for folder in folders if folder.is_relative_to(root))
+    return sorted(folder.name for folder in folders if folder.parent == root)
 
 
 class Command(BaseCommand):
