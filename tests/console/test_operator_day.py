@@ -76,6 +76,7 @@ def test_operators_day(live_server, operator_day):
     pauses are ever offered."""
     operator, failed = operator_day
     base = live_server.url
+    customer = failed.customer  # read before the browser's event loop runs (no ORM inside it)
     with chromium_page() as page:
         page.goto(f"{base}/admin/login/?next=/admin/console/dashboard/")
         _shot(page, "01-login")
@@ -119,7 +120,6 @@ def test_operators_day(live_server, operator_day):
         _shot(page, "06-retried")
 
         # Pause a customer: from the customer list; the dashboard then lists the pause and since when.
-        customer = failed.customer
         page.goto(f"{base}/admin/licensing/customer/?q={quote(customer.name)}")
         page.locator(f"#result_list input[name=_selected_action][value='{customer.pk}']").check()
         page.select_option("select[name=action]", "pause_customer_claims")
