@@ -287,12 +287,27 @@ class BuildLicenseState(models.Model):
         help_text="The license's max_concurrent_builds, copied at every change of this row (the claim "
         "re-checks the license itself once it holds the lock).",
     )
+    paused = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Claiming is paused for this license (a copy of its build_claim_pauses row, kept by "
+        "pause_claims/resume_claims and set on insert), so the claim's scan skips it without another query.",
+    )
 
     class Meta:
         db_table = "build_license_state"
         constraints = [
             models.CheckConstraint(
                 condition=Q(running__gte=0, queued__gte=0, urgent_queued__gte=0), name="build_license_state_counts_pos"
+            )
+        ]
+        triggers = [
+            pgtrigger.Trigger(
+                name="build_license_state_paused",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                func="NEW.paused := EXISTS (SELECT 1 FROM build_claim_pauses p WHERE p.scope = 'license' "
+                "AND p.target_id = NEW.license_id); RETURN NEW;",
             )
         ]
 
@@ -307,6 +322,12 @@ class BuildMemberState(models.Model):
     queued = models.IntegerField(default=0)
     urgent_queued = models.IntegerField(default=0)
     vtime = models.FloatField(default=0)
+    paused = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Claiming is paused for this customer (a copy of its build_claim_pauses row, kept by "
+        "pause_claims/resume_claims and set on insert): the claim passes over this member's builds.",
+    )
 
     class Meta:
         db_table = "build_member_state"
@@ -315,6 +336,50 @@ class BuildMemberState(models.Model):
                 condition=Q(queued__gte=0, urgent_queued__gte=0), name="build_member_state_counts_pos"
             )
         ]
+        triggers = [
+            pgtrigger.Trigger(
+                name="build_member_state_paused",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Insert,
+                func="NEW.paused := EXISTS (SELECT 1 FROM build_claim_pauses p WHERE p.scope = 'customer' "
+                "AND p.target_id = NEW.customer_id); RETURN NEW;",
+            )
+        ]
+
+
+class ClaimPause(models.Model):
+    """A pause of claiming (issue 16, "pause and drain"): globally, for one customer or for one license. Paused
+    work stays queued and is never claimed; running builds finish normally. Written only through
+    ``pause_claims``/``resume_claims`` (builds/sql/0029_claim_pauses.sql), which also copy the pause onto the
+    scheduler's state rows so the claim's hot path reads no extra table (a global pause costs one index probe)."""
+
+    class Scope(models.TextChoices):
+        GLOBAL = "global"
+        CUSTOMER = "customer"
+        LICENSE = "license"
+
+    id = models.BigAutoField(primary_key=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    target_id = models.UUIDField(null=True, blank=True, help_text="The customer's or license's id; empty if global.")
+    paused_at = models.DateTimeField(db_default=Now())
+    paused_by = models.CharField(max_length=150, blank=True, default="", db_default="")
+    reason = models.CharField(max_length=500, blank=True, default="", db_default="")
+
+    class Meta:
+        db_table = "build_claim_pauses"
+        ordering = ["-paused_at"]
+        permissions = [("pause_claims", "Can pause and resume claiming")]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "target_id"], nulls_distinct=False, name="build_claim_pauses_one"),
+            models.CheckConstraint(
+                condition=Q(scope="global", target_id__isnull=True)
+                | Q(scope__in=["customer", "license"], target_id__isnull=False),
+                name="build_claim_pauses_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} pause" if self.target_id is None else f"{self.scope} {self.target_id} pause"
 
 
 class BuildQuotaUsage(models.Model):

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from builds.cache import ManifestCredentialError, check_manifest_credentials
-from builds.models import Build, BuildArtifact, BuildMetric
+from builds.models import Build, BuildArtifact, BuildMetric, ClaimPause
 from honua import errors
 from licensing.models import Customer
 
@@ -432,3 +432,47 @@ def build_metric_record(
         "SELECT record_build_metric(%s, %s, %s, %s, %s)", [_pk(build), worker_id, name, float(value), unit]
     )
     return BuildMetric.objects.get(pk=metric_id)
+
+
+# --- pause and drain ------------------------------------------------------------------------------------------------
+
+PAUSE_SCOPES = tuple(ClaimPause.Scope.values)
+PAUSE_SCOPE_INVALID = "scope must be global, customer or license"
+
+
+def _check_pause_target(scope: Any, target: Any) -> uuid.UUID | None:
+    if scope not in PAUSE_SCOPES:
+        raise errors.InvalidArgument(f"{PAUSE_SCOPE_INVALID}, got {scope!r}")
+    target_id = getattr(target, "pk", target)
+    if scope == ClaimPause.Scope.GLOBAL:
+        if target_id is not None:
+            raise errors.InvalidArgument("a global pause takes no target")
+        return None
+    if target_id is None:
+        raise errors.InvalidArgument(f"a {scope} pause needs the {scope}'s id")
+    try:
+        return target_id if isinstance(target_id, uuid.UUID) else uuid.UUID(str(target_id))
+    except ValueError:
+        raise errors.InvalidArgument(f"a {scope} pause needs the {scope}'s id") from None
+
+
+def claims_pause(*, scope: str, target: Any = None, reason: str = "", paused_by: str = "") -> ClaimPause:
+    """Pause claiming (``pause_claims``): globally, for one customer or for one license (``target``: the object or
+    its id). Paused builds stay queued and are never claimed; running builds finish. Pausing what is paused
+    already returns the existing pause unchanged."""
+    target_id = _check_pause_target(scope, target)
+    if len(reason or "") > 500:
+        raise errors.InvalidArgument("reason must be at most 500 characters")
+    if len(paused_by or "") > 150:
+        raise errors.InvalidArgument("paused_by must be at most 150 characters")
+    pause_id = _output_call(
+        "SELECT (pause_claims(%s, %s, %s, %s)).id", [scope, target_id, reason or None, paused_by or None]
+    )
+    return ClaimPause.objects.get(pk=pause_id)
+
+
+def claims_resume(*, scope: str, target: Any = None) -> bool:
+    """Resume claiming (``resume_claims``); idle workers are woken. Returns whether there was a pause to remove."""
+    target_id = _check_pause_target(scope, target)
+    resumed = _output_call("SELECT resume_claims(%s, %s)", [scope, target_id])
+    return bool(resumed)

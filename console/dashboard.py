@@ -182,6 +182,9 @@ def dashboard_context(
         context["queue"] = live["queue"]
         context["running"] = live["running"]
         context["activity"] = activity_panel(range_key, customer_id=customer_id, now=now)
+        context["pauses"] = selectors.claim_pauses()
+        context["globally_paused"] = any(p.scope == "global" for p in context["pauses"])
+        context["can_pause"] = user.has_perm("builds.pause_claims")
     if "cache" in panels:
         cache = _slow_moving("cache_activity", days, lambda: selectors.cache_activity(days))
         context["cache"] = {

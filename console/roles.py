@@ -1,8 +1,9 @@
 """The two roles of the admin, as groups whose permissions follow a rule rather than a hand-kept list.
 
 - ``operators``: view every model of the domain apps and the audit trail, and the queue actions (cancel, retry,
-  change priority). No add, change or delete anywhere, so no license change form, and no permission that names
-  a secret (secrets are write-only everywhere; this also keeps a future "reveal secret" permission away).
+  change priority, pause and resume claiming). No add, change or delete anywhere, so no license change form, and
+  no permission that names a secret (secrets are write-only everywhere; this also keeps a future "reveal secret"
+  permission away).
 - ``admins``: every permission.
 
 The console's migration creates both; ``sync_roles_after_migrate`` re-applies the rule after every ``migrate``,
@@ -17,7 +18,7 @@ ADMINS = "admins"
 
 # Apps whose data operators watch. ``admin`` is the audit trail (Django's admin log).
 OBSERVED_APPS = ("honua", "licensing", "builds", "intake", "operations", "console", "admin")
-QUEUE_ACTIONS = ("cancel_build", "retry_build", "reprioritize_build")
+QUEUE_ACTIONS = ("cancel_build", "retry_build", "reprioritize_build", "pause_claims")
 SECRET_WORDS = ("secret", "reveal", "decrypt", "plaintext")
 
 

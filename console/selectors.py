@@ -14,12 +14,12 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Su
 from django.db.models.functions import Coalesce, Now, Trunc
 from django.utils import timezone
 
-from builds.models import Build, BuildResult
+from builds.models import Build, BuildResult, ClaimPause
 from builds.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
 from intake.models import Conversation
 from intake.selectors import messages_unpriced_count
-from licensing.models import License
+from licensing.models import Customer, License
 
 UTC = dt.UTC
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
@@ -623,3 +623,37 @@ def customers_for_filter(*, limit: int = 500) -> list[tuple[str, str]]:
 
     rows = Customer.objects.filter(deleted_at__isnull=True).order_by("name").values_list("id", "name")[:limit]
     return [(str(pk), name) for pk, name in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseRow:
+    scope: str
+    target_id: Any
+    target_name: str
+    paused_at: dt.datetime
+    paused_by: str
+    reason: str
+
+
+def claim_pauses(*, limit: int = 200) -> list[PauseRow]:
+    """What is paused (pause and drain) and since when: the global pause first, then the newest; each customer's
+    or license's name (two primary-key lookups for the whole list)."""
+    pauses = list(ClaimPause.objects.order_by("scope", "-paused_at")[:limit])
+    pauses.sort(key=lambda p: (p.scope != ClaimPause.Scope.GLOBAL, -p.paused_at.timestamp()))
+    ids = {p.target_id for p in pauses if p.target_id is not None}
+    customers = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}
+    licenses = (
+        {lic.pk: str(lic) for lic in License.objects.filter(pk__in=ids).select_related("customer")} if ids else {}
+    )
+    names = {**customers, **licenses}
+    return [
+        PauseRow(
+            scope=p.scope,
+            target_id=p.target_id,
+            target_name="all claiming" if p.target_id is None else names.get(p.target_id, str(p.target_id)),
+            paused_at=p.paused_at,
+            paused_by=p.paused_by,
+            reason=p.reason,
+        )
+        for p in pauses
+    ]

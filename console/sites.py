@@ -16,6 +16,7 @@ class ConsoleAdminSite(admin.AdminSite):
             path("console/dashboard/", self.admin_view(views.dashboard), name="console_dashboard"),
             path("console/running/", self.admin_view(views.running_builds), name="console_running"),
             path("console/workers/", self.admin_view(views.workers), name="console_workers"),
+            path("console/claims/", self.admin_view(views.global_claims), name="console_claims"),
             # Not wrapped in admin_view: a JSON client gets a 403 with no data rather than a login redirect.
             path("console/live.json", views.live, name="console_live"),
         ]

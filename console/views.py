@@ -2,16 +2,19 @@
 
 import uuid
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
+from builds import services as build_services
+from builds.models import ClaimPause
 from console import dashboard as presenter
 from console import selectors
+from honua.admin_utils import audit_admin_action
 
 LIVE_FORBIDDEN = "staff with permission to view builds only"
 POLL_SECONDS = 5
@@ -82,3 +85,30 @@ def live(request):
     except ValueError:
         limit = 50
     return JsonResponse(presenter.live_payload(request.user, running_limit=limit))
+
+
+@require_POST
+def global_claims(request):
+    """The dashboard's global pause and resume (``action=pause|resume``): needs ``builds.pause_claims``; the
+    change is written to the admin log (on the pause's row)."""
+    if not request.user.has_perm("builds.pause_claims"):
+        raise PermissionDenied
+    action = request.POST.get("action")
+    if action == "pause":
+        existed = ClaimPause.objects.filter(scope=ClaimPause.Scope.GLOBAL).exists()
+        pause = build_services.claims_pause(
+            scope=ClaimPause.Scope.GLOBAL,
+            reason=request.POST.get("reason", "")[:500],
+            paused_by=request.user.get_username(),
+        )
+        if not existed:
+            audit_admin_action(request, pause, "Pause all claiming.")
+        messages.success(request, "All claiming is paused; running builds finish.")
+    elif action == "resume":
+        pause = ClaimPause.objects.filter(scope=ClaimPause.Scope.GLOBAL).first()
+        if pause is not None and build_services.claims_resume(scope=ClaimPause.Scope.GLOBAL):
+            audit_admin_action(request, pause, "Resume all claiming.")
+        messages.success(request, "Claiming resumed.")
+    else:
+        messages.error(request, "Unknown action.")
+    return HttpResponseRedirect(reverse("admin:console_dashboard"))

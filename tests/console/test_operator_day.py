@@ -1,11 +1,14 @@
 """The operator's day in a real browser (Debian's Chromium through Playwright): log in, find a failed build by
-its error text, read its log tail, retry it from its page after a confirmation, change the dashboard's range
-and pause its refresh, and never be offered a change beyond cancel, retry and priority. Every page is
+its error text, read its log tail, retry it from its page after a confirmation, pause claiming for a customer and
+see it on the dashboard, change the dashboard's range and pause its refresh, and never be offered a change beyond
+cancel, retry, priority and pausing or resuming claims. Every page is
 screenshotted under test-output/operator-day/ and each screenshot checked non-empty."""
+
+from urllib.parse import quote
 
 import pytest
 
-from builds.models import Build, BuildResult
+from builds.models import Build, BuildResult, ClaimPause
 from console.roles import OPERATORS
 from tests.console import scene
 from tests.console.conftest import PASSWORD, make_user
@@ -16,7 +19,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SHOTS = OUTPUT / "operator-day"
 ERROR = "apt-get: unable to locate package libgdal-doesnotexist"
-QUEUE_ACTIONS = {"", "cancel_builds", "retry_builds", "change_priority"}
+QUEUE_ACTIONS = {
+    "",
+    "cancel_builds",
+    "retry_builds",
+    "change_priority",
+    "pause_customer_claims",
+    "resume_customer_claims",
+    "pause_license_claims",
+    "resume_license_claims",
+}
 # Changelists an operator looks at; none may offer an add link or an action beyond the queue's three.
 LOOKED_AT = [
     "builds/build",
@@ -60,9 +72,11 @@ def _fits_the_window(page) -> bool:
 
 def test_operators_day(live_server, operator_day):
     """Log in, find the failed build by its error, read its log tail, retry it from its page (confirmation
-    first), change the dashboard's range and pause it; only cancel, retry and priority are ever offered."""
+    first), pause a customer, change the dashboard's range and pause it; only cancel, retry, priority and claim
+    pauses are ever offered."""
     operator, failed = operator_day
     base = live_server.url
+    customer = failed.customer  # read before the browser's event loop runs (no ORM inside it)
     with chromium_page() as page:
         page.goto(f"{base}/admin/login/?next=/admin/console/dashboard/")
         _shot(page, "01-login")
@@ -105,6 +119,19 @@ def test_operators_day(live_server, operator_day):
         assert "queued again" in page.inner_text("ul.messagelist")
         _shot(page, "06-retried")
 
+        # Pause a customer: from the customer list; the dashboard then lists the pause and since when.
+        page.goto(f"{base}/admin/licensing/customer/?q={quote(customer.name)}")
+        page.locator(f"#result_list input[name=_selected_action][value='{customer.pk}']").check()
+        page.select_option("select[name=action]", "pause_customer_claims")
+        page.click("button[name=index]")
+        page.wait_for_selector("ul.messagelist li")
+        assert "1 customer(s) paused" in page.inner_text("ul.messagelist")
+        _shot(page, "07-customer-paused")
+        page.goto(f"{base}/admin/console/dashboard/")
+        pauses = page.inner_text("#claim-pauses")
+        assert customer.name in pauses and operator.username in pauses
+        _shot(page, "08-dashboard-pauses")
+
         # The dashboard's range: the last hour, then 7 days; the refresh can be paused.
         page.goto(f"{base}/admin/console/dashboard/")
         page.click("a.range[data-range='1h']")
@@ -117,10 +144,10 @@ def test_operators_day(live_server, operator_day):
         page.click("#live-toggle")
         assert page.get_attribute("#console", "data-paused") == "true"
         assert "paused" in page.inner_text("#live-status")
-        _shot(page, "07-dashboard-7d-paused")
+        _shot(page, "09-dashboard-7d-paused")
 
         page.goto(f"{base}/admin/console/workers/")
-        _shot(page, "08-workers")
+        _shot(page, "10-workers")
 
         # Nothing that changes data beyond the queue's three operations is offered anywhere looked at.
         for path in LOOKED_AT:
@@ -129,7 +156,8 @@ def test_operators_day(live_server, operator_day):
             actions = page.locator("select[name=action] option").evaluate_all("els => els.map(e => e.value)")
             assert set(actions) <= QUEUE_ACTIONS, (path, actions)
             assert _fits_the_window(page), path
-        _shot(page, "09-builds-list")
+        _shot(page, "11-builds-list")
 
     failed.refresh_from_db()
     assert failed.status == Build.Status.QUEUED
+    assert ClaimPause.objects.filter(scope="customer", target_id=failed.customer_id).exists()

@@ -12,7 +12,8 @@ from django.contrib.admin.sites import all_sites
 from django.urls import reverse
 from django.utils import timezone
 
-from builds.models import Build, BuildCacheEntry
+from builds import services as build_services
+from builds.models import Build, BuildCacheEntry, ClaimPause
 from intake import services as intake_services
 from intake.models import BuildManifest, Conversation, ConversationMessage, ModelPrice, RequirementExtraction
 from licensing.models import License, RegistryCredential
@@ -22,11 +23,16 @@ from tests.console.factories import BuildFactory
 from tests.intake.factories import BuildManifestFactory, ConversationFactory, ExtractionFactory
 from tests.licensing.factories import LicenseFactory, RegistryCredentialFactory
 
-# What the README says operators may do through admin actions: cancel, retry and reprioritise builds.
+# What the README says operators may do through admin actions: cancel, retry and reprioritise builds, and pause
+# and resume claiming for customers and licenses.
 OPERATOR_ACTIONS = {
     ("builds", "build", "cancel_builds"),
     ("builds", "build", "retry_builds"),
     ("builds", "build", "change_priority"),
+    ("licensing", "customer", "pause_customer_claims"),
+    ("licensing", "customer", "resume_customer_claims"),
+    ("licensing", "license", "pause_license_claims"),
+    ("licensing", "license", "resume_license_claims"),
 }
 
 
@@ -98,6 +104,16 @@ def _generatable(n):
     return out
 
 
+def _paused(scope, objects):
+    for obj in objects:
+        build_services.claims_pause(scope=scope, target=obj)
+    return objects
+
+
+def _is_paused(scope, obj):
+    return ClaimPause.objects.filter(scope=scope, target_id=obj.pk).exists()
+
+
 @dataclass
 class Case:
     app: str
@@ -133,6 +149,34 @@ CASES = [
     ),
     Case(
         "builds", "buildcacheentry", "evict", lambda n: [cached() for _ in range(n)], lambda e: e.deleted_at is not None
+    ),
+    Case(
+        "licensing",
+        "customer",
+        "pause_customer_claims",
+        lambda n: [LicenseFactory().customer for _ in range(n)],
+        lambda c: _is_paused("customer", c),
+    ),
+    Case(
+        "licensing",
+        "customer",
+        "resume_customer_claims",
+        lambda n: _paused("customer", [LicenseFactory().customer for _ in range(n)]),
+        lambda c: not _is_paused("customer", c),
+    ),
+    Case(
+        "licensing",
+        "license",
+        "pause_license_claims",
+        lambda n: _licenses(n),
+        lambda x: _is_paused("license", x),
+    ),
+    Case(
+        "licensing",
+        "license",
+        "resume_license_claims",
+        lambda n: _paused("license", _licenses(n)),
+        lambda x: not _is_paused("license", x),
     ),
     Case("licensing", "license", "suspend", lambda n: _licenses(n), lambda x: x.status == "suspended"),
     Case(
@@ -226,7 +270,10 @@ def _snapshot(objects):
 
 
 def _counts():
-    return {m: m._base_manager.count() for m in (Build, BuildManifest, BuildCacheEntry, RegistryCredential, License)}
+    return {
+        m: m._base_manager.count()
+        for m in (Build, BuildManifest, BuildCacheEntry, RegistryCredential, License, ClaimPause)
+    }
 
 
 @pytest.mark.django_db
