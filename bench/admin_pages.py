@@ -222,7 +222,7 @@ def users() -> tuple[User, User]:
     return superuser, operator
 
 
-def pages() -> list[tuple[str, str, str]]:
+def pages() -> list[tuple[str, ...]]:
     """(name, url, who) for every changelist, a few filtered ones, the dashboard and the live endpoint."""
     rows = []
     for model in sorted(admin.site._registry, key=lambda m: (m._meta.app_label, m._meta.model_name)):
@@ -243,7 +243,7 @@ def pages() -> list[tuple[str, str, str]]:
     return rows
 
 
-def console_v2_pages() -> list[tuple[str, str, str]]:
+def console_v2_pages() -> list[tuple[str, ...]]:
     """The pages of console v2 (issue 16): ranges and one customer, the live panels, workers, build search by
     number, manifest and error text, a failed build's page and its retry confirmation, message search."""
     from builds.models import Build
@@ -254,6 +254,8 @@ def console_v2_pages() -> list[tuple[str, str, str]]:
     failed = Build.objects.filter(status="failed").order_by("-created_at").first()
     busiest = Build.objects.values_list("customer_id", flat=True).order_by("-created_at").first()
     rows = [
+        # The 30-day panels are kept for a minute in Django's cache: the first view in each minute pays for them.
+        ("console dashboard, its cache cleared", dashboard, "operator", "cold"),
         ("console dashboard ?range=1h (operator)", dashboard + "?range=1h", "operator"),
         ("console dashboard ?range=7d (operator)", dashboard + "?range=7d", "operator"),
         ("console dashboard ?range=30d (operator)", dashboard + "?range=30d", "operator"),
@@ -279,11 +281,16 @@ def console_v2_pages() -> list[tuple[str, str, str]]:
     return rows
 
 
-def measure(client: Client, url: str, repeat: int) -> tuple[float, float, int, int]:
+def measure(client: Client, url: str, repeat: int, cold: bool = False) -> tuple[float, float, int, int]:
+    """Median and slowest of ``repeat`` requests after one warm-up; ``cold`` clears Django's cache before each."""
+    from django.core.cache import cache
+
     client.get(url)  # warm-up (template loading, plan caches)
     timings = []
     with CaptureQueriesContext(connection) as queries:
         for _ in range(repeat):
+            if cold:
+                cache.clear()
             started = time.perf_counter()
             response = client.get(url)
             timings.append((time.perf_counter() - started) * 1000)
@@ -320,8 +327,8 @@ def main() -> int:
 
     print(f"\n{'page':<40} {'median ms':>10} {'max ms':>8} {'queries':>8}  target < {TARGET_MS} ms (median)")
     missed = []
-    for label, url, who in pages():
-        median, slowest, queries, status = measure(clients[who], url, repeat)
+    for label, url, who, *how in pages():
+        median, slowest, queries, status = measure(clients[who], url, repeat, cold=how == ["cold"])
         met = status == 200 and median < TARGET_MS
         if not met:
             missed.append(label)
