@@ -27,15 +27,7 @@ MANIFEST_NOT_OBJECT = "manifest must be a JSON object"
 PROGRESS_RANGE = "progress must be an integer from 0 to 100"
 WORKER_ID_EMPTY = "worker id must not be empty"
 SUCCESS_NEEDS_IMAGE = "a succeeded build needs an image reference and an image digest"
-NO_LICENSE = "has no license"
-NO_ACTIVE_LICENSE = "has no active license"
-LICENSE_EXPIRED = "has expired"
-LICENSE_NOT_STARTED = "has not started yet"
-QUOTA_USED_UP = "monthly build quota"
-BUILD_NOT_FOUND = "does not exist"
-NOT_CANCELLABLE = "cannot be cancelled"
 NOT_RETRYABLE = "only failed, timed-out or cancelled builds can be retried"
-NOT_REPRIORITIZABLE = "only queued builds can be reprioritized"
 # Raised word for word by build_require_artifact_entitlement (builds/sql/0020_entitlements.sql, SQLSTATE HN203).
 ARTIFACT_NOT_ENTITLED = (
     "build {build} is not entitled to {kind} artifacts: its license had no {feature} entitlement when it was enqueued"
@@ -60,7 +52,7 @@ InvalidImageReference = errors.InvalidImageReference
 
 
 # The HN SQLSTATE codes of the SQL API (docs/sql-api.md) and the exception each becomes: callers branch on codes,
-# never on message text. (v1 functions keep P0001/P0002 for their old conditions: matched by message below.)
+# never on message text. (v1 functions keep P0001/P0002 for their old conditions: _translate maps those by code.)
 _SQLSTATE_CLASSES: dict[str, type[BuildQueueError]] = {
     "HN001": BuildInputError,
     "HN002": BuildInputError,
