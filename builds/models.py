@@ -45,6 +45,11 @@ class FunctionTrigger(pgtrigger.Trigger):
         return f"{self.execute}()"
 
 
+# Running builds, stated as the running index's predicate (build_queue_running_idx): started_at is never NULL for a
+# running build, and saying so lets a scan of running builds use that index.
+RUNNING_BUILDS = Q(status="running", started_at__isnull=False)
+
+
 class Build(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -204,7 +209,16 @@ class Build(models.Model):
                 name="build_queue_tenant_claim_idx",
                 condition=Q(status="queued"),
             ),
-            models.Index(fields=["license"], name="build_queue_running_lic_idx", condition=Q(status="running")),
+            # Running builds (rescue, the operator's worker list). Its predicate also says started_at IS NOT NULL
+            # (always true of a running build: build_queue_running_has_worker), which the by-id statements of the
+            # hot path (complete, heartbeat, release: "id = $1 AND status = 'running'") do not imply: else the
+            # planner, believing running builds few, scans this whole index instead of the primary key, dead
+            # entries included (builds.0030_running_index).
+            models.Index(
+                fields=["license"],
+                name="build_queue_running_idx",
+                condition=Q(status="running", started_at__isnull=False),
+            ),
             # Duplicate-manifest lookup among live builds.
             models.Index(
                 fields=["customer", "manifest_hash"],

@@ -16,7 +16,7 @@ def handle_build_timeouts(*, dry_run: bool) -> int:
     if dry_run:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM build_queue b WHERE b.status = 'running'"
+                "SELECT count(*) FROM build_queue b WHERE b.status = 'running' AND b.started_at IS NOT NULL"
                 " AND (b.heartbeat_at < now() - make_interval(secs => b.heartbeat_timeout_seconds)"
                 " OR b.started_at < now() - make_interval(secs => b.timeout_seconds))"
             )

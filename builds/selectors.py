@@ -14,7 +14,16 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
-from builds.models import HEX64, Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
+from builds.models import (
+    HEX64,
+    RUNNING_BUILDS,
+    Build,
+    BuildArtifact,
+    BuildEvent,
+    BuildLogChunk,
+    BuildMetric,
+    BuildResult,
+)
 from licensing.models import Customer
 
 # The text search configuration of build errors: 'simple' (no stemming, no stop words), so package names and
@@ -54,9 +63,7 @@ def builds_active(*, customer: Customer | None = None) -> QuerySet[Build]:
 
 def builds_running() -> QuerySet[Build]:
     """Running builds with their progress, stage, worker and heartbeat, longest-running first."""
-    return (
-        Build.objects.filter(status=Build.Status.RUNNING).select_related("customer", "license").order_by("started_at")
-    )
+    return Build.objects.filter(RUNNING_BUILDS).select_related("customer", "license").order_by("started_at")
 
 
 def queue_depth_by_priority() -> list[dict]:

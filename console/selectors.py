@@ -14,7 +14,7 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Su
 from django.db.models.functions import Coalesce, Now, Trunc
 from django.utils import timezone
 
-from builds.models import Build, BuildResult, ClaimPause
+from builds.models import RUNNING_BUILDS, Build, BuildResult, ClaimPause
 from builds.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
 from intake.models import Conversation
@@ -70,7 +70,7 @@ def queue_depth() -> QueueDepth:
     by_priority = {p: {"queued": 0, "claimable": 0, "running": 0} for p in range(10, 0, -1)}
     for row in queue_depth_by_priority():
         by_priority[row["priority"]].update(queued=row["queued"], claimable=row["claimable"])
-    running = Build.objects.filter(status=Build.Status.RUNNING).values("priority").annotate(n=Count("*")).order_by()
+    running = Build.objects.filter(RUNNING_BUILDS).values("priority").annotate(n=Count("*")).order_by()
     for run in running:
         by_priority[run["priority"]]["running"] = run["n"]
     return QueueDepth(
@@ -545,7 +545,7 @@ def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None 
 WORKERS_SQL = """
 WITH held AS (
     SELECT worker_id, count(*) AS held, max(heartbeat_at) AS heartbeat_at, max(started_at) AS claimed_at
-    FROM build_queue WHERE status = 'running' GROUP BY worker_id
+    FROM build_queue WHERE status = 'running' AND started_at IS NOT NULL GROUP BY worker_id
 ), finished AS (
     SELECT worker_id,
            count(*) FILTER (WHERE status = 'succeeded') AS done,
