@@ -30,7 +30,7 @@ Each connection runs in its own process (no GIL between clients). Runs in its ow
 
     .venv/bin/python bench/queue_throughput.py            # full size
     .venv/bin/python bench/queue_throughput.py --quick    # small smoke run
-    .venv/bin/python bench/queue_throughput.py --only fairness|enqueue|procrastinate|worker [--quick]
+    .venv/bin/python bench/queue_throughput.py --only fairness|enqueue|procrastinate|worker|cost [--quick]
 """
 
 import argparse
@@ -360,6 +360,32 @@ def wal_per_cycle(cycles: int) -> dict:
     return figures
 
 
+def cost_per_cycle(cycles: int) -> dict:
+    """Buffers touched and WAL written by the project's claim and completion, as EXPLAIN (ANALYZE, BUFFERS, WAL)
+    reports them for this backend alone (nested statements and triggers included): unlike rates, these do not
+    depend on what else the machine is doing, so they compare two versions of the code on a busy machine. The mean
+    over ``cycles`` cycles on one connection. (The minimal queue is left out: finding the row its claim took would
+    need an index it does not have.)"""
+    top_up(cycles * 2)
+    explain = "EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) "
+    held = "SELECT id FROM build_queue WHERE status = 'running' AND started_at IS NOT NULL AND worker_id = 'cost'"
+    totals = {"claim": [0, 0], "complete": [0, 0]}
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        for _ in range(cycles):
+            claim_plan = conn.execute(explain + HONUA_CLAIM, ["cost"]).fetchone()[0][0]
+            build = conn.execute(held).fetchone()[0]
+            done_plan = conn.execute(explain + HONUA_COMPLETE, [build, "cost", DIGEST]).fetchone()[0][0]
+            for step, plan in (("claim", claim_plan), ("complete", done_plan)):
+                node = plan["Plan"]
+                totals[step][0] += node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+                totals[step][1] += node.get("WAL Bytes", 0)
+    figures = {step: (buffers / cycles, wal / cycles) for step, (buffers, wal) in totals.items()}
+    print(f"\n== cost per statement, one connection, mean of {cycles} cycles (EXPLAIN ANALYZE: this backend only) ==")
+    for step, (buffers, wal) in figures.items():
+        print(f"  {step:8s} {buffers:7.1f} buffers  {wal:7,.0f} WAL bytes")
+    return figures
+
+
 def _bench_license(tier: str, label: str) -> tuple:
     """A fresh customer and license of ``tier`` (quota high enough for any run): (customer id, license id)."""
     row = execute(
@@ -665,7 +691,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="Drop and recreate the benchmark database first.")
     parser.add_argument(
         "--only",
-        choices=("worker", "enqueue", "fairness", "procrastinate"),
+        choices=("worker", "enqueue", "fairness", "procrastinate", "cost"),
         help="Run one section alone (worker: the reference worker drains, measured exactly as in the full run).",
     )
     args = parser.parse_args()
@@ -694,6 +720,10 @@ def main() -> None:
         report_issue12(enqueue_rates, fairness, rounds, workers)
         return
 
+    if args.only == "cost":
+        cost_per_cycle(200)
+        return
+
     if args.only == "worker":
         drains = worker_section(worker_builds)
         best = max(drains[True].values())
@@ -717,6 +747,7 @@ def main() -> None:
     print(f"  p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
     wal = wal_per_cycle(200)
+    cost_per_cycle(200)
     enqueue_rates = enqueue_section(2_500 if args.quick else 10_000, 4)
     fairness = fairness_section()
     rounds = procrastinate_section(1 if args.quick else 3, 2.0 if args.quick else 10.0, queued)
