@@ -11,9 +11,9 @@ class Migration(migrations.Migration):
     believing running builds few, chose a full scan of it over the primary key, and so visited every dead entry
     left since the last vacuum: 938 buffers per completion on the benchmark's queue, against 89 by the primary key.
     Its replacement adds ``started_at IS NOT NULL`` to the predicate (true of every running build), which those
-    statements do not imply; the scans of running builds say it. The new index is built before the old one is
-    dropped, so the rescue always has one; building it holds a SHARE lock on build_queue for one scan of the table
-    (writes wait, reads do not).
+    statements do not imply; the scans of running builds (the rescue, the worker list, customer_build_usage) say it.
+    The new index is built before the old one is dropped, so the rescue always has one; building it holds a SHARE
+    lock on build_queue for one scan of the table (writes wait, reads do not).
     """
 
     dependencies = [

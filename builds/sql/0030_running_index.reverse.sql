@@ -79,3 +79,33 @@ BEGIN
     RETURN v_count;
 END;
 $function$;
+
+CREATE OR REPLACE VIEW public.customer_build_usage AS
+ SELECT c.id AS customer_id,
+    c.name AS customer_name,
+    l.id AS license_id,
+    l.tier,
+    l.is_trial,
+    l.expires_at,
+    q.monthly_quota,
+    q.used AS builds_this_month,
+    q.remaining AS builds_remaining,
+    q.period_start,
+    q.period_end,
+    l.max_concurrent_builds,
+    ( SELECT count(*) AS count
+           FROM build_queue b
+          WHERE b.license_id = l.id AND b.status::text = 'running'::text) AS running_builds,
+    ( SELECT count(*) AS count
+           FROM build_queue b
+          WHERE b.customer_id = c.id AND b.status::text = 'queued'::text) AS queued_builds,
+    ( SELECT count(*) AS count
+           FROM build_queue b
+          WHERE b.license_id = l.id AND b.cache_hit AND b.created_at >= q.period_start) AS cache_hits_this_month,
+    ( SELECT max(b.created_at) AS max
+           FROM build_queue b
+          WHERE b.customer_id = c.id) AS last_build_at
+   FROM customers c
+     JOIN licenses l ON l.customer_id = c.id AND l.status::text = 'active'::text AND l.deleted_at IS NULL
+     CROSS JOIN LATERAL get_license_quota_usage(l.id) q(monthly_quota, used, remaining, period_start, period_end)
+  WHERE c.deleted_at IS NULL;
