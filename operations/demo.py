@@ -9,9 +9,9 @@ from operations.seed import SCALE_MULTIPLIERS, already_seeded, timed_generate
 def load(*, rng, scale, seed: int | None = None, fraction: float = 1.0, progress=None) -> str:
     if scale not in SCALE_MULTIPLIERS:
         return f"nothing at this scale (only {', '.join(SCALE_MULTIPLIERS)})"
-    existing = already_seeded()
-    if existing:
-        return f"already loaded ({existing} seed customers); nothing added"
+    loaded = [f"{count} {name} customers" for name in SCALE_MULTIPLIERS if (count := already_seeded(name))]
+    if loaded:
+        return f"already loaded ({', '.join(loaded)}); nothing added"
     return timed_generate(
         seed=rng.randrange(2**31) if seed is None else seed, fraction=fraction, progress=progress, scale=scale
     )

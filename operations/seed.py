@@ -623,10 +623,12 @@ def _encrypt_secrets(cursor) -> None:
     )
 
 
-def already_seeded() -> int:
-    """How many seed customers (of any scale) exist (0: not loaded)."""
+def already_seeded(scale: str = SEED_SCALE) -> int:
+    """How many seed customers of ``scale`` exist (0: not loaded)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM customers WHERE metadata ->> 'scale' = ANY(%s)", [list(SCALE_MULTIPLIERS)])
+        cursor.execute(
+            "SELECT count(*) FROM customers WHERE metadata @> jsonb_build_object('scale', %s::text)", [scale]
+        )
         return cursor.fetchone()[0]
 
 
