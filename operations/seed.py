@@ -592,6 +592,30 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             "ANALYZE build_cache_access_rollup",
         ],
     ),
+    # The scheduler's counters the build_queue_account_* triggers keep (the claim and the rescue of the seeded
+    # running builds rely on them), recounted from the whole queue as builds/sql/0016_scheduler.sql does.
+    (
+        "scheduler counters",
+        [
+            "LOCK TABLE build_queue IN SHARE ROW EXCLUSIVE MODE",
+            "DELETE FROM build_member_state",
+            "DELETE FROM build_license_state",
+            "DELETE FROM build_quota_usage",
+            """INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime, max_running)
+            SELECT b.license_id, count(*) FILTER (WHERE b.status = 'running'),
+                   count(*) FILTER (WHERE b.status = 'queued'),
+                   count(*) FILTER (WHERE b.status = 'queued' AND b.priority >= 9), 0,
+                   (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = b.license_id)
+            FROM build_queue b WHERE b.status IN ('queued', 'running') GROUP BY b.license_id""",
+            """INSERT INTO build_member_state (license_id, customer_id, queued, urgent_queued, vtime)
+            SELECT b.license_id, b.customer_id, count(*), count(*) FILTER (WHERE b.priority >= 9), 0
+            FROM build_queue b WHERE b.status = 'queued' GROUP BY b.license_id, b.customer_id""",
+            """INSERT INTO build_quota_usage (license_id, period_start, used)
+            SELECT b.license_id, build_quota_month(b.created_at), count(*) FROM build_queue b
+            WHERE NOT b.cache_hit AND NOT (b.status = 'cancelled' AND b.started_at IS NULL)
+            GROUP BY b.license_id, build_quota_month(b.created_at)""",
+        ],
+    ),
     # build_performance_summary's rollup of the closed days (what the hourly maintenance would fold).
     ("daily build rollup", ["SELECT fold_build_daily_rollup(400, 0)"]),
     ("statistics (ANALYZE)", [f"ANALYZE {table}" for table in TABLES]),

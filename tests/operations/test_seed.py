@@ -183,3 +183,17 @@ def test_seed_demo_ten_x_loads_and_an_unknown_scale_is_refused():
     assert "already loaded (1000 ten-x customers); nothing added" in again.getvalue()
     with pytest.raises(ValueError, match="scale must be one of six-months, ten-x"):
         generate(seed=1, fraction=0.001, scale="hundred-x")
+
+
+@pytest.mark.django_db
+def test_seeded_scheduler_counters_match_the_queue_so_the_claim_works():
+    """The scheduler's counters equal the seeded queue (recounted like the triggers keep them), so the rescue of the
+    seeded running builds (which a claim may run first) leaves every counter at zero or more."""
+    generate(seed=4, fraction=0.05)
+    counted = _rows(
+        "SELECT license_id, count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')"
+        " FROM build_queue WHERE status IN ('queued', 'running') GROUP BY 1 ORDER BY 1"
+    )
+    assert counted and _rows("SELECT license_id, running, queued FROM build_license_state ORDER BY 1") == counted
+    assert _rows("SELECT handle_build_timeouts()")[0][0] > 0
+    assert _rows("SELECT count(*) FROM build_license_state WHERE running < 0 OR queued < 0") == [(0,)]
