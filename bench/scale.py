@@ -263,16 +263,16 @@ def measure_dashboard(url: str) -> dict[str, float]:
     return result
 
 
-def run_size(size: str, fraction: str, keep: bool) -> dict:
+def run_size(size: str, fraction: str, keep: bool, results: dict) -> None:
+    """Measure ``size`` into ``results`` (filled as it goes, so a step that times out leaves the figures before it)."""
     database = f"honua_bench_scale_{size.replace('-', '_')}"
     url = server_url(database)
     recreate(url, database)
-    results: dict = {}
     print(f"\n=== {size} (fraction {fraction}) in {database} ===")
     try:
         results["migrate_s"], _ = manage(url, "migrate", "--no-input", "-v", "0")
         print(f"migrate from an empty database: {results['migrate_s']:.1f} s (wall, including Django start-up)")
-        elapsed, seeded = manage(url, "seed_demo", "--scale", size, "--seed", "1", "--fraction", fraction, timeout=1800)
+        elapsed, seeded = manage(url, "seed_demo", "--scale", size, "--seed", "1", "--fraction", fraction, timeout=3600)
         results["generate_s"] = elapsed
         print(seeded.stdout.strip().splitlines()[-1] if seeded.stdout.strip() else "")
         print(f"generate {size} (fraction {fraction}): {elapsed:.1f} s wall")
@@ -295,10 +295,11 @@ def run_size(size: str, fraction: str, keep: bool) -> dict:
                 results["tasks_ms"][task["task"]] = task["duration_ms"]
                 flag = "" if task["outcome"] == "succeeded" else f"  FAILED: {task['error']}"
                 print(f"    {task['task']:<34}{task['rows']:>10,} rows {task['duration_ms']:>8,} ms{flag}")
+    except subprocess.TimeoutExpired as exc:
+        print(f"MISSED: {' '.join(str(a) for a in exc.cmd[1:])} did not finish in {exc.timeout:.0f} s")
     finally:
         if not keep:
             drop(url, database)
-    return results
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -374,7 +375,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown size(s) {', '.join(unknown)}; expected some of {', '.join(SIZES)}")
     fraction = "0.02" if args.quick else "1"
-    results = {size: run_size(size, fraction, args.keep) for size in sizes}
+    results: dict[str, dict] = {}
+    for size in sizes:
+        results[size] = {}
+        run_size(size, fraction, args.keep, results[size])
     side_by_side(results)
     print("\n(figures from a machine shared with other work are noisy; re-run on a quiet one for the record)")
 
