@@ -190,6 +190,39 @@ class Build(models.Model):
                 operation=pgtrigger.Insert,
                 execute="build_queue_set_entitled_outputs",
             ),
+            # A change to a finished build of a day already folded into build_daily_rollup marks that day for
+            # re-folding; build_performance_summary reads such a day live until then (builds/sql/0032_daily_rollup.sql).
+            FunctionTrigger(
+                name="build_daily_rollup_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.finished_at IS NOT NULL"),
+                execute="build_daily_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_daily_rollup_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(
+                    "status", "finished_at", "started_at", "created_at", "cache_hit", "customer"
+                ),
+                execute="build_daily_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_daily_rollup_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                condition=pgtrigger.Condition("OLD.finished_at IS NOT NULL"),
+                execute="build_daily_rollup_mark",
+            ),
+            # Emptying the queue empties its rollup.
+            FunctionTrigger(
+                name="build_daily_rollup_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="build_daily_rollup_reset",
+            ),
         ]
         permissions = [
             ("cancel_build", "Can cancel builds"),
@@ -733,6 +766,71 @@ class BuildCacheAccessRollup(models.Model):
                 condition=Q(shard__gte=-1, shard__lt=CACHE_COUNTER_SHARDS), name="build_cache_access_rollup_shard"
             ),
         ]
+
+
+class BuildDailyRollup(models.Model):
+    """One customer's finished builds of one closed UTC day, as ``build_performance_summary`` reports them.
+
+    A build belongs to the day of its ``finished_at`` (UTC), as in the view. ``fold_build_daily_rollup()`` (hourly)
+    folds closed days in order, a bounded number per call, and moves ``BuildDailyRollupState.folded_through``;
+    it re-folds the last days and every day marked in ``BuildDailyRollupDirty`` (a finished build of a folded day
+    changed or was deleted), so a day re-folded gives the same row. The view reads these rows for the folded days
+    and the queue itself for the rest (builds/sql/0032_daily_rollup.sql). The sums let a range's averages be
+    derived from several days. No foreign key: the view joins the customer, like the queue's rows did.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    customer_id = models.UUIDField()
+    day = models.DateField()
+    total_builds = models.BigIntegerField()
+    succeeded = models.BigIntegerField()
+    failed = models.BigIntegerField()
+    timed_out = models.BigIntegerField()
+    cancelled = models.BigIntegerField()
+    cache_hits = models.BigIntegerField()
+    success_rate = models.DecimalField(max_digits=8, decimal_places=4, null=True)
+    avg_duration_seconds = models.DecimalField(max_digits=18, decimal_places=3, null=True)
+    p50_duration_seconds = models.DecimalField(max_digits=18, decimal_places=3, null=True)
+    p95_duration_seconds = models.DecimalField(max_digits=18, decimal_places=3, null=True)
+    avg_queue_wait_seconds = models.DecimalField(max_digits=18, decimal_places=3, null=True)
+    p95_queue_wait_seconds = models.DecimalField(max_digits=18, decimal_places=3, null=True)
+    started_builds = models.BigIntegerField(help_text="Builds of the day with a start (the durations' count).")
+    duration_seconds_sum = models.DecimalField(max_digits=24, decimal_places=6, null=True)
+    queue_wait_seconds_sum = models.DecimalField(max_digits=24, decimal_places=6, null=True)
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_daily_rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "day"], name="build_daily_rollup_key"),
+            models.CheckConstraint(
+                condition=Q(total_builds__gte=F("succeeded") + F("failed") + F("timed_out") + F("cancelled")),
+                name="build_daily_rollup_counts",
+            ),
+        ]
+        indexes = [models.Index(fields=["day"], name="build_daily_rollup_day_idx")]
+
+
+class BuildDailyRollupState(models.Model):
+    """The single row saying up to which UTC day (inclusive) ``build_daily_rollup`` holds every customer's days;
+    NULL: nothing folded yet (the view reads the whole queue)."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    folded_through = models.DateField(null=True, blank=True)
+
+    class Meta:
+        db_table = "build_daily_rollup_state"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="build_daily_rollup_state_one_row")]
+
+
+class BuildDailyRollupDirty(models.Model):
+    """A folded day whose finished builds changed since it was folded: read live until it is re-folded."""
+
+    day = models.DateField(primary_key=True)
+    marked_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_daily_rollup_dirty"
 
 
 class BuildCacheHitCounter(models.Model):

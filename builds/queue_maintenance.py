@@ -22,3 +22,22 @@ def handle_build_timeouts(*, dry_run: bool) -> int:
             )
             return cursor.fetchone()[0]
     return services.builds_handle_timeouts()
+
+
+@maintenance_task(
+    "build_fold_daily_rollup",
+    schedule="hourly",
+    description="Fold closed days of finished builds into build_daily_rollup (build_performance_summary), "
+    "re-folding the last two days and any day a late change marked.",
+    transactional=False,
+)
+def fold_daily_rollup(*, dry_run: bool) -> int:
+    if dry_run:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT (SELECT count(*) FROM build_daily_rollup_dirty)"
+                " + coalesce(((now() - interval '15 minutes') AT TIME ZONE 'UTC')::date - 1"
+                " - (SELECT folded_through FROM build_daily_rollup_state WHERE id = 1), 0)"
+            )
+            return max(cursor.fetchone()[0], 0)
+    return services.build_daily_rollup_fold()

@@ -295,6 +295,22 @@ def build_change_priority(*, build: Build | uuid.UUID | str, priority: int) -> N
     _call("SELECT reprioritize_build(%s, %s)", [_pk(build), priority], fetch="none", p0001=BuildStateError)
 
 
+def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
+    """Fold closed days into ``build_daily_rollup`` (``fold_build_daily_rollup``), one bounded batch of at most
+    ``max_days`` new days per transaction until none is left; the last ``refold_days`` folded days and the days
+    marked dirty are folded again in the first batch. Returns the days folded. Resumable: each batch commits its
+    days with the new ``folded_through``."""
+    total = 0
+    refold = refold_days
+    while True:
+        with transaction.atomic():
+            (folded,) = _call("SELECT fold_build_daily_rollup(%s, %s)", [max_days, refold])
+        total += folded
+        if folded <= refold:  # nothing beyond the re-folded days: caught up
+            return total
+        refold = 0
+
+
 def builds_handle_timeouts() -> int:
     """Rescue running builds with a missed heartbeat or past their timeout (requeue or time out); how many."""
     (count,) = _call("SELECT handle_build_timeouts()", [])

@@ -23,6 +23,9 @@ from django.utils import timezone
 SEED_SCALE = "six-months"
 SPAN_DAYS = 182
 CUSTOMERS = 100
+# Issue 15: the same six months at ten times the customers and every volume (each scale's volumes are VOLUME times
+# its multiplier; the customers' tiers, skew and deletions keep their shares).
+SCALE_MULTIPLIERS = {"six-months": 1, "ten-x": 10}
 VOLUME = {  # at fraction 1: the seed's estimate
     "conversations": 10_000,
     "builds": 50_000,
@@ -71,23 +74,24 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             "SELECT setseed(%(setseed)s)",
             f"""CREATE TEMP TABLE seed_customers ON COMMIT DROP AS
             SELECT g - 1 AS ord, {_uid("customer", "g")} AS id, {_uid("license", "g")} AS license_id,
-                   CASE WHEN g <= 5 THEN 'asp' WHEN g <= 25 THEN 'enterprise' WHEN g <= 60 THEN 'pro'
-                        ELSE 'core' END AS tier,
+                   CASE WHEN g * 100 <= 5 * %(customers)s THEN 'asp'
+                        WHEN g * 100 <= 25 * %(customers)s THEN 'enterprise'
+                        WHEN g * 100 <= 60 * %(customers)s THEN 'pro' ELSE 'core' END AS tier,
                    %(anchor)s::timestamptz - interval '200 days' + random() * interval '10 days' AS created_at,
                    (ARRAY['Kestrel','Basalt','Lumen','Orchid','Tundra','Cobalt','Juniper','Vireo','Halcyon',
                           'Meridian','Quartz','Sable','Aster','Fjord','Koa','Nimbus','Pele','Saffron','Umber',
                           'Wren'])[1 + mod(g * 7, 20)]
                    || ' ' || (ARRAY['Labs','Systems','Cloud','Analytics','Robotics','Health','Logistics',
                                     'Studio','Energy','Foods'])[1 + mod(g * 3 + g / 20, 10)] AS name
-            FROM generate_series(1, {CUSTOMERS}) g""",
+            FROM generate_series(1, %(customers)s) g""",
             "CREATE UNIQUE INDEX ON seed_customers (ord)",
             "ANALYZE seed_customers",
             """INSERT INTO customers (id, name, contact_name, contact_email, publishes_to_shared_cache, metadata,
                                       created_at, updated_at, deleted_at)
             SELECT id, name, 'Ops ' || (ord + 1), 'ops' || (ord + 1) || '@' || lower(replace(name, ' ', '-'))
                    || '.example', NOT (tier = 'enterprise' AND mod(ord, 7) = 0),
-                   jsonb_build_object('seed', %(seed)s, 'scale', 'six-months'), created_at, created_at,
-                   CASE WHEN ord >= 97 THEN %(anchor)s::timestamptz - interval '45 days' END
+                   jsonb_build_object('seed', %(seed)s, 'scale', %(scale)s), created_at, created_at,
+                   CASE WHEN ord * 100 >= 97 * %(customers)s THEN %(anchor)s::timestamptz - interval '45 days' END
             FROM seed_customers ORDER BY ord""",
         ],
     ),
@@ -167,7 +171,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
         "conversations",
         [
             """CREATE TEMP TABLE seed_conv_draw ON COMMIT DROP AS
-            SELECT g, floor(100 * power(random(), 2.2))::int AS cord,
+            SELECT g, floor(%(customers)s * power(random(), 2.2))::int AS cord,
                    least(%(anchor)s::timestamptz - %(span)s * (1 - sqrt(random())) * interval '1 day',
                          %(anchor)s::timestamptz - interval '20 minutes') AS started_at,
                    random() AS u_status, random() AS u_model, random() AS u_manifests, random() AS u_score,
@@ -318,7 +322,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
                 SELECT 1000000000 + g, CASE WHEN mod(g, 50) = 0 THEN 'admin' ELSE 'api' END, c.id, s.template,
                        NULL, s.created_at
                 FROM (
-                    SELECT g, floor(100 * power(random(), 2.2))::int AS cord,
+                    SELECT g, floor(%(customers)s * power(random(), 2.2))::int AS cord,
                            floor(%(templates)s * power(random(), 2))::int AS template,
                            %(anchor)s::timestamptz - %(span)s * (1 - sqrt(random())) * interval '1 day' AS created_at
                     FROM generate_series(1, %(builds)s) g
@@ -548,7 +552,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             # Two thirds hits (of an entry: popular entries more often, after it was registered), one third misses.
             """CREATE TEMP TABLE seed_access_draw ON COMMIT DROP AS
             SELECT g, random() < 0.66 AS hit, floor(%(entries)s * power(random(), 1.8))::int AS entry_ord,
-                   floor(100 * power(random(), 2.2))::int AS cord,
+                   floor(%(customers)s * power(random(), 2.2))::int AS cord,
                    floor(%(templates)s * power(random(), 2))::int AS template,
                    random() AS u_time, random() AS u_latency
             FROM generate_series(1, %(access_log)s) g""",
@@ -588,6 +592,32 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             "ANALYZE build_cache_access_rollup",
         ],
     ),
+    # The scheduler's counters the build_queue_account_* triggers keep (the claim and the rescue of the seeded
+    # running builds rely on them), recounted from the whole queue as builds/sql/0016_scheduler.sql does.
+    (
+        "scheduler counters",
+        [
+            "LOCK TABLE build_queue IN SHARE ROW EXCLUSIVE MODE",
+            "DELETE FROM build_member_state",
+            "DELETE FROM build_license_state",
+            "DELETE FROM build_quota_usage",
+            """INSERT INTO build_license_state (license_id, running, queued, urgent_queued, vtime, max_running)
+            SELECT b.license_id, count(*) FILTER (WHERE b.status = 'running'),
+                   count(*) FILTER (WHERE b.status = 'queued'),
+                   count(*) FILTER (WHERE b.status = 'queued' AND b.priority >= 9), 0,
+                   (SELECT l.max_concurrent_builds FROM licenses l WHERE l.id = b.license_id)
+            FROM build_queue b WHERE b.status IN ('queued', 'running') GROUP BY b.license_id""",
+            """INSERT INTO build_member_state (license_id, customer_id, queued, urgent_queued, vtime)
+            SELECT b.license_id, b.customer_id, count(*), count(*) FILTER (WHERE b.priority >= 9), 0
+            FROM build_queue b WHERE b.status = 'queued' GROUP BY b.license_id, b.customer_id""",
+            """INSERT INTO build_quota_usage (license_id, period_start, used)
+            SELECT b.license_id, build_quota_month(b.created_at), count(*) FROM build_queue b
+            WHERE NOT b.cache_hit AND NOT (b.status = 'cancelled' AND b.started_at IS NULL)
+            GROUP BY b.license_id, build_quota_month(b.created_at)""",
+        ],
+    ),
+    # build_performance_summary's rollup of the closed days (what the hourly maintenance would fold).
+    ("daily build rollup", ["SELECT fold_build_daily_rollup(400, 0)"]),
     ("statistics (ANALYZE)", [f"ANALYZE {table}" for table in TABLES]),
 ]
 
@@ -617,10 +647,12 @@ def _encrypt_secrets(cursor) -> None:
     )
 
 
-def already_seeded() -> int:
-    """How many six-month seed customers exist (0: not loaded)."""
+def already_seeded(scale: str = SEED_SCALE) -> int:
+    """How many seed customers of ``scale`` exist (0: not loaded)."""
     with connection.cursor() as cursor:
-        cursor.execute('SELECT count(*) FROM customers WHERE metadata @> \'{"scale": "six-months"}\'')
+        cursor.execute(
+            "SELECT count(*) FROM customers WHERE metadata @> jsonb_build_object('scale', %s::text)", [scale]
+        )
         return cursor.fetchone()[0]
 
 
@@ -634,20 +666,28 @@ def _disable_triggers() -> bool:
         return False
 
 
-def generate(*, seed: int, fraction: float = 1.0, progress: Progress | None = None) -> dict[str, int]:
+def generate(
+    *, seed: int, fraction: float = 1.0, progress: Progress | None = None, scale: str = SEED_SCALE
+) -> dict[str, int]:
     """Load the six-month data set inside the caller's transaction; returns each table's row count.
 
-    ``fraction`` scales the volumes (for tests and quick benchmarks); 100 customers are always created.
+    ``scale`` multiplies the customers and every volume (``SCALE_MULTIPLIERS``: ``ten-x`` is 1,000 customers);
+    ``fraction`` scales the volumes (for tests and quick benchmarks); the customers are always created.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if scale not in SCALE_MULTIPLIERS:
+        raise ValueError(f"scale must be one of {', '.join(SCALE_MULTIPLIERS)}, got {scale!r}")
+    multiplier = SCALE_MULTIPLIERS[scale]
     anchor = seed_anchor()
     params = {
         "seed": seed,
         "setseed": (seed % 2_000_003) / 2_000_003,
         "anchor": anchor,
         "span": SPAN_DAYS,
-        **{name: max(int(volume * fraction), 20) for name, volume in VOLUME.items()},
+        "scale": scale,
+        "customers": CUSTOMERS * multiplier,
+        **{name: max(int(volume * multiplier * fraction), 20) for name, volume in VOLUME.items()},
     }
     params["entries"] = params["cache_entries"]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -673,12 +713,14 @@ def generate(*, seed: int, fraction: float = 1.0, progress: Progress | None = No
     return counts
 
 
-def summary(counts: dict[str, int], seconds: float) -> str:
+def summary(counts: dict[str, int], seconds: float, scale: str = SEED_SCALE) -> str:
     parts = ", ".join(f"{counts[table]:,} {table}" for table in TABLES)
-    return f"six-months data in {seconds:.1f} s: {parts}"
+    return f"{scale} data in {seconds:.1f} s: {parts}"
 
 
-def timed_generate(*, seed: int, fraction: float = 1.0, progress: Progress | None = None) -> str:
+def timed_generate(
+    *, seed: int, fraction: float = 1.0, progress: Progress | None = None, scale: str = SEED_SCALE
+) -> str:
     start = time.monotonic()
-    counts = generate(seed=seed, fraction=fraction, progress=progress)
-    return summary(counts, time.monotonic() - start)
+    counts = generate(seed=seed, fraction=fraction, progress=progress, scale=scale)
+    return summary(counts, time.monotonic() - start, scale)

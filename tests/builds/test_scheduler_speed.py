@@ -92,7 +92,13 @@ def test_plain_updates_still_set_updated_at_and_ignore_nothing():
             ["%update%"],
         )
         functions = dict(cursor.fetchall())
-    assert sorted(functions.values()) == ["build_queue_account_row", "build_queue_set_updated_at"]
+    # Every UPDATE trigger executes its function directly (no pgtrigger wrapper); build_daily_rollup_mark since
+    # 0032_daily_rollup (it returns at once for today's builds).
+    assert sorted(functions.values()) == [
+        "build_daily_rollup_mark",
+        "build_queue_account_row",
+        "build_queue_set_updated_at",
+    ]
 
 
 def test_cache_content_sha256_is_the_documented_digest():

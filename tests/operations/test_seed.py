@@ -150,3 +150,50 @@ def test_every_schedule_succeeds_on_seeded_data():
     [(old_access,)] = _rows("SELECT count(*) FROM build_access_log WHERE accessed_at < now() - interval '90 days'")
     assert old_events == old_access == 0
     assert _rows("SELECT count(*) FROM build_access_log_archive")[0][0] > 0
+
+
+@pytest.mark.django_db
+def test_ten_x_is_ten_times_six_months_at_the_same_fraction():
+    """--scale ten-x: ten times the customers (same tier shares) and about ten times every volume of six-months
+    at the same fraction, loaded by seed_demo like six-months."""
+    fraction = 0.002
+    counts = {}
+    tiers = {}
+    for scale in ("six-months", "ten-x"):
+        with transaction.atomic():
+            counts[scale] = generate(seed=5, fraction=fraction, scale=scale)
+            tiers[scale] = dict(_rows("SELECT tier, count(*) FROM licenses WHERE status = 'active' GROUP BY tier"))
+            transaction.set_rollback(True)
+    one, ten = counts["six-months"], counts["ten-x"]
+    assert ten["customers"] == 10 * one["customers"] == 1000
+    assert {tier: 10 * n for tier, n in tiers["six-months"].items()} == tiers["ten-x"]
+    for table in ("build_queue", "build_results", "build_events", "build_access_log", "conversations",
+                  "conversation_messages", "build_cache_registry"):  # fmt: skip
+        assert 7 <= ten[table] / one[table] <= 13, (table, one[table], ten[table])
+
+
+@pytest.mark.django_db
+def test_seed_demo_ten_x_loads_and_an_unknown_scale_is_refused():
+    out = StringIO()
+    call_command("seed_demo", "--scale", "ten-x", "--fraction", "0.001", stdout=out)
+    assert "ten-x data in" in out.getvalue()
+    assert _rows('SELECT count(*) FROM customers WHERE metadata @> \'{"scale": "ten-x"}\'')[0][0] == 1000
+    again = StringIO()
+    call_command("seed_demo", "--scale", "six-months", "--fraction", "0.001", stdout=again)
+    assert "already loaded (1000 ten-x customers); nothing added" in again.getvalue()
+    with pytest.raises(ValueError, match="scale must be one of six-months, ten-x"):
+        generate(seed=1, fraction=0.001, scale="hundred-x")
+
+
+@pytest.mark.django_db
+def test_seeded_scheduler_counters_match_the_queue_so_the_claim_works():
+    """The scheduler's counters equal the seeded queue (recounted like the triggers keep them), so the rescue of the
+    seeded running builds (which a claim may run first) leaves every counter at zero or more."""
+    generate(seed=4, fraction=0.05)
+    counted = _rows(
+        "SELECT license_id, count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')"
+        " FROM build_queue WHERE status IN ('queued', 'running') GROUP BY 1 ORDER BY 1"
+    )
+    assert counted and _rows("SELECT license_id, running, queued FROM build_license_state ORDER BY 1") == counted
+    assert _rows("SELECT handle_build_timeouts()")[0][0] > 0
+    assert _rows("SELECT count(*) FROM build_license_state WHERE running < 0 OR queued < 0") == [(0,)]

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from honua.registry import demo_loaders
 
-SCALES = ["demo", "six-months"]
+SCALES = ["demo", "six-months", "ten-x"]
 BAR_WIDTH = 30
 
 
@@ -24,14 +24,15 @@ class Command(BaseCommand):
             default="demo",
             help="How much data: 'demo' is a small, hand-shaped set for trying the admin; 'six-months' is the "
             "seed's estimate for 100 customers over six months (1M cache lookups, 50k builds, 500k build events, "
-            "10k conversations with 100k messages...), generated set-based in about a minute.",
+            "10k conversations with 100k messages...), generated set-based in about a minute; 'ten-x' is ten times "
+            "that (1,000 customers, every volume times ten: issue 15's scale benchmark).",
         )
         parser.add_argument("--seed", type=int, default=1, help="Random seed, so the data set is repeatable.")
         parser.add_argument(
             "--fraction",
             type=float,
             default=1.0,
-            help="Scale the six-months volumes by this fraction, in (0, 1] (for quick trials); default 1.",
+            help="Scale the six-months (or ten-x) volumes by this fraction, in (0, 1] (for quick trials); default 1.",
         )
 
     def handle(self, *args, scale, seed, fraction, **options):

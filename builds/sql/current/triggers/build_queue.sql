@@ -78,6 +78,14 @@ AS $function$
                 END;
             $function$;
 
+CREATE TRIGGER pgtrigger_build_daily_rollup_mark_delete_b3a60 AFTER DELETE ON build_queue FOR EACH ROW WHEN (old.finished_at IS NOT NULL) EXECUTE FUNCTION build_daily_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_daily_rollup_mark_insert_897f1 AFTER INSERT ON build_queue FOR EACH ROW WHEN (new.finished_at IS NOT NULL) EXECUTE FUNCTION build_daily_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_daily_rollup_mark_update_f226c AFTER UPDATE ON build_queue FOR EACH ROW WHEN (old.cache_hit IS DISTINCT FROM new.cache_hit OR old.created_at IS DISTINCT FROM new.created_at OR old.customer_id IS DISTINCT FROM new.customer_id OR old.finished_at IS DISTINCT FROM new.finished_at OR old.started_at IS DISTINCT FROM new.started_at OR old.status::text IS DISTINCT FROM new.status::text) EXECUTE FUNCTION build_daily_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_daily_rollup_truncate_b6c3d AFTER TRUNCATE ON build_queue FOR EACH STATEMENT EXECUTE FUNCTION build_daily_rollup_reset();
+
 CREATE TRIGGER pgtrigger_build_queue_account_delete_a3e84 AFTER DELETE ON build_queue FOR EACH ROW EXECUTE FUNCTION pgtrigger_build_queue_account_delete_a3e84();
 
 CREATE TRIGGER pgtrigger_build_queue_account_insert_2d5ab AFTER INSERT ON build_queue REFERENCING NEW TABLE AS new_builds FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_build_queue_account_insert_2d5ab();
