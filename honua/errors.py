@@ -25,7 +25,7 @@ callers branch on the class::
         ├── BuildStateError                   HN301
         └── BuildNotHeld                      HN302
 
-Apps keep their own domain exceptions as subclasses (``builds.cache.CacheError``,
+Apps keep their own domain exceptions as subclasses (``builds.cache.services.CacheError``,
 ``licensing.services.LicensingError``), so ``except HonuaError`` catches every error the project raises on purpose.
 ``HonuaError`` defines no ``__init__``: a subclass may also derive from another exception (Django's
 ``ValidationError``) and keep its constructor. ``sqlstate`` is the code the database raised (None when raised in

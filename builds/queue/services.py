@@ -17,7 +17,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from psycopg.types.json import Jsonb
 
-from builds.cache import ManifestCredentialError, check_manifest_credentials
+from builds.cache.services import ManifestCredentialError, check_manifest_credentials
 from builds.models import Build, BuildArtifact, BuildMetric, ClaimPause
 from honua import errors
 from licensing.models import Customer

@@ -7,9 +7,9 @@ import hashlib
 
 from django.db import connection
 
-from builds import services
-from builds.executors import ClaimedBuild, image_for
 from builds.models import Build
+from builds.queue import services
+from builds.queue.executors import ClaimedBuild, image_for
 from honua.registry import demo_loader
 from licensing.models import Customer, License
 from licensing.services import customer_create, license_issue

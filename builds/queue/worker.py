@@ -35,10 +35,10 @@ import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from psycopg.types.json import Jsonb
 
-from builds.executors import ClaimedBuild, Outcome
+from builds.queue.executors import ClaimedBuild, Outcome
 from honua import errors
 
-logger = logging.getLogger("builds.worker")
+logger = logging.getLogger("builds.worker")  # the name operators configure; unchanged by the move to builds/queue/
 T = TypeVar("T")
 
 CHANNEL = "build_queue"

@@ -3,7 +3,7 @@ is the safety net for when no worker is running."""
 
 from django.db import connection
 
-from builds import services
+from builds.queue import services
 from honua.registry import maintenance_task
 
 
