@@ -5,10 +5,9 @@ does it create three of its own."""
 
 import hashlib
 
-from django.db import connection
-
 from builds.models import Build
 from builds.queue import services
+from builds.queue.client import QueueClient
 from builds.queue.executors import ClaimedBuild, image_for
 from honua.registry import demo_loader
 from licensing.models import Customer, License
@@ -42,14 +41,7 @@ def _create_customers() -> list[Customer]:
 
 
 def _claim(worker_id: str) -> ClaimedBuild | None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, "
-            "heartbeat_timeout_seconds, entitled_outputs FROM get_next_build_for_worker(%s)",
-            [worker_id],
-        )
-        row = cursor.fetchone()
-    return ClaimedBuild(*row[:8], entitled_outputs=tuple(row[8])) if row else None
+    return QueueClient(savepoint=False).next_build(worker_id)
 
 
 @demo_loader("builds")
