@@ -10,7 +10,8 @@ from builds.queue import services
 from builds.queue.client import QueueClient
 from builds.queue.executors import ClaimedBuild, image_for
 from honua.registry import demo_loader
-from licensing.models import Customer, License
+from licensing.models import Customer
+from licensing.selectors import usable_licenses
 from licensing.services import customer_create, license_issue
 
 SOURCE = "demo"
@@ -27,7 +28,7 @@ MANIFESTS = [
 
 
 def _usable_customers() -> list[Customer]:
-    licensed = License.objects.filter(status=License.Status.ACTIVE, deleted_at__isnull=True).values("customer")
+    licensed = usable_licenses().values("customer")
     return list(Customer.objects.filter(pk__in=licensed, deleted_at__isnull=True).order_by("name"))
 
 
