@@ -7,7 +7,7 @@
    On a queue of at least 100,000 builds across 100 customers (25 each of core/pro/enterprise/asp, so limits of
    1, 4, 16 and 32 concurrent builds), topped up before every round.
 2. The same after adding 1,000,000 finished builds to the history of both queues.
-3. End-to-end builds/second of the reference worker (``builds.worker.Worker``, the engine of run_build_worker)
+3. End-to-end builds/second of the reference worker (``builds.queue.worker.Worker``, the engine of run_build_worker)
    with the simulated executor at zero work (``--noop``), in this one process.
 4. Enqueue-to-claim latency with an idle listening worker (server clock: claim start - enqueue time).
 5. Enqueue rate of one asp license as its month fills: chunks of 10,000 ``enqueue_build`` calls in one statement
@@ -275,8 +275,8 @@ def round_of(label: str, seconds: float, queued: int) -> dict:
 
 def worker_drain(builds: int, concurrency: int, synchronous_commit: bool = True) -> float:
     """Builds/second of the reference worker draining ``builds`` no-op builds in this process."""
-    from builds.executors import SimulatedExecutor
-    from builds.worker import Worker
+    from builds.queue.executors import SimulatedExecutor
+    from builds.queue.worker import Worker
 
     execute("UPDATE build_queue SET status = 'cancelled', finished_at = now() WHERE status = 'queued'")
     top_up(builds)
@@ -309,8 +309,8 @@ def worker_section(builds: int) -> dict[bool, dict[int, float]]:
 
 def enqueue_to_claim(samples: int) -> tuple[float, float]:
     """p50/p99 ms from enqueue (created_at) to claim (started_at), one build at a time, worker idle between."""
-    from builds.executors import SimulatedExecutor
-    from builds.worker import Worker
+    from builds.queue.executors import SimulatedExecutor
+    from builds.queue.worker import Worker
 
     execute("UPDATE build_queue SET status = 'cancelled', finished_at = now() WHERE status = 'queued'")
     customer = execute(
@@ -614,7 +614,7 @@ def procrastinate_section(rounds: int, seconds: float, queued: int, clients: int
 def _one_log_line(ctx):
     """The simulated executor at zero work plus one log line (issue 12's worker comparison: not the no-op fast
     path, which skips the log)."""
-    from builds.executors import SimulatedExecutor
+    from builds.queue.executors import SimulatedExecutor
 
     ctx.log("built")
     return SimulatedExecutor(noop=True)(ctx)
@@ -623,7 +623,7 @@ def _one_log_line(ctx):
 def worker_comparison(builds: int, concurrency: int = 16) -> dict:
     """Builds/second of the reference worker (one log line per build) and jobs/second of procrastinate's own
     worker on no-op jobs, same size and concurrency, one after the other."""
-    from builds.worker import Worker
+    from builds.queue.worker import Worker
 
     print(f"\n== workers: {builds:,} builds/jobs, concurrency {concurrency} ==", flush=True)
     _park_queue()

@@ -271,7 +271,7 @@ class Build(models.Model):
             models.Index(
                 fields=["cache_entry"], name="build_queue_cache_entry_idx", condition=Q(cache_entry__isnull=False)
             ),
-            # Full-text search of errors (builds.selectors.builds_search): failed builds only.
+            # Full-text search of errors (builds.queue.selectors.builds_search): failed builds only.
             GinIndex(
                 SearchVector("error_message", config="simple"),
                 name="build_queue_error_fts",

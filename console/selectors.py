@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce, Now, Trunc
 from django.utils import timezone
 
 from builds.models import RUNNING_BUILDS, Build, BuildResult, ClaimPause
-from builds.selectors import builds_running, queue_depth_by_priority
+from builds.queue.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
 from intake.models import Conversation
 from intake.selectors import messages_unpriced_count
@@ -568,7 +568,7 @@ FULL JOIN claimed c ON c.worker_id = coalesce(h.worker_id, f.worker_id)
 ORDER BY 1
 LIMIT %(limit)s
 """
-# The reference worker's ids: "<host>-<8 hex>" for the process, "/<slot>" for each of its slots (builds/worker.py).
+# The reference worker's ids: "<host>-<8 hex>" for the process, "/<slot>" for each of its slots (builds/queue/worker).
 WORKER_ID_PATTERN = re.compile(r"^(?P<host>.+)-(?P<process>[0-9a-f]{8})(?:/(?P<slot>\d+))?$")
 
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from builds import services as build_services
 from builds.models import ClaimPause
+from builds.queue import services as build_services
 from console import dashboard as presenter
 from console import selectors
 from honua.admin_utils import audit_admin_action

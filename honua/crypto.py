@@ -26,12 +26,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.views.decorators.debug import sensitive_variables
 
+from honua.errors import HonuaError
+
 FORMAT_VERSION = "v1"
 NONCE_BYTES = 12  # 96 bits, fresh for every encryption
 KEY_BYTES = 32  # AES-256
 
 
-class CryptoError(Exception):
+class CryptoError(HonuaError):
     """Base class of encryption errors. Messages never contain a secret."""
 
 

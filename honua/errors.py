@@ -25,8 +25,11 @@ callers branch on the class::
         ├── BuildStateError                   HN301
         └── BuildNotHeld                      HN302
 
-Apps keep their own domain exceptions as subclasses (``builds.cache.CacheError``,
-``licensing.services.LicensingError``), so ``except HonuaError`` catches every error the project raises on purpose.
+Apps keep their own domain exceptions as subclasses (``builds.cache.services.CacheError``,
+``licensing.services.LicensingError``, ``intake.exceptions.IntakeError``; in ``honua`` itself ``crypto.CryptoError``
+and ``maintenance_runner.MaintenanceError``), so ``except HonuaError`` catches every error the project raises on
+purpose. Translating a database error happens here only (:func:`from_database_error`, used by the SQL-API clients
+of ``honua.sqlapi``). A lost database connection is not a HonuaError (the worker's ``DatabaseUnavailable``).
 ``HonuaError`` defines no ``__init__``: a subclass may also derive from another exception (Django's
 ``ValidationError``) and keep its constructor. ``sqlstate`` is the code the database raised (None when raised in
 Python), ``code`` the class's own.

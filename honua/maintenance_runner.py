@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from honua.errors import HonuaError
 from honua.registry import SCHEDULES, MaintenanceTask, TaskResult, maintenance_tasks
 
 ALL = "all"
@@ -33,7 +34,7 @@ WRONG_SCHEDULE = "task {task!r} runs on the {actual} schedule, not {requested}"
 MAX_ERROR_CHARS = 2000
 
 
-class MaintenanceError(ValueError):
+class MaintenanceError(HonuaError, ValueError):
     """Bad input to run_maintenance: an unknown schedule or task."""
 
 

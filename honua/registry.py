@@ -1,13 +1,16 @@
 """Registries the domain apps add to: demo-data loaders and maintenance tasks.
 
 ``honua`` never imports the domain apps (imports flow intake -> builds -> licensing -> honua); instead each app
-registers in its own ``demo.py`` / ``maintenance.py``, found by ``autodiscover``, in ``INSTALLED_APPS`` order.
+registers in its own ``demo.py`` / ``maintenance.py``, found by ``autodiscover``, in ``INSTALLED_APPS`` order. An
+app split into sub-packages lists them in its ``AppConfig.subpackages``; their modules are found too, in that order.
 """
 
 import dataclasses
 from collections.abc import Callable
+from importlib import import_module
 
-from django.utils.module_loading import autodiscover_modules
+from django.apps import apps
+from django.utils.module_loading import module_has_submodule
 
 SCHEDULES = ("hourly", "every-6-hours", "daily", "weekly", "monthly")
 
@@ -69,11 +72,23 @@ def maintenance_task(name: str, *, schedule: str, description: str = "", transac
     return decorator
 
 
+def autodiscover(module_name: str) -> None:
+    """Import ``<app>.<module_name>`` and ``<app>.<subpackage>.<module_name>`` of every installed app that has one."""
+    for app_config in apps.get_app_configs():
+        for package_name in (
+            app_config.name,
+            *(f"{app_config.name}.{sub}" for sub in getattr(app_config, "subpackages", ())),
+        ):
+            package = import_module(package_name)
+            if module_has_submodule(package, module_name):
+                import_module(f"{package_name}.{module_name}")
+
+
 def demo_loaders() -> list[DemoLoader]:
-    autodiscover_modules("demo")
+    autodiscover("demo")
     return list(_demo_loaders.values())
 
 
 def maintenance_tasks() -> list[MaintenanceTask]:
-    autodiscover_modules("maintenance")
+    autodiscover("maintenance")
     return list(_maintenance_tasks.values())

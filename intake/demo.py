@@ -15,6 +15,7 @@ from honua.registry import demo_loader
 from intake import services
 from intake.models import Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
 from licensing.models import Customer, License
+from licensing.selectors import usable_licenses
 from licensing.services import license_issue
 
 DEMO_TAG = "intake"
@@ -162,9 +163,8 @@ def _customer() -> Customer:
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")
         now = cursor.fetchone()[0]
-    usable = License.objects.filter(
-        status=License.Status.ACTIVE, deleted_at__isnull=True, suspended_at__isnull=True, revoked_at__isnull=True
-    ).exclude(expires_at__lte=now)
+    # Not yet started counts too: such a license is moved back below.
+    usable = usable_licenses(at=now, started=False).filter(suspended_at__isnull=True, revoked_at__isnull=True)
     license = (
         usable.filter(customer__name=PREFERRED_CUSTOMER).first()
         or usable.filter(tier__in=["pro", "enterprise", "asp"]).order_by("created_at").first()

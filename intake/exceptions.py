@@ -1,7 +1,9 @@
 """The intake's exceptions: bad input or a request the state does not allow; nothing was changed."""
 
+from honua import errors
 
-class IntakeError(ValueError):
+
+class IntakeError(errors.HonuaError, ValueError):
     """Bad input or a request the conversation's state does not allow; nothing was changed."""
 
 

@@ -15,7 +15,7 @@ cache hashes. Schema v1, every key required except ``comments``, no other keys:
 | ``ports`` | list of integers 1..65535, sorted, unique | exposed ports |
 | ``comments`` | list of strings | notes for a person (requirements that do not map); not part of the hash |
 
-The hash is the build cache's canonical manifest hash (``builds.cache.manifest_hash``, SQL ``manifest_hash``):
+The hash is the build cache's canonical manifest hash (``builds.cache.services.manifest_hash``, SQL ``manifest_hash``):
 null members and ``comments`` do not count, and the architectures are a sorted set.
 
 (1) ``registry_credential_id`` is the id of the customer's registry credential (never a secret); the build cache
@@ -48,7 +48,7 @@ import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from builds.cache import manifest_hash as manifest_hash  # re-exported: the one hash of a manifest
+from builds.cache.services import manifest_hash as manifest_hash  # re-exported: the one hash of a manifest
 from intake.exceptions import ManifestInvalid
 from intake.extractors import ARCHITECTURES, LANGUAGES, REGISTRIES
 

@@ -16,7 +16,7 @@ from django.db.models.functions import Length, Now
 from django.utils import timezone
 
 from builds.models import Build
-from builds.services import build_enqueue
+from builds.queue.services import build_enqueue
 from intake.exceptions import ConversationClosed, IntakeError, InvalidInput, ManifestInvalid, ManifestStateError
 from intake.extractors import ConversationExtractor, Extractor, Turn, as_conversation_extractor, get_extractor
 from intake.manifests import (
@@ -476,7 +476,7 @@ def manifest_approve(*, manifest: BuildManifest, approved_by: str = "") -> Build
 
 
 def manifest_submit(*, manifest: BuildManifest, priority: int = 5) -> BuildManifest:
-    """Submit an approved manifest to the build queue through ``builds.services.build_enqueue`` (so the license,
+    """Submit an approved manifest to the build queue through ``builds.queue.services.build_enqueue`` (so the license,
     quota, duplicate and cache rules of ``enqueue_build`` apply) and record the build it became.
 
     Submitting a manifest already submitted returns it unchanged (same build). The same manifest already queued

@@ -156,6 +156,9 @@ class CustomerAdmin(NoDeleteMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.customers_with_usable_license_tier(super().get_queryset(request))
 
+    def save_model(self, request, obj, form, change):
+        services.customer_save(customer=obj)
+
     @admin.display(description="usable license", ordering="usable_license_tier")
     def usable_license(self, obj):
         return getattr(obj, "usable_license_tier", None) or "none"
@@ -346,7 +349,7 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
         if "tier" in form.changed_data:
             services.license_change_tier(license=license, tier=obj.tier)
         if "notes" in form.changed_data:
-            License.objects.filter(pk=obj.pk).update(notes=obj.notes)
+            services.license_set_notes(license=license, notes=obj.notes)
         obj.refresh_from_db()
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -492,7 +495,7 @@ class RegistryCredentialAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdm
             obj.refresh_from_db()
             return
         if {"registry_url", "username"} & set(form.changed_data):
-            RegistryCredential.objects.filter(pk=obj.pk).update(registry_url=obj.registry_url, username=obj.username)
+            services.credential_update(credential=obj, registry_url=obj.registry_url, username=obj.username)
         if form.cleaned_data.get("new_secret"):
             services.credential_rotate_secret(credential=obj, secret=form.cleaned_data["new_secret"])
         obj.refresh_from_db()

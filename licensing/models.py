@@ -135,10 +135,11 @@ class Customer(models.Model):
             return PARENT_IS_SUB_CUSTOMER.format(parent=parent.name)
         if self.pk is not None and Customer.objects.filter(parent_id=self.pk, deleted_at=None).exists():
             return HAS_SUB_CUSTOMERS.format(customer=self.name)
+        from licensing.selectors import usable_licenses  # selectors import the models
+
         entitled = (
-            License.objects.filter(customer_id=parent.pk, status=License.Status.ACTIVE, deleted_at=None)
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=Now()))
-            .filter(features__sub_customers=True)
+            usable_licenses(at=Now(), started=False)  # as customer_require_parent
+            .filter(customer_id=parent.pk, features__sub_customers=True)
             .exists()
         )
         if not entitled:

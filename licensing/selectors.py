@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -33,21 +34,43 @@ class QuotaUsage:
     period_end: dt.datetime
 
 
-def usable_licenses(*, at: dt.datetime | None = None) -> QuerySet[License]:
-    """Licenses that can be used now: active, not deleted, and not past their expiry."""
-    at = at or timezone.now()
-    return License.objects.filter(status=License.Status.ACTIVE, deleted_at=None).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=at)
-    )
+# --- the rules this module owns: "usable license" and "active credential" -------------------------------------------
+# Every Python place that needs one calls these (the database spells the same rule in enqueue_build_v2 and
+# customer_entitled_license_id). ``at`` is a moment or a database expression (``Now()``: the transaction's time).
+
+
+def usable_license_q(*, at: Any = None, started: bool = True) -> Q:
+    """A usable license: active, not deleted, not past its expiry at ``at`` (now by default) and, unless
+    ``started=False``, started by the clock's now (as ``enqueue_build_v2``: expiry against the transaction's
+    ``now()``, start against ``clock_timestamp()``, so a license issued earlier in the same transaction counts).
+    ``started=False`` mirrors the database functions that do not look at the start (``customer_entitled_license_id``,
+    ``customer_require_parent``)."""
+    at = timezone.now() if at is None else at
+    rule = Q(status=License.Status.ACTIVE, deleted_at=None) & (Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+    return rule & Q(starts_at__lte=timezone.now()) if started else rule
+
+
+def usable_licenses(*, at: Any = None, started: bool = True) -> QuerySet[License]:
+    """Licenses that can be used now: active, not deleted, started and not past their expiry."""
+    return License.objects.filter(usable_license_q(at=at, started=started))
 
 
 def license_is_usable(*, license: License, at: dt.datetime | None = None) -> bool:
-    """Whether ``license`` is usable at ``at`` (now by default)."""
+    """Whether ``license`` is usable at ``at`` (now by default): :func:`usable_license_q` on a loaded license."""
     at = at or timezone.now()
     return (
         license.status == License.Status.ACTIVE
         and license.deleted_at is None
         and (license.expires_at is None or license.expires_at > at)
+        and (license.starts_at is None or license.starts_at <= timezone.now())
+    )
+
+
+def active_credentials(*, at: Any = None) -> QuerySet[RegistryCredential]:
+    """Registry credentials in use: active, not deleted and not past their expiry at ``at`` (now by default)."""
+    at = timezone.now() if at is None else at
+    return RegistryCredential.objects.filter(status=RegistryCredential.Status.ACTIVE, deleted_at=None).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=at)
     )
 
 
@@ -101,10 +124,7 @@ def licenses_expiring(*, within: dt.timedelta) -> QuerySet[License]:
 
 def credentials_active_for_customer(*, customer: Customer) -> QuerySet[RegistryCredential]:
     """The customer's active, unexpired credentials."""
-    now = timezone.now()
-    return RegistryCredential.objects.filter(
-        customer=customer, status=RegistryCredential.Status.ACTIVE, deleted_at=None
-    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return active_credentials().filter(customer=customer)
 
 
 def credential_secret(*, credential: RegistryCredential) -> str:

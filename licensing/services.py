@@ -15,11 +15,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from honua import errors
+from licensing import selectors
 from licensing.keys import encrypt_license_key, encrypt_secret, generate_license_key, license_key_index
 from licensing.models import (
     PARENT_NOT_ENTITLED,  # noqa: F401 (re-exported: the messages callers and tests rely on are listed here)
@@ -154,6 +154,21 @@ def customer_create(
         name=name.strip(), contact_name=contact_name, contact_email=contact_email, metadata=metadata or {}
     )
     customer.full_clean(exclude=["parent"])
+    customer.save()
+    return customer
+
+
+@transaction.atomic
+def customer_save(*, customer: Customer) -> Customer:
+    """Save a customer edited as a whole (the admin's add and change forms), in one statement as before, after the
+    checks the database makes: a name, and the parent rule (``Customer.clean``, the database's
+    customer_require_parent). An existing customer's row is locked first (FOR NO KEY UPDATE), like every change
+    here."""
+    if not (customer.name or "").strip():
+        raise LicensingError({"name": EMPTY_FIELD.format(field="The name")})
+    customer.clean()  # the parent rule, with its message (a ValidationError)
+    if customer.pk is not None and not customer._state.adding:
+        Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).exists()
     customer.save()
     return customer
 
@@ -432,6 +447,13 @@ def license_renew(*, license: License, expires_at: dt.datetime | None, end_trial
 
 
 @transaction.atomic
+def license_set_notes(*, license: License, notes: str) -> None:
+    """Replace a license's notes (free text for operators; nothing else changes)."""
+    if not isinstance(notes, str):
+        raise LicensingError({"notes": "The notes must be text."})
+    License.objects.filter(pk=license.pk).update(notes=notes)
+
+
 def license_soft_delete(*, license: License) -> License:
     """Mark a license deleted (kept for history; purged later by maintenance)."""
     license = _lock_license(license)
@@ -454,9 +476,7 @@ def _entitled_license(customer: Customer, *, lock: bool) -> License | None:
     """The license whose limits apply to ``customer``: its own usable license, else (a sub-customer) its parent's
     when that license has sub_customers (the database's customer_entitled_license_id); locked FOR NO KEY UPDATE
     when ``lock``."""
-    usable = License.objects.filter(status=License.Status.ACTIVE, deleted_at=None).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    )
+    usable = selectors.usable_licenses(started=False)  # as customer_entitled_license_id
     if lock:
         usable = usable.select_for_update(no_key=True)
     license = usable.filter(customer=customer).first()
@@ -547,6 +567,17 @@ def credential_rotate_secret(*, credential: RegistryCredential, secret: str) -> 
         credential.secret_encrypted = encrypt_secret(secret, credential.pk)
         credential.save(update_fields=["secret_encrypted"])
     return credential
+
+
+def credential_update(*, credential: RegistryCredential, registry_url: str, username: str) -> None:
+    """Change where and as whom a credential logs in (its secret: :func:`credential_rotate_secret`)."""
+    for field, label, value in (
+        ("registry_url", "The registry URL", registry_url),
+        ("username", "The username", username),
+    ):
+        if not isinstance(value, str) or not value.strip():
+            raise LicensingError({field: EMPTY_FIELD.format(field=label)})
+    RegistryCredential.objects.filter(pk=credential.pk).update(registry_url=registry_url, username=username)
 
 
 @transaction.atomic

@@ -7,7 +7,7 @@ import uuid
 from django.db import connection
 from django.utils import timezone
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from tests.licensing.factories import LicenseFactory
 

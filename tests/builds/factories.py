@@ -5,7 +5,7 @@ import uuid
 import factory
 from django.utils import timezone
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from builds.models import Build
 from tests.licensing.factories import LicenseFactory
 

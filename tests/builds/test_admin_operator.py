@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
-from builds import services
 from builds.models import Build
+from builds.queue import services
 from tests.builds.factories import BuildFactory
 from tests.licensing.factories import LicenseFactory
 
@@ -73,7 +73,7 @@ def test_search_finds_builds_by_manifest_and_error_text(superuser_client):
 
 def test_error_search_uses_its_index():
     """The error-text search is answered from build_queue_error_fts, not by reading every build."""
-    from builds.selectors import builds_search
+    from builds.queue.selectors import builds_search
 
     queryset = builds_search(queryset=Build.objects.all(), term="locate")
     with connection.cursor() as cursor:

@@ -10,8 +10,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from builds import selectors, services
 from builds.models import Build, BuildArtifact, BuildLogChunk, BuildMetric
+from builds.queue import selectors, services
 from honua import errors
 from tests.builds.factories import BuildFactory
 

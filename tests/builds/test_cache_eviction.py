@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 from django.utils import timezone
 
-from builds.cache import (
+from builds.cache.services import (
     EVICTION_RUNNING,
     CacheError,
     cache_entries_evict,

@@ -9,7 +9,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builds.cache import (
+from builds.cache.services import (
     BAD_ARCHITECTURES,
     NOT_AN_OBJECT,
     InvalidManifest,

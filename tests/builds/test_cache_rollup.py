@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from builds.cache import cache_access_record, cache_access_rollup_fold
+from builds.cache.services import cache_access_record, cache_access_rollup_fold
 from builds.models import BuildAccessLog, BuildCacheAccessRollup, BuildCacheEntry
 from tests.builds.cache_factories import cached, lookup, sha
 from tests.conftest import raises_db_error

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from builds.cache import (
+from builds.cache.services import (
     HASH_NOT_HEX,
     NEGATIVE_SIZE,
     NO_IMAGE,

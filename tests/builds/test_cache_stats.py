@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from builds.cache import (
+from builds.cache.services import (
     CacheError,
     cache_access_record,
     cache_entries_with_usage,

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from builds import services
 from builds.models import Build, BuildLicenseState, BuildMemberState, ClaimPause
+from builds.queue import services
 from honua import errors
 from tests.conftest import database_url
 from tests.licensing.factories import CustomerFactory, LicenseFactory

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from builds import selectors, services
-from builds.executors import CommandExecutor
 from builds.models import Build, BuildArtifact, BuildEvent, BuildMetric
-from builds.worker import Worker
+from builds.queue import selectors, services
+from builds.queue.executors import CommandExecutor
+from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
 

@@ -1,4 +1,4 @@
-"""The manifest -> Dockerfile renderer (builds/dockerfile.py): golden files, determinism, and refusals."""
+"""The manifest -> Dockerfile renderer (builds/queue/dockerfile.py): golden files, determinism, and refusals."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from builds.dockerfile import RenderError, platforms, render_dockerfile
+from builds.queue.dockerfile import RenderError, platforms, render_dockerfile
 from honua import errors
 from tests.conftest import PROJECT_ROOT
 

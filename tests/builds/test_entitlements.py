@@ -9,10 +9,10 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from builds import services
-from builds.executors import SimulatedExecutor
 from builds.models import Build, BuildArtifact
-from builds.worker import Worker
+from builds.queue import services
+from builds.queue.executors import SimulatedExecutor
+from builds.queue.worker import Worker
 from licensing import services as licensing_services
 from tests.builds.cache_factories import lookup, sha
 from tests.builds.factories import BuildFactory

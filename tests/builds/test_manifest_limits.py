@@ -7,8 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from builds import services
-from builds.cache import (
+from builds.cache.services import (
     MANIFEST_MAX_BYTES,
     MANIFEST_MAX_DEPTH,
     InvalidManifest,
@@ -18,6 +17,7 @@ from builds.cache import (
     manifest_hash,
 )
 from builds.models import Build
+from builds.queue import services
 from tests.licensing.factories import CustomerFactory, LicenseFactory, RegistryCredentialFactory
 
 

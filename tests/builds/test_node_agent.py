@@ -13,10 +13,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from builds import services
-from builds.executors import Outcome, image_for
 from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
-from builds.worker import Worker
+from builds.queue import services
+from builds.queue.executors import Outcome, image_for
+from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
 from tests.licensing.factories import LicenseFactory

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from builds import services
 from builds.models import Build, BuildEvent, BuildResult
+from builds.queue import services
 from tests.licensing.factories import LicenseFactory
 
 DIGEST = "sha256:" + "d" * 64

@@ -8,8 +8,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from builds import queue_demo, selectors
 from builds.models import Build
+from builds.queue import demo as queue_demo
+from builds.queue import selectors
 from honua.registry import maintenance_tasks
 from tests.builds.factories import BuildFactory
 

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from builds import services
 from builds.models import Build, BuildEvent, BuildResult
+from builds.queue import services
 from tests.builds.factories import BuildFactory
 from tests.conftest import database_url
 from tests.licensing.factories import CustomerFactory, LicenseFactory

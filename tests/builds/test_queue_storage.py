@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.db import connection
 
-from builds import services
+from builds.queue import services
 from tests.licensing.factories import LicenseFactory
 
 

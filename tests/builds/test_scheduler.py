@@ -12,8 +12,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from builds import services
 from builds.models import Build, BuildCacheEntry, BuildLicenseState, BuildResult
+from builds.queue import services
 from licensing.models import License
 from tests.conftest import database_url
 from tests.licensing.factories import CustomerFactory, LicenseFactory

@@ -15,10 +15,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from builds import selectors, services
-from builds.executors import CommandExecutor, Outcome, SimulatedExecutor
 from builds.models import Build, BuildArtifact, BuildEvent, BuildLogChunk, BuildMetric, BuildResult
-from builds.worker import Worker
+from builds.queue import selectors, services
+from builds.queue.executors import CommandExecutor, Outcome, SimulatedExecutor
+from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
 from tests.conftest import PROJECT_ROOT
 from tests.licensing.factories import LicenseFactory
@@ -247,7 +247,7 @@ def test_one_batch_claim_feeds_every_idle_slot():
 def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(monkeypatch):
     """Lines reach build_logs while the build runs (not only at the end); a line longer than a chunk is split on
     character boundaries, and the log reads back byte for byte."""
-    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    monkeypatch.setattr("builds.queue.worker.LOG_FLUSH_SECONDS", 0)
     build = BuildFactory()
     seen = threading.Event()
     long_line = "é" * 50_000  # 100,000 bytes: two chunks
@@ -278,7 +278,7 @@ def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(mo
 def test_an_executor_whose_build_was_taken_away_is_stopped_by_its_next_output(monkeypatch):
     """When output is refused with HN302 (the build now runs elsewhere), the executor is told to stop, nothing more
     is written, and the worker counts the build as lost without completing it."""
-    monkeypatch.setattr("builds.worker.LOG_FLUSH_SECONDS", 0)
+    monkeypatch.setattr("builds.queue.worker.LOG_FLUSH_SECONDS", 0)
     build = BuildFactory()
     taken = threading.Event()
     told_to_stop = []

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from django.db import connection
 
-from builds import services
-from builds import worker as worker_module
-from builds.executors import Outcome
 from builds.models import Build, BuildArtifact, BuildEvent, BuildResult
-from builds.worker import DatabaseUnavailable, Worker, db_retry
+from builds.queue import services
+from builds.queue import worker as worker_module
+from builds.queue.executors import Outcome
+from builds.queue.worker import DatabaseUnavailable, Worker, db_retry
 from tests.builds.factories import BuildFactory
 from tests.licensing.factories import LicenseFactory
 

@@ -5,8 +5,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from builds import services
 from builds.models import ClaimPause
+from builds.queue import services
 from tests.console.conftest import make_user
 from tests.licensing.factories import LicenseFactory
 

@@ -12,8 +12,8 @@ from django.contrib.admin.sites import all_sites
 from django.urls import reverse
 from django.utils import timezone
 
-from builds import services as build_services
 from builds.models import Build, BuildCacheEntry, ClaimPause
+from builds.queue import services as build_services
 from intake import services as intake_services
 from intake.models import BuildManifest, Conversation, ConversationMessage, ModelPrice, RequirementExtraction
 from licensing.models import License, RegistryCredential

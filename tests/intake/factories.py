@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import factory
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from intake.models import BuildManifest, Conversation, ConversationIntent, ConversationMessage, RequirementExtraction
 from tests.licensing.factories import CustomerFactory
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from intake import services
 from intake.manifests import ManifestInvalid
 from intake.models import (

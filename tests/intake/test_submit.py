@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from builds.models import Build
-from builds.services import LicenseUnusable, QuotaExceeded
+from builds.queue.services import LicenseUnusable, QuotaExceeded
 from intake import services
 from intake.models import BuildManifest
 from tests.builds.cache_factories import cached

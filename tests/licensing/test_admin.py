@@ -4,6 +4,7 @@ import datetime as dt
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -272,3 +273,80 @@ def test_customer_list_shows_the_usable_license_tier(admin_client, django_assert
         page = admin_client.get(_url(Customer, "changelist")).content.decode()
     assert re.search(r"Has Asp.*?<td class=\"field-usable_license\">asp</td>", page, re.S)
     assert re.search(r"Suspended Pro.*?<td class=\"field-usable_license\">none</td>", page, re.S)
+
+
+def _spy(monkeypatch, name):
+    """Record the calls of ``services.<name>`` (the real service still runs)."""
+    calls, real = [], getattr(services, name)
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, name, spy)
+    return calls
+
+
+def test_admin_edits_go_through_the_services_with_their_audit_rows(admin_client, admin_user, monkeypatch):
+    """Changing a customer, a license's notes and a credential's login in the admin calls the services; each change
+    leaves its audit row (pghistory, attributed to the admin user) and its admin log entry, as before."""
+    from django.contrib.admin.models import LogEntry
+
+    from licensing.models import CustomerEvent, RegistryCredentialEvent
+
+    calls = {name: _spy(monkeypatch, name) for name in ("customer_save", "license_set_notes", "credential_update")}
+    license = LicenseFactory(tier="enterprise")
+    customer = license.customer
+    credential = services.credential_add(
+        customer=customer, registry_type="ghcr", registry_url="https://ghcr.io", username="u", secret="s"
+    )
+    inlines = {
+        f"{prefix}-{field}": "0"
+        for prefix in ("licenses", "registry_credentials")
+        for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
+    customer = CustomerFactory()  # no inline rows to post
+    response = admin_client.post(
+        _url(Customer, "change", customer.pk),
+        {"name": "Renamed Co", "contact_name": "", "contact_email": "", "metadata": "{}", "parent": "", **inlines},
+    )
+    assert response.status_code == 302
+    admin_client.post(
+        _url(License, "change", license.pk),
+        {"tier": license.tier, "notes": "called them", "feature_overrides": "{}"},
+    )
+    admin_client.post(
+        _url(RegistryCredential, "change", credential.pk),
+        {"registry_url": "https://ghcr.io/org", "username": "u2", "new_secret": ""},
+    )
+    assert [len(calls[name]) for name in calls] == [1, 1, 1]
+    customer.refresh_from_db(), license.refresh_from_db(), credential.refresh_from_db()
+    assert (customer.name, license.notes, credential.username) == ("Renamed Co", "called them", "u2")
+    customer_event = CustomerEvent.objects.filter(pgh_obj_id=customer.pk, name="Renamed Co").get()
+    assert customer_event.pgh_context.metadata["user"] == admin_user.pk
+    credential_event = RegistryCredentialEvent.objects.filter(pgh_obj_id=credential.pk, username="u2").get()
+    assert credential_event.pgh_context.metadata["user"] == admin_user.pk
+    assert LicenseEvent.objects.filter(pgh_obj_id=license.pk, notes="called them").exists()
+    assert LogEntry.objects.filter(object_id__in=[str(customer.pk), str(license.pk), str(credential.pk)]).count() == 3
+
+
+def test_the_admins_services_refuse_bad_input_and_change_nothing():
+    """The services the admin calls check what the database would, with messages a person understands."""
+    license = LicenseFactory(tier="enterprise")
+    customer = license.customer
+    credential = services.credential_add(
+        customer=customer, registry_type="ghcr", registry_url="https://ghcr.io", username="u", secret="s"
+    )
+    with pytest.raises(services.LicensingError, match="The username must not be empty"):
+        services.credential_update(credential=credential, registry_url="https://ghcr.io", username="  ")
+    customer.name = " "
+    with pytest.raises(services.LicensingError, match="The name must not be empty"):
+        services.customer_save(customer=customer)
+    customer.refresh_from_db()
+    customer.parent = customer
+    with pytest.raises(ValidationError, match="own parent"):
+        services.customer_save(customer=customer)
+    with pytest.raises(services.LicensingError, match="notes must be text"):
+        services.license_set_notes(license=license, notes=None)
+    credential.refresh_from_db(), customer.refresh_from_db(), license.refresh_from_db()
+    assert (credential.username, customer.parent_id, license.notes) == ("u", None, "")

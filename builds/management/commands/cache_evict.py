@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from builds.cache import CacheError, cache_entries_evict, cache_eviction_policy
+from builds.cache.services import CacheError, cache_entries_evict, cache_eviction_policy
 
 
 def _non_negative(value: str) -> int:

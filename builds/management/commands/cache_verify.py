@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from builds.cache import cache_entries_evict_selected, cache_entries_verify
+from builds.cache.services import cache_entries_evict_selected, cache_entries_verify
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from builds.executors import CommandExecutor, SimulatedExecutor
-from builds.worker import Worker
+from builds.queue.executors import CommandExecutor, SimulatedExecutor
+from builds.queue.worker import Worker
 
 
 class Command(BaseCommand):

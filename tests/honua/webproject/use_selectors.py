@@ -8,8 +8,8 @@ import django
 django.setup()
 
 import builds  # noqa: E402
-from builds import selectors as build_selectors  # noqa: E402
-from builds import services as build_services  # noqa: E402
+from builds.queue import selectors as build_selectors  # noqa: E402
+from builds.queue import services as build_services  # noqa: E402
 from intake import selectors as intake_selectors  # noqa: E402
 from licensing import selectors as licensing_selectors  # noqa: E402
 from licensing import services as licensing_services  # noqa: E402

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from honua import errors
 
 HEADER = "# syntax=docker/dockerfile:1\n# Rendered by Honua from a schema-v1 build manifest; do not edit.\n"

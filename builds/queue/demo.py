@@ -5,13 +5,13 @@ does it create three of its own."""
 
 import hashlib
 
-from django.db import connection
-
-from builds import services
-from builds.executors import ClaimedBuild, image_for
 from builds.models import Build
+from builds.queue import services
+from builds.queue.client import QueueClient
+from builds.queue.executors import ClaimedBuild, image_for
 from honua.registry import demo_loader
-from licensing.models import Customer, License
+from licensing.models import Customer
+from licensing.selectors import usable_licenses
 from licensing.services import customer_create, license_issue
 
 SOURCE = "demo"
@@ -28,7 +28,7 @@ MANIFESTS = [
 
 
 def _usable_customers() -> list[Customer]:
-    licensed = License.objects.filter(status=License.Status.ACTIVE, deleted_at__isnull=True).values("customer")
+    licensed = usable_licenses().values("customer")
     return list(Customer.objects.filter(pk__in=licensed, deleted_at__isnull=True).order_by("name"))
 
 
@@ -42,14 +42,7 @@ def _create_customers() -> list[Customer]:
 
 
 def _claim(worker_id: str) -> ClaimedBuild | None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, "
-            "heartbeat_timeout_seconds, entitled_outputs FROM get_next_build_for_worker(%s)",
-            [worker_id],
-        )
-        row = cursor.fetchone()
-    return ClaimedBuild(*row[:8], entitled_outputs=tuple(row[8])) if row else None
+    return QueueClient(savepoint=False).next_build(worker_id)
 
 
 @demo_loader("builds")

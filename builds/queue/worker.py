@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import signal
 import socket
@@ -33,12 +32,14 @@ from typing import TypeVar
 
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from psycopg.types.json import Jsonb
 
-from builds.executors import ClaimedBuild, Outcome
+from builds.queue import client
+from builds.queue.client import QueueClient
+from builds.queue.executors import ClaimedBuild, Outcome
 from honua import errors
+from honua.sqlapi import Statement
 
-logger = logging.getLogger("builds.worker")
+logger = logging.getLogger("builds.worker")  # the name operators configure; unchanged by the move to builds/queue/
 T = TypeVar("T")
 
 CHANNEL = "build_queue"
@@ -46,19 +47,11 @@ CHANNEL = "build_queue"
 LOG_CHUNK_BYTES = 64 * 1024  # append_build_log's limit per call
 LOG_FLUSH_BYTES = 32 * 1024  # send buffered output when this much has gathered...
 LOG_FLUSH_SECONDS = 2.0  # ...or when the oldest unsent line is this old (checked when a line arrives)
-APPEND_LOG_SQL = "SELECT append_build_log(%s, %s, %s)"
-METRIC_SQL = "SELECT record_build_metric(%s, %s, %s, %s, %s)"
-ATTACH_SQL = "SELECT attach_build_artifact(%s, %s, %s, %s, %s, %s, %s, %s)"
-QUEUE_WAIT_SQL = (
-    "SELECT record_build_metric(id, %s, 'queue_wait_seconds', extract(epoch FROM started_at - created_at), 's')"
-    " FROM build_queue WHERE id = %s"
-)
-COMPLETE_SQL = "SELECT complete_build(%s, %s, %s, %s, %s, %s)"
-# claim_builds: up to %s builds in the fair order, in one round trip (the second parameter).
-CLAIM_SQL = (
-    "SELECT id, customer_id, license_id, manifest, manifest_hash, priority, retry_count, heartbeat_timeout_seconds, "
-    "entitled_outputs FROM claim_builds(%s, %s)"
-)
+# The SQL API over each thread's Django connection: claims, completions, releases and heartbeats in autocommit (one
+# round trip each), their errors raw for db_retry and the slots' handling; build output in a savepoint, its API
+# errors as honua.errors exceptions (an HN302 stops the executor).
+CALLS = QueueClient(savepoint=False, translate=False)
+OUTPUT = QueueClient()
 
 
 # --- database resilience ------------------------------------------------------------------------------------------
@@ -128,15 +121,6 @@ def db_retry(call: Callable[[], T], *, what: str, attempts: int = RETRY_ATTEMPTS
     raise AssertionError("unreachable")
 
 
-def _claimed(row) -> ClaimedBuild:
-    values = list(row)
-    if isinstance(values[3], str):  # Django's psycopg loader leaves jsonb as text
-        values[3] = json.loads(values[3])
-    if len(values) > 8:  # entitled_outputs (issue 12): a text[] the executor reads as a tuple
-        values[8] = tuple(values[8] or ())
-    return ClaimedBuild(*values)
-
-
 def _outcome_values(outcome: Outcome) -> list:
     return [outcome.succeeded, outcome.image_reference, outcome.image_digest, outcome.error]
 
@@ -171,7 +155,7 @@ class _Context:
         self.unsent: list[str] = []  # log lines not yet sent with append_build_log
         self.unsent_bytes = 0
         self.last_flush = time.monotonic()
-        self._finish_calls: list[tuple[str, list]] | None = None
+        self._finish_calls: list[Statement] | None = None
         self._lock = threading.Lock()
 
     def progress(self, percent: int, stage: str | None = None) -> bool:
@@ -202,7 +186,7 @@ class _Context:
 
     def flush_log(self) -> None:
         for chunk in self.take_log_chunks():
-            if self._output(APPEND_LOG_SQL, [self.build.id, self.worker_id, chunk]) is None:
+            if self._output(client.append_build_log_sql(self.build.id, self.worker_id, chunk)) is None:
                 return
 
     def artifact(
@@ -221,9 +205,11 @@ class _Context:
         this worker's or the license does not include that kind (SBOM, signature: logged, not attached)."""
         if content is not None:
             digest, size_bytes = "sha256:" + hashlib.sha256(content).hexdigest(), len(content)
-        params = [self.build.id, self.worker_id, kind, uri, media_type, size_bytes, digest, Jsonb(metadata or {})]
+        statement = client.attach_build_artifact_sql(
+            self.build.id, self.worker_id, kind, uri, media_type, size_bytes, digest, metadata
+        )
         try:
-            return self._output(ATTACH_SQL, params)
+            return self._output(statement)
         except errors.MissingEntitlement as exc:
             self.log(f"not attached: {exc}")
             return None
@@ -231,38 +217,33 @@ class _Context:
     def metric(self, name: str, value: float, unit: str = "") -> int | None:
         """Record a sample about the build (``record_build_metric``); its id, or None when the build is no longer
         this worker's."""
-        return self._output(METRIC_SQL, [self.build.id, self.worker_id, name, float(value), unit])
+        return self._output(client.record_build_metric_sql(self.build.id, self.worker_id, name, value, unit))
 
-    def _output(self, sql: str, params: list):
+    def _output(self, statement: Statement):
         """One build-output call in a savepoint. A build this worker no longer holds (HN302) stops the executor
         and returns None; other API errors are raised as honua.errors exceptions. Survives a dropped connection
         (``db_retry``): attaching is idempotent; a log chunk or metric whose commit was lost with its reply may be
         sent twice."""
 
         def call():
-            try:
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    return cursor.fetchone()[0]
-            except DatabaseError as exc:
-                error = errors.from_database_error(exc)
-                if isinstance(error, errors.BuildNotHeld):
-                    self.lose()
-                    return None
-                if error is None:
-                    raise  # a lost connection: db_retry reconnects and sends it again
-                raise error from exc
+            try:  # in a savepoint; anything but an API error (a lost connection) propagates for db_retry
+                return OUTPUT.output(statement)
+            except errors.BuildNotHeld:
+                self.lose()
+                return None
 
         return db_retry(call, what=f"sending output of build {self.build.id}")
 
-    def finish_calls(self) -> list[tuple[str, list]]:
+    def finish_calls(self) -> list[Statement]:
         """What is sent just before the build is completed, in the same transaction: the unsent log, the queue
         wait and the run time."""
         if self._finish_calls is None:  # computed once: a retry of the finish sends the same
             build_id, worker_id = self.build.id, self.worker_id
-            calls = [(APPEND_LOG_SQL, [build_id, worker_id, chunk]) for chunk in self.take_log_chunks()]
-            calls.append((QUEUE_WAIT_SQL, [worker_id, build_id]))
-            calls.append((METRIC_SQL, [build_id, worker_id, "run_seconds", time.monotonic() - self.started, "s"]))
+            calls = [client.append_build_log_sql(build_id, worker_id, chunk) for chunk in self.take_log_chunks()]
+            calls.append(client.record_queue_wait_sql(build_id, worker_id))
+            calls.append(
+                client.record_build_metric_sql(build_id, worker_id, "run_seconds", time.monotonic() - self.started, "s")
+            )
             self._finish_calls = calls
         return self._finish_calls
 
@@ -477,10 +458,7 @@ class Worker:
 
     def _claim(self, slot_id: str, limit: int = 1) -> list[ClaimedBuild]:
         self._prepare_session()
-        with connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL, [slot_id, limit])
-            rows = cursor.fetchall()
-        return [_claimed(row) for row in rows]
+        return CALLS.claim_builds(slot_id, limit)
 
     def _idle(self) -> bool:
         """Drain mode: nothing was claimable and none of this worker's slots is running a build (a running build
@@ -555,10 +533,10 @@ class Worker:
                     for sql, params in ctx.finish_calls():  # the rest of the log, queue wait, run time
                         raw.execute(sql, params, prepare=True)
                     done_cursor.execute(
-                        COMPLETE_SQL, [ctx.build.id, ctx.worker_id, *_outcome_values(outcome)], prepare=True
+                        *client.complete_build_sql(ctx.build.id, ctx.worker_id, *_outcome_values(outcome)), prepare=True
                     )
                     if claim:
-                        claim_cursor.execute(CLAIM_SQL, [slot_id, 1], prepare=True)
+                        claim_cursor.execute(*client.claim_builds_sql(slot_id, 1), prepare=True)
                     raw.execute("COMMIT")
                 done = done_cursor.fetchone()[0]
                 row = claim_cursor.fetchone() if claim else None
@@ -578,16 +556,16 @@ class Worker:
             if claim:
                 self._return_ticket()
             return None
-        return _claimed(row)
+        return client.claimed_build(row)
 
     def _finish(self, slot_id: str, ctx: _Context, outcome: Outcome) -> None:
         build = ctx.build
         if ctx.stop_reason == "lost":
             self._count("lost")
             return
-        for sql, params in ctx.finish_calls():
+        for statement in ctx.finish_calls():
             try:
-                ctx._output(sql, params)
+                ctx._output(statement)
             except errors.HonuaError:
                 logger.exception("could not record the output of build %s", build.id)
         if ctx.stop_reason == "lost":
@@ -600,9 +578,7 @@ class Worker:
             return
 
         def complete() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute(COMPLETE_SQL, [build.id, ctx.worker_id, *_outcome_values(outcome)])
-                return cursor.fetchone()[0]
+            return CALLS.complete_build(build.id, ctx.worker_id, *_outcome_values(outcome))
 
         done = db_retry(complete, what=f"completing build {build.id}")
         self._count(("completed" if outcome.succeeded else "failed") if done else "lost")
@@ -612,9 +588,7 @@ class Worker:
         through ``db_retry``."""
 
         def release() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT release_build(%s, %s, %s)", [build.id, lease, reason])
-                return cursor.fetchone()[0]
+            return CALLS.release_build(build.id, lease, reason)
 
         return db_retry(release, what=f"releasing build {build.id}")
 
@@ -646,11 +620,7 @@ class Worker:
         """Progress and heartbeat over the calling thread's own connection, surviving a dropped connection."""
 
         def report() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT update_build_progress(%s, %s, %s, %s)", [ctx.build.id, ctx.worker_id, percent, stage]
-                )
-                return cursor.fetchone()[0]
+            return CALLS.heartbeat(ctx.build.id, ctx.worker_id, percent, stage)
 
         held = db_retry(report, what=f"reporting progress of build {ctx.build.id}")
         ctx.last_report = time.monotonic()
@@ -689,9 +659,7 @@ class Worker:
                         ctx.lose()
                 if self.reap_interval and now >= next_reap:
                     next_reap = now + self.reap_interval
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT handle_build_timeouts()")
-                        rescued = cursor.fetchone()[0]
+                    rescued = CALLS.handle_build_timeouts()
                     if rescued:
                         self._say(f"rescued {rescued} build(s) with a missed heartbeat")
             except (DatabaseError, DatabaseUnavailable) as exc:

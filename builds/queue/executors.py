@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from builds.dockerfile import RenderError, platforms, render_dockerfile
+from builds.queue.dockerfile import RenderError, platforms, render_dockerfile
 from honua import errors
 
 
@@ -170,7 +170,7 @@ class CommandExecutor:
     workers"), streaming its output into the build's log (``append_build_log``).
 
     Per build it makes a work directory with ``manifest.json`` and a build context holding the ``Dockerfile``
-    rendered from the manifest (``builds.dockerfile``). Placeholders, filled into each argument after splitting
+    rendered from the manifest (``builds.queue.dockerfile``). Placeholders, filled into each argument after splitting
     (no shell): ``{dockerfile}``, ``{context}``, ``{metadata_file}`` (where the builder writes its metadata JSON),
     ``{platforms}`` (``linux/amd64,...`` from the manifest's architectures), ``{image}`` (a suggested reference),
     ``{sbom_file}`` (an SPDX or CycloneDX JSON the command may write), ``{build_id}``, ``{manifest_path}``,

@@ -34,7 +34,9 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -116,6 +118,7 @@ def check_manifest_depth(manifest) -> None:
     stack = [(manifest, 1)]
     while stack:
         value, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(value, dict):
             children = value.values()
         elif isinstance(value, list | tuple):

@@ -8,8 +8,8 @@ only); so this module, one layer up, adds its actions to them.
 
 from django.contrib import admin, messages
 
-from builds import services
 from builds.models import ClaimPause
+from builds.queue import services
 from honua import errors
 from honua.admin_utils import audit_admin_action
 from licensing.admin import CustomerAdmin, LicenseAdmin

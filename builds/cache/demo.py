@@ -10,7 +10,7 @@ import uuid
 from django.db import connection
 from django.utils import timezone
 
-from builds.cache import manifest_hash
+from builds.cache.services import manifest_hash
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import demo_loader
 from licensing.models import Customer, License, RegistryCredential

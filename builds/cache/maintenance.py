@@ -1,6 +1,6 @@
-"""The build cache's maintenance tasks (registered in honua.registry; imported by builds/maintenance.py)."""
+"""The build cache's maintenance tasks (registered in honua.registry; found through ``BuildsConfig.subpackages``)."""
 
-from builds.cache import (
+from builds.cache.services import (
     cache_access_rollup_fold,
     cache_entries_evict,
     cache_eviction_policy,

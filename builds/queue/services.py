@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
-from psycopg.types.json import Jsonb
+from django.db import transaction
 
-from builds.cache import ManifestCredentialError, check_manifest_credentials
+from builds.cache.services import ManifestCredentialError, check_manifest_credentials
 from builds.models import Build, BuildArtifact, BuildMetric, ClaimPause
+from builds.queue.client import QueueClient
 from honua import errors
 from licensing.models import Customer
 
@@ -51,23 +51,6 @@ EntitlementMissing = errors.MissingEntitlement  # priority_boost for priorities 
 InvalidImageReference = errors.InvalidImageReference
 
 
-# The HN SQLSTATE codes of the SQL API (docs/sql-api.md) and the exception each becomes: callers branch on codes,
-# never on message text. (v1 functions keep P0001/P0002 for their old conditions: _translate maps those by code.)
-_SQLSTATE_CLASSES: dict[str, type[BuildQueueError]] = {
-    "HN001": BuildInputError,
-    "HN002": BuildInputError,
-    "HN003": InvalidImageReference,
-    "HN101": BuildNotFound,
-    "HN102": BuildNotFound,
-    "HN103": BuildNotFound,
-    "HN104": BuildInputError,  # a manifest's registry credential reference: unknown
-    "HN201": LicenseUnusable,
-    "HN202": QuotaExceeded,
-    "HN203": EntitlementMissing,
-    "HN205": BuildInputError,  # a manifest's registry credential reference: another customer's
-    "HN301": BuildStateError,
-    "HN302": BuildStateError,
-}
 URGENT_PRIORITY = 9  # 9 and 10 are the urgent lane: the priority_boost entitlement
 ENQUEUE_OUTCOMES = ("created", "duplicate", "cache_hit")
 COMPLETE_RESULTS = ("succeeded", "failed", "retryable")
@@ -80,35 +63,9 @@ OCI_REFERENCE = re.compile(
 OCI_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def _translate(exc: DatabaseError, p0001: type[BuildQueueError] = BuildInputError) -> BuildQueueError | None:
-    """The app's exception for an error the SQL API raised, chosen by SQLSTATE (never by message text): an HN code
-    by the table above; a v1 function's P0002 is something unknown, and its P0001 means ``p0001`` (what that
-    function's P0001 can still mean once this module has checked the arguments). Else None."""
-    diag = getattr(getattr(exc, "__cause__", None), "diag", None)
-    sqlstate = getattr(diag, "sqlstate", None) or ""
-    message = getattr(diag, "message_primary", None) or str(exc)
-    if sqlstate in _SQLSTATE_CLASSES:
-        return _SQLSTATE_CLASSES[sqlstate](message)
-    if sqlstate == "P0002":
-        return BuildNotFound(message)
-    if sqlstate == "P0001":
-        return p0001(message)
-    return None
-
-
-def _call(sql: str, params: list[Any], *, fetch: str = "one", p0001: type[BuildQueueError] = BuildInputError):
-    """Run one SQL API call in its own savepoint; database rule violations become BuildQueueError."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            if fetch == "one":
-                return cursor.fetchone()
-            return None
-    except DatabaseError as exc:
-        translated = _translate(exc, p0001)
-        if translated is None:
-            raise
-        raise translated from exc
+def _client() -> QueueClient:
+    """The SQL API over Django's connection, each call in its own savepoint (errors chosen by SQLSTATE there)."""
+    return QueueClient()
 
 
 def _check_priority(priority: Any) -> int:
@@ -175,10 +132,7 @@ def build_enqueue_v2(
         check_manifest_credentials(customer_id, manifest)
     except ManifestCredentialError as error:
         raise BuildInputError(str(error)) from error
-    build_id, outcome = _call(
-        "SELECT build_id, outcome FROM enqueue_build_v2(%s, %s, %s, %s)",
-        [customer_id, Jsonb(dict(manifest)), priority, source],
-    )
+    build_id, outcome = _client().enqueue_build_v2(customer_id, manifest, priority, source)
     return Build.objects.get(pk=build_id), outcome
 
 
@@ -187,14 +141,7 @@ def builds_claim(*, worker_id: str, limit: int) -> list[Build]:
     _check_worker_id(worker_id)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise BuildInputError(f"limit must be an integer from 1 to 1000, got {limit!r}")
-    try:
-        with transaction.atomic():
-            return list(Build.objects.raw("SELECT * FROM claim_builds(%s, %s)", [worker_id, limit]))
-    except DatabaseError as exc:
-        translated = _translate(exc)
-        if translated is None:
-            raise
-        raise translated from exc
+    return _client().claim_build_models(Build, worker_id, limit)
 
 
 def build_complete_v2(
@@ -216,23 +163,18 @@ def build_complete_v2(
         if not (image_reference and image_digest):
             raise InvalidImageReference(SUCCESS_NEEDS_IMAGE)
         _check_image(image_reference, image_digest)
-    (outcome,) = _call(
-        "SELECT complete_build_v2(%s, %s, %s, %s, %s, %s)",
-        [_pk(build), worker_id, result, image_reference, image_digest, error],
-    )
-    return outcome
+    return _client().complete_build_v2(_pk(build), worker_id, result, image_reference, image_digest, error)
 
 
 def builds_rescue_expired() -> int:
     """Rescue running builds whose lease expired (``rescue_expired_builds``); how many changed."""
-    (count,) = _call("SELECT rescue_expired_builds()", [])
-    return count
+    return _client().rescue_expired_builds()
 
 
 def build_claim(*, worker_id: str) -> Build | None:
     """Claim the most urgent claimable build for ``worker_id`` (``get_next_build_for_worker``), or None."""
     _check_worker_id(worker_id)
-    builds = list(Build.objects.raw("SELECT * FROM get_next_build_for_worker(%s)", [worker_id]))
+    builds = QueueClient(savepoint=False).next_build_models(Build, worker_id)
     return builds[0] if builds else None
 
 
@@ -244,8 +186,7 @@ def build_update_progress(
     _check_worker_id(worker_id)
     if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
         raise BuildInputError(f"{PROGRESS_RANGE}, got {progress!r}")
-    (held,) = _call("SELECT update_build_progress(%s, %s, %s, %s)", [_pk(build), worker_id, progress, stage])
-    return held
+    return _client().heartbeat(_pk(build), worker_id, progress, stage)
 
 
 def build_complete(
@@ -263,36 +204,30 @@ def build_complete(
         raise BuildInputError(SUCCESS_NEEDS_IMAGE)
     if succeeded:
         _check_image(image_reference, image_digest)
-    (done,) = _call(
-        "SELECT complete_build(%s, %s, %s, %s, %s, %s)",
-        [_pk(build), worker_id, bool(succeeded), image_reference, image_digest, error],
-    )
-    return done
+    return _client().complete_build(_pk(build), worker_id, bool(succeeded), image_reference, image_digest, error)
 
 
 def build_release(*, build: Build | uuid.UUID | str, worker_id: str, reason: str = "worker stopping") -> bool:
     """Hand a running build back to the queue without spending a retry (a worker shutting down)."""
     _check_worker_id(worker_id)
-    (released,) = _call("SELECT release_build(%s, %s, %s)", [_pk(build), worker_id, reason])
-    return released
+    return _client().release_build(_pk(build), worker_id, reason)
 
 
 def build_cancel(*, build: Build | uuid.UUID | str, reason: str | None = None) -> str:
     """Cancel a build: ``"cancelled"`` for a queued one (at once), ``"cancel_requested"`` for a running one (its
     worker's next progress report returns false and cancels it). Raises ``BuildStateError`` for a finished one."""
-    (outcome,) = _call("SELECT cancel_build(%s, %s)", [_pk(build), reason], p0001=BuildStateError)
-    return outcome
+    return _client().cancel_build(_pk(build), reason)
 
 
 def build_retry(*, build: Build | uuid.UUID | str) -> None:
     """Queue a failed, timed-out or cancelled build again, with its automatic retries renewed."""
-    _call("SELECT retry_build(%s)", [_pk(build)], fetch="none", p0001=BuildStateError)
+    _client().retry_build(_pk(build))
 
 
 def build_change_priority(*, build: Build | uuid.UUID | str, priority: int) -> None:
     """Change the priority of a queued build (1..10, 10 the most urgent)."""
     _check_priority(priority)
-    _call("SELECT reprioritize_build(%s, %s)", [_pk(build), priority], fetch="none", p0001=BuildStateError)
+    _client().reprioritize_build(_pk(build), priority)
 
 
 def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
@@ -304,7 +239,7 @@ def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
     refold = refold_days
     while True:
         with transaction.atomic():
-            (folded,) = _call("SELECT fold_build_daily_rollup(%s, %s)", [max_days, refold])
+            folded = QueueClient(savepoint=False).fold_build_daily_rollup(max_days, refold)
         total += folded
         if folded <= refold:  # nothing beyond the re-folded days: caught up
             return total
@@ -313,8 +248,7 @@ def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
 
 def builds_handle_timeouts() -> int:
     """Rescue running builds with a missed heartbeat or past their timeout (requeue or time out); how many."""
-    (count,) = _call("SELECT handle_build_timeouts()", [])
-    return count
+    return _client().handle_build_timeouts()
 
 
 # --- build output: artifacts, logs, metrics (builds/sql/0022_agent_sql_api.sql) -----------------------------------
@@ -339,19 +273,6 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _METRIC_NAME = re.compile(r"[a-z][a-z0-9_.]{0,99}")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-
-
-def _output_call(sql: str, params: list[Any]):
-    """One call of a build-output function in its own savepoint; its HN errors become honua.errors exceptions."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()[0]
-    except DatabaseError as exc:
-        translated = errors.from_database_error(exc)
-        if translated is None:
-            raise
-        raise translated from exc
 
 
 def check_artifact(*, kind: Any, uri: Any, media_type: Any, size_bytes: Any, digest: Any, metadata: Any = None) -> None:
@@ -414,9 +335,8 @@ def build_artifact_attach(
     the license does not include)."""
     _check_worker_id(worker_id)
     check_artifact(kind=kind, uri=uri, media_type=media_type, size_bytes=size_bytes, digest=digest, metadata=metadata)
-    artifact_id = _output_call(
-        "SELECT attach_build_artifact(%s, %s, %s, %s, %s, %s, %s, %s)",
-        [_pk(build), worker_id, kind, uri, media_type, size_bytes, digest, Jsonb(dict(metadata or {}))],
+    artifact_id = _client().attach_build_artifact(
+        _pk(build), worker_id, kind, uri, media_type, size_bytes, digest, metadata
     )
     return BuildArtifact.objects.get(pk=artifact_id)
 
@@ -426,7 +346,7 @@ def build_log_append(*, build: Build | uuid.UUID | str, worker_id: str, chunk: s
     (``append_build_log``); returns the chunk's id."""
     _check_worker_id(worker_id)
     check_log_chunk(chunk)
-    return _output_call("SELECT append_build_log(%s, %s, %s)", [_pk(build), worker_id, chunk])
+    return _client().append_build_log(_pk(build), worker_id, chunk)
 
 
 def build_metric_record(
@@ -436,9 +356,7 @@ def build_metric_record(
     ``queue_wait_seconds``, ``layer_bytes``."""
     _check_worker_id(worker_id)
     check_metric(name=name, value=value, unit=unit)
-    metric_id = _output_call(
-        "SELECT record_build_metric(%s, %s, %s, %s, %s)", [_pk(build), worker_id, name, float(value), unit]
-    )
+    metric_id = _client().record_build_metric(_pk(build), worker_id, name, value, unit)
     return BuildMetric.objects.get(pk=metric_id)
 
 
@@ -473,14 +391,11 @@ def claims_pause(*, scope: str, target: Any = None, reason: str = "", paused_by:
         raise errors.InvalidArgument("reason must be at most 500 characters")
     if len(paused_by or "") > 150:
         raise errors.InvalidArgument("paused_by must be at most 150 characters")
-    pause_id = _output_call(
-        "SELECT (pause_claims(%s, %s, %s, %s)).id", [scope, target_id, reason or None, paused_by or None]
-    )
+    pause_id = _client().pause_claims(scope, target_id, reason or None, paused_by or None)
     return ClaimPause.objects.get(pk=pause_id)
 
 
 def claims_resume(*, scope: str, target: Any = None) -> bool:
     """Resume claiming (``resume_claims``); idle workers are woken. Returns whether there was a pause to remove."""
     target_id = _check_pause_target(scope, target)
-    resumed = _output_call("SELECT resume_claims(%s, %s)", [scope, target_id])
-    return bool(resumed)
+    return _client().resume_claims(scope, target_id)

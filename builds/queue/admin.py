@@ -1,6 +1,7 @@
 """Admin for the build queue: filters, progress bars, durations, the build's timeline, and the actions cancel,
 retry and change priority. Actions filter the selection to the builds they apply to, require their custom
-permission, call the services, and record each change in the admin log. Imported by builds/admin.py."""
+permission, call the services, and record each change in the admin log. Found by honua.registry.autodiscover
+(``BuildsConfig.subpackages``); it imports pause_admin, which adds the pause actions."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from builds import selectors, services
 from builds.models import Build
+from builds.queue import pause_admin, selectors, services  # noqa: F401 (pause_admin registers on import)
 from honua.admin_utils import BigTableAdminMixin, audit_admin_action
 
 LOG_TAIL_LINES = 40

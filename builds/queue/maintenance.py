@@ -1,9 +1,8 @@
 """Maintenance of the build queue. Workers also rescue stuck builds themselves every few seconds; this hourly run
 is the safety net for when no worker is running."""
 
-from django.db import connection
-
-from builds import services
+from builds.queue import services
+from builds.queue.client import QueueClient
 from honua.registry import maintenance_task
 
 
@@ -14,13 +13,7 @@ from honua.registry import maintenance_task
 )
 def handle_build_timeouts(*, dry_run: bool) -> int:
     if dry_run:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM build_queue b WHERE b.status = 'running' AND b.started_at IS NOT NULL"
-                " AND (b.heartbeat_at < now() - make_interval(secs => b.heartbeat_timeout_seconds)"
-                " OR b.started_at < now() - make_interval(secs => b.timeout_seconds))"
-            )
-            return cursor.fetchone()[0]
+        return QueueClient(savepoint=False).count_timed_out_builds()
     return services.builds_handle_timeouts()
 
 
@@ -33,11 +26,5 @@ def handle_build_timeouts(*, dry_run: bool) -> int:
 )
 def fold_daily_rollup(*, dry_run: bool) -> int:
     if dry_run:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT (SELECT count(*) FROM build_daily_rollup_dirty)"
-                " + coalesce(((now() - interval '15 minutes') AT TIME ZONE 'UTC')::date - 1"
-                " - (SELECT folded_through FROM build_daily_rollup_state WHERE id = 1), 0)"
-            )
-            return max(cursor.fetchone()[0], 0)
+        return QueueClient(savepoint=False).count_daily_rollup_backlog()
     return services.build_daily_rollup_fold()

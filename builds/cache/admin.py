@@ -1,5 +1,5 @@
 """Admin for the build cache: entries (with exact hit counts, idle age, an evict action) and the access log
-(read-only). Imported by builds/admin.py."""
+(read-only). Found by honua.registry.autodiscover (``BuildsConfig.subpackages``)."""
 
 import datetime as dt
 import uuid
@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from builds.cache import cache_entries_evict_chosen, cache_entries_with_usage
+from builds.cache.services import cache_entries_evict_chosen, cache_entries_with_usage
 from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
 from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin, audit_admin_action
 from licensing.models import Customer, License

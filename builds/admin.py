@@ -1,2 +1,0 @@
-# Each import registers its admins.
-from builds import cache_admin, pause_admin, queue_admin  # noqa: F401

@@ -1,2 +1,0 @@
-# Each import registers its demo loaders.
-from builds import cache_demo, queue_demo  # noqa: F401
