@@ -44,3 +44,30 @@ class RunSQLFile(migrations.RunSQL):
 
     def describe(self) -> str:
         return f"Run {self.app_label}/sql/{self.name}.sql"
+
+
+class ConvertToPartitions(migrations.RunSQL):
+    """Turn ``table`` into a table partitioned by month on ``column`` (builds/sql/0031_partitions.sql), in a
+    non-atomic migration: each statement runs in its own transaction, so the CHECK constraint is validated and the
+    unique index on (id, column) built while writers keep writing, and only the swap takes the table's ACCESS
+    EXCLUSIVE lock (briefly, with a short lock_timeout). Backwards, ``partition_unconvert`` copies the rows back into
+    a plain table."""
+
+    def __init__(self, table: str, column: str):
+        self.table = table
+        self.column = column
+        super().__init__(
+            sql=[
+                f"SELECT partition_convert_prepare('{table}', '{column}')",
+                f"ALTER TABLE {table} VALIDATE CONSTRAINT {table}_partition_bound",
+                f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {table}_id_{column}_key ON {table} (id, {column})",
+                f"SELECT partition_convert_swap('{table}', '{column}')",
+            ],
+            reverse_sql=[f"SELECT partition_unconvert('{table}')"],
+        )
+
+    def deconstruct(self):
+        return (self.__class__.__qualname__, [self.table, self.column], {})
+
+    def describe(self) -> str:
+        return f"Partition {self.table} by month on {self.column}"
