@@ -58,12 +58,13 @@ class ConvertToPartitions(migrations.RunSQL):
         self.column = column
         super().__init__(
             sql=[
-                f"SELECT partition_convert_prepare('{table}', '{column}')",
+                # DO, not SELECT: export_sql records only statements that change something.
+                f"DO $$ BEGIN PERFORM partition_convert_prepare('{table}', '{column}'); END $$",
                 f"ALTER TABLE {table} VALIDATE CONSTRAINT {table}_partition_bound",
                 f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {table}_id_{column}_key ON {table} (id, {column})",
-                f"SELECT partition_convert_swap('{table}', '{column}')",
+                f"DO $$ BEGIN PERFORM partition_convert_swap('{table}', '{column}'); END $$",
             ],
-            reverse_sql=[f"SELECT partition_unconvert('{table}')"],
+            reverse_sql=[f"DO $$ BEGIN PERFORM partition_unconvert('{table}'); END $$"],
         )
 
     def deconstruct(self):
@@ -71,3 +72,10 @@ class ConvertToPartitions(migrations.RunSQL):
 
     def describe(self) -> str:
         return f"Partition {self.table} by month on {self.column}"
+
+
+class AtomicSeparateDatabaseAndState(migrations.SeparateDatabaseAndState):
+    """``SeparateDatabaseAndState`` run in one transaction even inside a non-atomic migration (Django wraps an
+    operation whose ``atomic`` is true), so that e.g. a trigger removed and added again is never missing."""
+
+    atomic = True

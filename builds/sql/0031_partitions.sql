@@ -75,10 +75,73 @@ AS $$
     FROM pg_trigger t WHERE t.tgrelid = p_table AND t.tgname LIKE 'pgtrigger\_%'
 $$;
 
+-- An UPDATE that changes a row's partition key moves the row to another partition, which PostgreSQL carries out as
+-- a DELETE and an INSERT: the row-level AFTER DELETE and AFTER INSERT triggers fire (not AFTER UPDATE). The counters
+-- those triggers keep (the cache access rollup and hit counters, the conversation stats) must see a move as what it
+-- is, an update. partition_move_mark (BEFORE UPDATE of the key, per row) raises a transaction-local flag that
+-- partition_move_clear (AFTER UPDATE, per statement: it fires after the row events) lowers again, and the
+-- triggers ask partition_row_moving() (builds.BuildAccessLog, intake.ConversationMessage).
+CREATE OR REPLACE FUNCTION partition_row_moving()
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$ SELECT coalesce(current_setting('honua.partition_move', true), '') = 'on' $$;
+
+CREATE OR REPLACE FUNCTION partition_move_mark()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM set_config('honua.partition_move', 'on', true);
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION partition_move_clear()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM set_config('honua.partition_move', 'off', true);
+    RETURN NULL;
+END;
+$$;
+
+-- Create the table p_name like p_parent, with an index for each of the parent's indexes named after it
+-- (<parent index>_<suffix>, so a plan names the index it uses) and its primary key, then attach it with p_bound
+-- ('DEFAULT' or 'FOR VALUES ...'). CREATE TABLE + ATTACH PARTITION, not CREATE TABLE ... PARTITION OF: attaching
+-- takes only SHARE UPDATE EXCLUSIVE on the parent, so inserts into the other partitions go on (the DEFAULT
+-- partition is scanned, and locked, to prove it holds no row of the new range: maintenance keeps it empty).
+CREATE OR REPLACE FUNCTION partition_attach_new(p_parent regclass, p_name text, p_suffix text, p_bound text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_index record;
+BEGIN
+    EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED'
+                   ' INCLUDING STORAGE)', p_name, p_parent);
+    FOR v_index IN
+        SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisprimary AS is_primary,
+               i.indisunique AS is_unique
+        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = p_parent
+        ORDER BY ic.relname
+    LOOP
+        IF v_index.is_primary THEN
+            EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY %s', p_name, left(p_name, 58) || '_pkey',
+                           substring(v_index.def FROM ' USING btree (\(.*\))$'));
+        ELSE
+            EXECUTE format('CREATE %sINDEX %I ON %I %s', CASE WHEN v_index.is_unique THEN 'UNIQUE ' ELSE '' END,
+                           left(v_index.name, 62 - length(p_suffix)) || '_' || p_suffix, p_name,
+                           substring(v_index.def FROM ' USING .*$'));
+        END IF;
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I %s', p_parent, p_name, p_bound);
+END;
+$$;
+
 -- Create and attach the partition of one calendar month (UTC) unless a partition already covers part of it.
--- CREATE TABLE + ATTACH PARTITION, not CREATE TABLE ... PARTITION OF: attaching takes only SHARE UPDATE EXCLUSIVE
--- on the parent, so inserts into the other partitions go on (the DEFAULT partition is scanned, and locked, to
--- prove it holds no row of the month: maintenance keeps it empty). Returns true if it created the partition.
+-- Returns true if it created the partition.
 CREATE OR REPLACE FUNCTION partition_create_month(p_parent regclass, p_month timestamptz)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -86,17 +149,14 @@ AS $$
 DECLARE
     v_from timestamptz := date_trunc('month', p_month, 'UTC');
     v_to timestamptz := date_trunc('month', p_month, 'UTC') + interval '1 month';
-    v_name text := format('%s_p%s', (SELECT relname FROM pg_class WHERE oid = p_parent),
-                          to_char(date_trunc('month', p_month, 'UTC') AT TIME ZONE 'UTC', 'YYYYMM'));
+    v_suffix text := 'p' || to_char(date_trunc('month', p_month, 'UTC') AT TIME ZONE 'UTC', 'YYYYMM');
 BEGIN
     IF EXISTS (SELECT 1 FROM partition_bounds(p_parent) b
                WHERE NOT b.is_default AND b.lower_bound < v_to AND b.upper_bound > v_from) THEN
         RETURN false;
     END IF;
-    EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED'
-                   ' INCLUDING STORAGE)', v_name, p_parent);
-    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', p_parent, v_name,
-                   v_from, v_to);
+    PERFORM partition_attach_new(p_parent, (SELECT relname FROM pg_class WHERE oid = p_parent) || '_' || v_suffix,
+                                 v_suffix, format('FOR VALUES FROM (%L) TO (%L)', v_from, v_to));
     RETURN true;
 END;
 $$;
@@ -124,7 +184,7 @@ BEGIN
         END IF;
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM partition_bounds(p_parent) WHERE is_default) THEN
-        EXECUTE format('CREATE TABLE %I PARTITION OF %s DEFAULT', v_name || '_default', p_parent);
+        PERFORM partition_attach_new(p_parent, v_name || '_default', 'default', 'DEFAULT');
         v_created := v_created + 1;
     END IF;
     RETURN v_created;
@@ -324,6 +384,12 @@ BEGIN
         EXECUTE v_statement;
     END LOOP;
 
+    EXECUTE format('CREATE TRIGGER partition_move_mark BEFORE UPDATE OF %I ON %I FOR EACH ROW'
+                   ' WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION partition_move_mark()',
+                   p_column, p_table, p_column, p_column);
+    EXECUTE format('CREATE TRIGGER partition_move_clear AFTER UPDATE ON %I FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION partition_move_clear()', p_table);
+
     IF v_empty THEN
         EXECUTE format('DROP TABLE %I', v_legacy);
     ELSE
@@ -374,7 +440,7 @@ BEGIN
     INTO v_statements
     FROM pg_constraint c WHERE c.conrelid = v_parent AND c.contype = 'f' AND c.conparentid = 0;
     SELECT v_statements || coalesce(array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}') INTO v_statements
-    FROM pg_trigger t WHERE t.tgrelid = v_parent AND NOT t.tgisinternal;
+    FROM pg_trigger t WHERE t.tgrelid = v_parent AND NOT t.tgisinternal AND t.tgname NOT LIKE 'partition\_move\_%';
 
     EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED'
                    ' INCLUDING STORAGE INCLUDING COMMENTS)', v_plain, v_parent);

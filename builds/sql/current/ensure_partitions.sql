@@ -23,7 +23,7 @@ BEGIN
         END IF;
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM partition_bounds(p_parent) WHERE is_default) THEN
-        EXECUTE format('CREATE TABLE %I PARTITION OF %s DEFAULT', v_name || '_default', p_parent);
+        PERFORM partition_attach_new(p_parent, v_name || '_default', 'default', 'DEFAULT');
         v_created := v_created + 1;
     END IF;
     RETURN v_created;

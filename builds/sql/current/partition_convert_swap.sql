@@ -95,6 +95,12 @@ BEGIN
         EXECUTE v_statement;
     END LOOP;
 
+    EXECUTE format('CREATE TRIGGER partition_move_mark BEFORE UPDATE OF %I ON %I FOR EACH ROW'
+                   ' WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION partition_move_mark()',
+                   p_column, p_table, p_column, p_column);
+    EXECUTE format('CREATE TRIGGER partition_move_clear AFTER UPDATE ON %I FOR EACH STATEMENT'
+                   ' EXECUTE FUNCTION partition_move_clear()', p_table);
+
     IF v_empty THEN
         EXECUTE format('DROP TABLE %I', v_legacy);
     ELSE

@@ -9,17 +9,14 @@ AS $function$
 DECLARE
     v_from timestamptz := date_trunc('month', p_month, 'UTC');
     v_to timestamptz := date_trunc('month', p_month, 'UTC') + interval '1 month';
-    v_name text := format('%s_p%s', (SELECT relname FROM pg_class WHERE oid = p_parent),
-                          to_char(date_trunc('month', p_month, 'UTC') AT TIME ZONE 'UTC', 'YYYYMM'));
+    v_suffix text := 'p' || to_char(date_trunc('month', p_month, 'UTC') AT TIME ZONE 'UTC', 'YYYYMM');
 BEGIN
     IF EXISTS (SELECT 1 FROM partition_bounds(p_parent) b
                WHERE NOT b.is_default AND b.lower_bound < v_to AND b.upper_bound > v_from) THEN
         RETURN false;
     END IF;
-    EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED'
-                   ' INCLUDING STORAGE)', v_name, p_parent);
-    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', p_parent, v_name,
-                   v_from, v_to);
+    PERFORM partition_attach_new(p_parent, (SELECT relname FROM pg_class WHERE oid = p_parent) || '_' || v_suffix,
+                                 v_suffix, format('FOR VALUES FROM (%L) TO (%L)', v_from, v_to));
     RETURN true;
 END;
 $function$;

@@ -37,7 +37,7 @@ BEGIN
     INTO v_statements
     FROM pg_constraint c WHERE c.conrelid = v_parent AND c.contype = 'f' AND c.conparentid = 0;
     SELECT v_statements || coalesce(array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname), '{}') INTO v_statements
-    FROM pg_trigger t WHERE t.tgrelid = v_parent AND NOT t.tgisinternal;
+    FROM pg_trigger t WHERE t.tgrelid = v_parent AND NOT t.tgisinternal AND t.tgname NOT LIKE 'partition\_move\_%';
 
     EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED'
                    ' INCLUDING STORAGE INCLUDING COMMENTS)', v_plain, v_parent);
