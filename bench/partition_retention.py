@@ -26,7 +26,7 @@ def fill(months: int, rows_per_month: int) -> None:
             cursor.execute(
                 "INSERT INTO build_events (build_id, event_type, from_status, to_status, worker_id, message, data,"
                 " created_at)"
-                " SELECT gen_random_uuid(), 'completed', 'running', 'succeeded', 'worker-' || (g % 16), 'done',"
+                " SELECT gen_random_uuid(), 'completed', 'running', 'succeeded', 'worker-' || (g %% 16), 'done',"
                 " jsonb_build_object('n', g),"
                 " date_trunc('month', now(), 'UTC') - make_interval(months => %s)"
                 "   + (g::double precision / %s) * interval '28 days'"
