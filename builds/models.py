@@ -678,6 +678,9 @@ class BuildAccessLog(models.Model):
                 operation=pgtrigger.Insert,
                 condition=pgtrigger.Q(new__hit=True, new__cache_entry_id__isnull=False),
                 func=f"""
+                    IF partition_row_moving() THEN
+                        RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
+                    END IF;
                     INSERT INTO build_cache_hit_counters AS c (cache_entry_id, shard, hits, last_accessed_at)
                     VALUES (NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS}, 1, NEW.accessed_at)
                     ON CONFLICT (cache_entry_id, shard) DO UPDATE
@@ -692,6 +695,9 @@ class BuildAccessLog(models.Model):
                 when=pgtrigger.After,
                 operation=pgtrigger.Insert,
                 func=f"""
+                    IF partition_row_moving() THEN
+                        RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
+                    END IF;
                     INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
                     VALUES (NEW.customer_id, NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
                             NEW.hit::int, (NOT NEW.hit)::int)

@@ -15,8 +15,9 @@ from django.utils.functional import cached_property
 ESTIMATE_SQL = """
 SELECT sum(greatest(c.reltuples, 0))::bigint, bool_or(c.reltuples >= 0)
 FROM pg_class c
-WHERE c.oid = %(table)s::regclass
-   OR c.oid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = %(table)s::regclass)
+WHERE (c.oid = %(table)s::regclass
+       OR c.oid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = %(table)s::regclass))
+  AND c.relkind <> 'p'  -- a partitioned table's own reltuples already counts its partitions' rows
 """
 
 

@@ -69,6 +69,7 @@ JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_proc p ON p.oid = t.tgfoid
 WHERE n.nspname = 'public' AND NOT t.tgisinternal
+  AND t.tgparentid = 0  -- a partition's clone of its partitioned table's trigger is the parent's trigger
 ORDER BY 1, 2
 """
 

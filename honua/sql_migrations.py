@@ -44,3 +44,38 @@ class RunSQLFile(migrations.RunSQL):
 
     def describe(self) -> str:
         return f"Run {self.app_label}/sql/{self.name}.sql"
+
+
+class ConvertToPartitions(migrations.RunSQL):
+    """Turn ``table`` into a table partitioned by month on ``column`` (builds/sql/0031_partitions.sql), in a
+    non-atomic migration: each statement runs in its own transaction, so the CHECK constraint is validated and the
+    unique index on (id, column) built while writers keep writing, and only the swap takes the table's ACCESS
+    EXCLUSIVE lock (briefly, with a short lock_timeout). Backwards, ``partition_unconvert`` copies the rows back into
+    a plain table."""
+
+    def __init__(self, table: str, column: str):
+        self.table = table
+        self.column = column
+        super().__init__(
+            sql=[
+                # DO, not SELECT: export_sql records only statements that change something.
+                f"DO $$ BEGIN PERFORM partition_convert_prepare('{table}', '{column}'); END $$",
+                f"ALTER TABLE {table} VALIDATE CONSTRAINT {table}_partition_bound",
+                f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {table}_id_{column}_key ON {table} (id, {column})",
+                f"DO $$ BEGIN PERFORM partition_convert_swap('{table}', '{column}'); END $$",
+            ],
+            reverse_sql=[f"DO $$ BEGIN PERFORM partition_unconvert('{table}'); END $$"],
+        )
+
+    def deconstruct(self):
+        return (self.__class__.__qualname__, [self.table, self.column], {})
+
+    def describe(self) -> str:
+        return f"Partition {self.table} by month on {self.column}"
+
+
+class AtomicSeparateDatabaseAndState(migrations.SeparateDatabaseAndState):
+    """``SeparateDatabaseAndState`` run in one transaction even inside a non-atomic migration (Django wraps an
+    operation whose ``atomic`` is true), so that e.g. a trigger removed and added again is never missing."""
+
+    atomic = True

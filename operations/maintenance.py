@@ -1,5 +1,6 @@
 """Cross-app maintenance tasks (run by ``run_maintenance``; the SQL they call is in builds/sql and operations/sql).
 
+daily: ``maintain_partitions``;
 weekly: ``cleanup_old_build_logs``, ``vacuum_analyze``, ``index_bloat_report``;
 monthly: ``archive_build_access_log``, ``purge_soft_deleted_records``.
 """
@@ -36,6 +37,9 @@ HIGH_CHURN_TABLES = (
 ARCHIVE_COLUMNS = ("id", "manifest_hash", "customer_id", "cache_entry_id", "hit", "latency_us", "accessed_at")
 NEGATIVE_RETENTION = "{name} must be zero or more days, got {value}"
 BAD_ARCHIVE_MODE = "HONUA_ACCESS_LOG_ARCHIVE must be 'table' or 'file', got {value!r}"
+# The tables partitioned by month (builds 0031, intake 0010) and the months created ahead of the current one.
+PARTITIONED_TABLES = ("build_events", "build_metrics", "build_logs", "build_access_log", "conversation_messages")
+PARTITION_MONTHS_AHEAD = 2
 # An index is worth a REINDEX CONCURRENTLY when at least this share of it, and this many bytes, is bloat.
 BLOAT_MIN_RATIO = 0.3
 BLOAT_MIN_BYTES = 8 * 1024 * 1024
@@ -94,6 +98,57 @@ def cleanup_old_build_logs(*, dry_run: bool) -> TaskResult:
     else:
         rows = drain("cleanup_old_build_logs", days)
     return TaskResult(rows, f"older than {days} days")
+
+
+@maintenance_task(
+    "maintain_partitions",
+    schedule="daily",
+    description="Create the monthly partitions of the current month and the next two, move stray rows out of "
+    "each DEFAULT partition (one month per transaction), and drop the access log's emptied months.",
+    transactional=False,
+)
+def maintain_partitions(*, dry_run: bool) -> TaskResult:
+    """``ensure_partitions`` and ``partition_drain_default`` for every partitioned table, each step its own short
+    transaction with the maintenance lock_timeout (resumable: a killed run leaves every row in one partition).
+    Rows = partitions created + rows moved out of the DEFAULT partitions + access-log partitions dropped (only
+    months the archive has already emptied and that lie wholly before the access log's retention)."""
+    access_days = _days("HONUA_ACCESS_LOG_RETENTION_DAYS")
+    created = moved = 0
+    if dry_run:
+        for table in PARTITIONED_TABLES:
+            moved += _scalar(f"SELECT count(*) FROM {table}_default")
+        return TaskResult(moved, f"would move {moved} rows out of the DEFAULT partitions")
+    for table in PARTITIONED_TABLES:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT ensure_partitions(%s, %s)", [table, PARTITION_MONTHS_AHEAD])
+            created += cursor.fetchone()[0]
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+                cursor.execute("SELECT partition_drain_default(%s)", [table])
+                rows = cursor.fetchone()[0]
+            moved += rows
+            if rows == 0:
+                break
+    emptied = (
+        "SELECT count(*) FROM partition_bounds('build_access_log') b WHERE NOT b.is_default"
+        " AND b.upper_bound <= now() - make_interval(days => %s)"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+        cursor.execute(emptied, [access_days])
+        before = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT partition_drop_before('build_access_log', now() - make_interval(days => %s), 1000, true)",
+            [access_days],
+        )
+        cursor.execute(emptied, [access_days])
+        dropped = before - cursor.fetchone()[0]
+    return TaskResult(
+        created + moved + dropped,
+        f"{created} partitions created, {moved} rows moved out of DEFAULT, {dropped} emptied access-log months dropped",
+    )
 
 
 @maintenance_task(

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
     (builds/sql/0032_daily_rollup.sql)."""
 
     dependencies = [
-        ("builds", "0030_running_index"),
+        ("builds", "0031_partitions"),
     ]
 
     operations = [

@@ -59,6 +59,9 @@ AS $function$
                         END IF;
                     END IF;
 
+                    IF partition_row_moving() THEN
+                        RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
+                    END IF;
                     INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
                     VALUES (NEW.customer_id, NEW.cache_entry_id, pg_backend_pid() % 64,
                             NEW.hit::int, (NOT NEW.hit)::int)
@@ -100,6 +103,9 @@ AS $function$
                         END IF;
                     END IF;
 
+                    IF partition_row_moving() THEN
+                        RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
+                    END IF;
                     INSERT INTO build_cache_hit_counters AS c (cache_entry_id, shard, hits, last_accessed_at)
                     VALUES (NEW.cache_entry_id, pg_backend_pid() % 64, 1, NEW.accessed_at)
                     ON CONFLICT (cache_entry_id, shard) DO UPDATE
@@ -109,6 +115,10 @@ AS $function$
 
                 END;
             $function$;
+
+CREATE TRIGGER partition_move_clear AFTER UPDATE ON build_access_log FOR EACH STATEMENT EXECUTE FUNCTION partition_move_clear();
+
+CREATE TRIGGER partition_move_mark BEFORE UPDATE OF accessed_at ON build_access_log FOR EACH ROW WHEN (old.accessed_at IS DISTINCT FROM new.accessed_at) EXECUTE FUNCTION partition_move_mark();
 
 CREATE TRIGGER pgtrigger_build_access_log_keep_rollup_key_21b2f BEFORE UPDATE ON build_access_log FOR EACH ROW WHEN (old.cache_entry_id IS DISTINCT FROM new.cache_entry_id OR old.customer_id IS DISTINCT FROM new.customer_id OR old.hit IS DISTINCT FROM new.hit) EXECUTE FUNCTION pgtrigger_build_access_log_keep_rollup_key_21b2f();
 

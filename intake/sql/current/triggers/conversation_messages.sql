@@ -34,7 +34,9 @@ AS $function$
     END IF;
 
     IF TG_OP = 'INSERT' THEN
-        IF v_status <> 'active' OR v_deleted IS NOT NULL THEN
+        -- A message whose created_at moved it to another month's partition arrives here as a DELETE then an
+        -- INSERT (partition_row_moving): counted out and in again, but not a new message.
+        IF (v_status <> 'active' OR v_deleted IS NOT NULL) AND NOT partition_row_moving() THEN
             RAISE EXCEPTION 'conversation % is %: messages can only be added to an active conversation',
                 NEW.conversation_id, CASE WHEN v_deleted IS NOT NULL THEN 'deleted' ELSE v_status END
                 USING ERRCODE = 'P0001';
@@ -70,5 +72,9 @@ AS $function$
 
                 END;
             $function$;
+
+CREATE TRIGGER partition_move_clear AFTER UPDATE ON conversation_messages FOR EACH STATEMENT EXECUTE FUNCTION partition_move_clear();
+
+CREATE TRIGGER partition_move_mark BEFORE UPDATE OF created_at ON conversation_messages FOR EACH ROW WHEN (old.created_at IS DISTINCT FROM new.created_at) EXECUTE FUNCTION partition_move_mark();
 
 CREATE TRIGGER pgtrigger_update_conversation_stats_85bb1 AFTER INSERT OR DELETE OR UPDATE ON conversation_messages FOR EACH ROW EXECUTE FUNCTION pgtrigger_update_conversation_stats_85bb1();
