@@ -125,6 +125,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _value(conn: psycopg.Connection, query: sql.SQL | sql.Composed, params: list | None = None):
+    """The first column of a query's one row."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, "the query returned no row"
+    return row[0]
+
+
 def _tables(conn: psycopg.Connection) -> list[tuple[str, str, str | None, str | None]]:
     return list(conn.execute(TABLES_SQL).fetchall())
 
@@ -135,14 +142,14 @@ def _qualified(schema: str, table: str) -> sql.Composed:
 
 def _sample(conn: psycopg.Connection, schema: str, table: str, key: str, rows: int) -> dict[str, str]:
     """md5 of up to ``rows`` rows, spread over the table (random pages) when it is big, keyed by primary key."""
-    (estimate,) = conn.execute(
-        "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = %s::regclass", [f'"{schema}"."{table}"']
-    ).fetchone()
+    estimate = _value(
+        conn, sql.SQL("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = %s::regclass"), [f'"{schema}"."{table}"']
+    )
     percent = min(100.0, 100.0 * rows * 20 / estimate) if estimate else 100.0
     query = sql.SQL("SELECT {key}::text, md5(t::text) FROM {table} AS t TABLESAMPLE SYSTEM (%s) LIMIT %s").format(
         key=sql.Identifier(key), table=_qualified(schema, table)
     )
-    found = dict(conn.execute(query, [percent, rows]).fetchall())
+    found: dict[str, str] = dict(conn.execute(query, [percent, rows]).fetchall())
     if len(found) < rows and percent < 100:  # an unlucky draw of pages: take the table's first rows instead
         query = sql.SQL("SELECT {key}::text, md5(t::text) FROM {table} AS t ORDER BY {key} LIMIT %s").format(
             key=sql.Identifier(key), table=_qualified(schema, table)
@@ -155,7 +162,7 @@ def _snapshot_contents(conn: psycopg.Connection, sample_rows: int) -> dict[str, 
     tables: dict[str, dict] = {}
     for schema, table, key, key_type in _tables(conn):
         name = f"{schema}.{table}"
-        (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_qualified(schema, table))).fetchone()
+        count = _value(conn, sql.SQL("SELECT count(*) FROM {}").format(_qualified(schema, table)))
         entry: dict = {"rows": count}
         if key is not None and sample_rows:
             entry.update(key=key, key_type=key_type, sample=_sample(conn, schema, table, key, sample_rows))
@@ -174,7 +181,7 @@ def backup_create(*, folder: Path | None = None, sample_rows: int = SAMPLE_ROWS)
     dump = folder / f"{params['NAME']}-{stamp}{DUMP_SUFFIX}"
     with psycopg.connect(database_url(params), autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        (snapshot,) = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = _value(conn, sql.SQL("SELECT pg_export_snapshot()"))
         server_version = conn.info.server_version
         pg_dump = _binary("pg_dump", _server_major(conn))
         # pg_dump reads the exported snapshot while this transaction holds it open; the counts come from it too.
@@ -231,7 +238,7 @@ def _check_contents(report: DrillReport, conn: psycopg.Connection, expected: dic
     bad_counts = 0
     for name in sorted(set(expected) & set(restored)):
         schema, table = name.split(".", 1)
-        (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_qualified(schema, table))).fetchone()
+        count = _value(conn, sql.SQL("SELECT count(*) FROM {}").format(_qualified(schema, table)))
         if count != expected[name]["rows"]:
             bad_counts += 1
             report.check(False, f"rows {name}: {expected[name]['rows']} in the backup, {count} restored")
@@ -249,7 +256,7 @@ def _check_contents(report: DrillReport, conn: psycopg.Connection, expected: dic
         query = sql.SQL("SELECT {key}::text, md5(t::text) FROM {table} AS t WHERE {key} = ANY(%s::{type}[])").format(
             key=sql.Identifier(entry["key"]), table=_qualified(schema, table), type=sql.SQL(entry["key_type"])
         )
-        found = dict(conn.execute(query, [list(entry["sample"])]).fetchall())
+        found: dict[str, str] = dict(conn.execute(query, [list(entry["sample"])]).fetchall())
         differing = [key for key, digest in entry["sample"].items() if found.get(key) != digest]
         sampled += len(entry["sample"])
         if differing:
@@ -266,10 +273,12 @@ def restore_drill(
     dump: Path | None = None,
     folder: Path | None = None,
     keep: bool = False,
+    jobs: int = 1,
     after_restore: Callable[[str], None] | None = None,
 ) -> DrillReport:
     """Restore ``dump`` (default: the newest in ``folder``) into a new empty database on the configured server and
-    check it against the dump's manifest. The scratch database is dropped afterwards unless ``keep``.
+    check it against the dump's manifest (``jobs`` parallel pg_restore workers). The scratch database is dropped
+    afterwards unless ``keep``.
     ``after_restore(url)`` runs between the restore and the checks (tests use it to damage the copy)."""
     started = time.monotonic()
     dump = Path(dump) if dump else latest_dump(folder)
@@ -294,7 +303,14 @@ def restore_drill(
         with psycopg.connect(url, autocommit=True) as conn:
             major = _server_major(conn)
         restore = subprocess.run(
-            [_binary("pg_restore", major), "--no-owner", "--exit-on-error", f"--dbname={scratch_name}", str(dump)],
+            [
+                _binary("pg_restore", major),
+                "--no-owner",
+                "--exit-on-error",
+                f"--jobs={jobs}",
+                f"--dbname={scratch_name}",
+                str(dump),
+            ],
             env=_libpq_env(connection.settings_dict, scratch_name),
             capture_output=True,
             text=True,

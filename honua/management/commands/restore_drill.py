@@ -19,15 +19,24 @@ class Command(BaseCommand):
             "--dir", default=None, help=f"Folder to take the newest dump from (default: {default_folder()})."
         )
         parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="Parallel pg_restore workers (data and indexes of several tables at once); default 1.",
+        )
+        parser.add_argument(
             "--keep", action="store_true", help="Keep the restored database afterwards (its name is printed)."
         )
 
     def handle(self, *args, **options):
+        if options["jobs"] < 1:
+            raise CommandError("--jobs must be 1 or more", returncode=2)
         try:
             report = restore_drill(
                 dump=Path(options["dump"]) if options["dump"] else None,
                 folder=Path(options["dir"]) if options["dir"] else None,
                 keep=options["keep"],
+                jobs=options["jobs"],
             )
         except BackupError as exc:
             raise CommandError(str(exc), returncode=2) from None
