@@ -9,7 +9,6 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from django.db import connection
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
 from django.db.models.functions import Coalesce, Now, Trunc
 from django.utils import timezone
@@ -17,6 +16,7 @@ from django.utils import timezone
 from builds.models import RUNNING_BUILDS, Build, BuildResult, ClaimPause
 from builds.queue.selectors import builds_running, queue_depth_by_priority
 from honua.registry import SCHEDULES, maintenance_tasks
+from honua.routers import read_connection
 from intake.models import Conversation
 from intake.selectors import messages_unpriced_count
 from licensing.models import Customer, License
@@ -225,7 +225,7 @@ def cache_activity(win: Window) -> CacheActivity:
     """Cache lookups per bucket from ``build_access_log``: hits, misses and the build time the hits saved."""
     index = {bucket: i for i, bucket in enumerate(win.buckets)}
     hits, misses, saved = ([0] * len(win.buckets) for _ in range(3))
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(CACHE_ACTIVITY_SQL, {"kind": win.kind, "start": win.start})
         for bucket, h, m, s in cursor.fetchall():
             i = index.get(bucket)
@@ -265,7 +265,7 @@ class QuotaUsage:
 
 def quota_usage_top(*, limit: int = 10) -> list[QuotaUsage]:
     """The active licenses closest to their monthly quota (``get_license_quota_usage``), fullest first."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(QUOTA_SQL, {"limit": limit})
         return [
             QuotaUsage(str(lid), name, tier, trial, quota, used, remaining, end)
@@ -382,7 +382,7 @@ def maintenance_status() -> list[ScheduleStatus]:
     tasks = defaultdict(list)
     for task in maintenance_tasks():
         tasks[task.schedule].append(task.name)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(MAINTENANCE_SQL)
         last = {row[0]: row[1:] for row in cursor.fetchall()}
     statuses = []
@@ -509,7 +509,7 @@ def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None 
         "customer": customer_id,
     }
     sql = BUILD_ACTIVITY_SQL.format(customer_join=CUSTOMER_JOIN if customer_id else "")
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         for bucket, status, count, wait_p50, wait_p95, duration, timed in cursor.fetchall():
             if bucket is None:  # the whole range
@@ -594,7 +594,7 @@ def workers(*, since: dt.timedelta = dt.timedelta(hours=1), limit: int = 500) ->
     """Every worker id that holds a running build, claimed one or finished one within ``since``: builds held,
     last heartbeat and claim, builds done and failed within ``since``. The host comes from the id where the
     worker follows the reference worker's naming (it reports no pid)."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         params: dict[str, Any] = {"since": since, "limit": limit}  # psycopg adapts a timedelta to an interval
         cursor.execute(WORKERS_SQL, params)
         rows = cursor.fetchall()

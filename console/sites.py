@@ -3,11 +3,23 @@
 from django.contrib import admin
 from django.urls import path, reverse
 
+from honua.routers import replica_view
+
+# The ModelAdmin view whose GET only reads (the list of rows); the others (change forms, add, delete, history)
+# read then write, or must show what was just written, and stay on the primary.
+REPLICA_READ_VIEWS = {"changelist_view"}
+
 
 class ConsoleAdminSite(admin.AdminSite):
     site_header = "Honua operations"
     site_title = "Honua admin"
     index_title = "Operations"
+
+    def admin_view(self, view, cacheable=False):
+        """Every admin page: a changelist's GET reads from the replica when one is configured (honua/routers.py);
+        any page's POST keeps the browser on the primary for a few seconds, so it sees what it saved."""
+        reads = getattr(view, "__name__", "") in REPLICA_READ_VIEWS
+        return super().admin_view(replica_view(view, reads=reads), cacheable)
 
     def get_urls(self):
         from console import views

@@ -15,6 +15,7 @@ from builds.queue import services as build_services
 from console import dashboard as presenter
 from console import selectors
 from honua.admin_utils import audit_admin_action
+from honua.routers import replica_view
 
 LIVE_FORBIDDEN = "staff with permission to view builds only"
 POLL_SECONDS = 5
@@ -40,6 +41,7 @@ def _customer_id(request) -> str | None:
 
 @never_cache
 @require_GET
+@replica_view
 def dashboard(request):
     """The operator's overview (staff only, through admin_view); each panel needs its data's view permission.
     ``?range=`` (1h, 24h, 7d, 30d) and ``?customer=`` choose the build charts; ``?partial=1`` renders only the
@@ -56,6 +58,7 @@ def dashboard(request):
 
 
 @require_GET
+@replica_view
 def running_builds(request):
     """Running builds with progress and heartbeat age, refreshed in place."""
     if "queue" not in presenter.visible_panels(request.user):
@@ -66,6 +69,7 @@ def running_builds(request):
 
 
 @require_GET
+@replica_view
 def workers(request):
     """Every worker seen in the last hour: builds held, last heartbeat and claim, builds done and failed."""
     if "queue" not in presenter.visible_panels(request.user):
@@ -76,6 +80,7 @@ def workers(request):
 
 @never_cache
 @require_GET
+@replica_view
 def live(request):
     """JSON for polling: queue depth and running builds. 403 with no data unless staff allowed to view builds."""
     if "queue" not in presenter.visible_panels(request.user):

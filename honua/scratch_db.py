@@ -29,15 +29,17 @@ def _execute_without_database(statement: sql.Composable) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database(purpose: str) -> Iterator[str]:
-    """Create an empty database beside the configured one, yield its URL, and drop it afterwards."""
+def scratch_database(purpose: str, *, keep: bool = False) -> Iterator[str]:
+    """Create an empty database beside the configured one, yield its URL, and drop it afterwards (unless
+    ``keep``)."""
     connection.ensure_connection()  # the embedded server fills in its socket folder on connecting
     name = f"{connection.settings_dict['NAME']}_{purpose}_{uuid.uuid4().hex[:8]}"[:63]
     _execute_without_database(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield database_url(connection.settings_dict, name)
     finally:
-        _execute_without_database(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if not keep:
+            _execute_without_database(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def run_manage(url: str, *args: str) -> subprocess.CompletedProcess:

@@ -5,11 +5,11 @@ import datetime as dt
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from honua.routers import read_connection
 from licensing.keys import decrypt_license_key, decrypt_secret, license_key_index
 from licensing.models import Customer, License, RegistryCredential
 from licensing.tiers import FEATURES
@@ -95,7 +95,7 @@ def license_has_feature(*, license: License, feature: str) -> bool:
 
 def license_quota_usage(*, license: License) -> QuotaUsage:
     """This calendar month's (UTC) build quota, use and remainder, from ``get_license_quota_usage``."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             "SELECT monthly_quota, used, remaining, period_start, period_end FROM get_license_quota_usage(%s)",
             [license.pk],

@@ -9,7 +9,6 @@ import uuid
 from itertools import chain
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
@@ -24,6 +23,7 @@ from builds.models import (
     BuildMetric,
     BuildResult,
 )
+from honua.routers import read_connection
 from licensing.models import Customer
 
 # The text search configuration of build errors: 'simple' (no stemming, no stop words), so package names and
@@ -122,7 +122,7 @@ def build_timeline(*, build: Build) -> list[dict]:
 def manifest_preview(*, build_id, chars: int) -> tuple[int | None, str, bool]:
     """(bytes of the manifest's JSON text, its first ``chars`` characters indented, whether that is only a part),
     cut by the database so a huge manifest never reaches Python whole; (None, "", False) for no such build."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             "SELECT octet_length(m.manifest::text), left(m.pretty, %s), length(m.pretty) > %s"
             " FROM (SELECT manifest, jsonb_pretty(manifest) AS pretty FROM build_queue WHERE id = %s) m",

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from honua.config import env_bool, env_int, env_list, env_str
-from honua.database import database_settings
+from honua.database import database_aliases
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -60,7 +60,17 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_settings(env_str("DATABASE_URL", ""), base_dir=BASE_DIR)}
+# The primary, and with DATABASE_REPLICA_URL a streaming replica that the router reads from where it may
+# (honua/routers.py; the rule is in docs/operations.md, "Read replica").
+DATABASES = database_aliases(env_str("DATABASE_URL", ""), env_str("DATABASE_REPLICA_URL", ""), base_dir=BASE_DIR)
+DATABASE_ROUTERS = ["honua.routers.ReplicaRouter"]
+# Replica health: seconds of replay lag above which the replica counts as behind (0: lag is not checked), and how
+# long a replica found down or behind is left alone before it is tried again.
+HONUA_REPLICA_MAX_LAG_SECONDS = env_int("HONUA_REPLICA_MAX_LAG_SECONDS", 0)
+HONUA_REPLICA_RETRY_SECONDS = env_int("HONUA_REPLICA_RETRY_SECONDS", 10)
+# After a request that may have written (POST, PUT, PATCH, DELETE), the same browser reads the primary for this
+# many seconds, so the page it is sent to next shows what it just saved even when the replica lags.
+HONUA_REPLICA_STICKY_SECONDS = env_int("HONUA_REPLICA_STICKY_SECONDS", 10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -33,6 +33,9 @@ parse_blind_index_key(HONUA_BLIND_INDEX_KEY)
 # Pooled connections (psycopg_pool) for the web processes.
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = env_bool("DATABASE_POOL", True)  # noqa: F405
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405  (the pool reuses connections)
+if "replica" in DATABASES:  # noqa: F405
+    DATABASES["replica"]["OPTIONS"]["pool"] = env_bool("DATABASE_POOL", True)  # noqa: F405
+    DATABASES["replica"]["CONN_MAX_AGE"] = 0  # noqa: F405
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 if env_bool("BEHIND_TLS_PROXY", False):

@@ -78,3 +78,19 @@ def test_development_needs_no_variables():
     """Development settings work with no environment variables at all."""
     result = run_manage("check")
     assert result.returncode == 0, result.stderr
+
+
+def test_malformed_replica_url_is_one_line_without_the_password():
+    """A malformed DATABASE_REPLICA_URL is reported on one line naming that variable, without its password."""
+    result = run_manage("check", env={"DATABASE_REPLICA_URL": "postgres://user:hunter2@host:notaport/db"})
+    line = _one_line_error(result)
+    assert "DATABASE_REPLICA_URL is malformed" in line
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_production_with_a_replica_passes_check_deploy(db_url):
+    """The production settings accept a replica (pooled like the primary) and still pass `check --deploy`."""
+    env = {**PRODUCTION, "DATABASE_URL": db_url, "DATABASE_REPLICA_URL": db_url}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", "--database", "replica", env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues" in result.stdout

@@ -18,6 +18,9 @@ from honua.sql_export import (
 )
 
 LEDGER_APP = "honua"
+# The ledger's own migrations (schema_migrations and its version): applied first. Later honua migrations may
+# depend on other apps' (honua.0004 alters a builds function) and come in the common order.
+LEDGER_MIGRATION = "0003_ledger_version"
 
 
 class _RecordingMigrate(migrate.Command):
@@ -77,7 +80,13 @@ class Command(BaseCommand):
         pending_ledger: list[str] = []
         with connection.execute_wrapper(recorder):
             # The ledger's app first, so that every later file can record itself in schema_migrations.
-            call_command(_RecordingMigrate(recorder, pending_ledger), LEDGER_APP, verbosity=0, interactive=False)
+            call_command(
+                _RecordingMigrate(recorder, pending_ledger),
+                LEDGER_APP,
+                LEDGER_MIGRATION,
+                verbosity=0,
+                interactive=False,
+            )
             call_command(_RecordingMigrate(recorder, pending_ledger), verbosity=0, interactive=False)
         if pending_ledger:
             raise CommandError("the ledger (schema_migrations with its version) was never created", returncode=2)

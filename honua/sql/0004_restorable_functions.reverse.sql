@@ -1,0 +1,1 @@
+ALTER FUNCTION public.manifest_hash(jsonb) RESET search_path;
