@@ -616,8 +616,19 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
             GROUP BY b.license_id, build_quota_month(b.created_at)""",
         ],
     ),
-    # build_performance_summary's rollup of the closed days (what the hourly maintenance would fold).
-    ("daily build rollup", ["SELECT fold_build_daily_rollup(400, 0)"]),
+    # build_performance_summary's rollup of the closed days (what the hourly maintenance would fold). Guarded, so
+    # that a database migrated only to a point before builds.0032 (the partition conversion's test seeds one) is
+    # seeded too: PL/pgSQL resolves the call only when it runs.
+    (
+        "daily build rollup",
+        [
+            """DO $$ BEGIN
+                IF to_regprocedure('fold_build_daily_rollup(integer, integer)') IS NOT NULL THEN
+                    PERFORM fold_build_daily_rollup(400, 0);
+                END IF;
+            END $$"""
+        ],
+    ),
     ("statistics (ANALYZE)", [f"ANALYZE {table}" for table in TABLES]),
 ]
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from builds import services
 from builds.models import Build
+from builds.queue import services
 from tests.builds.factories import BuildFactory
 from tests.conftest import raises_db_error
 from tests.licensing.factories import LicenseFactory

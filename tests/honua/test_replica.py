@@ -17,8 +17,8 @@ from django.db import connections, router, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from builds import selectors as build_selectors
-from builds import services as build_services
+from builds.queue import selectors as build_selectors
+from builds.queue import services as build_services
 from console import selectors as console_selectors
 from honua import embedded_pg
 from honua.database import REPLICA_ALIAS, database_aliases

@@ -19,7 +19,7 @@ PARTITIONED = {
     "build_access_log": "accessed_at",
     "conversation_messages": "created_at",
 }
-BEFORE = [("builds", "0029_claim_pauses"), ("intake", "0009_seed_model_prices")]
+BEFORE = [("builds", "0030_running_index"), ("intake", "0009_seed_model_prices")]
 DIGEST = "sha256:" + "d" * 64
 
 
