@@ -884,7 +884,9 @@ class BuildActivityDaily(models.Model):
     class Meta:
         db_table = "build_activity_daily"
         constraints = [
-            models.UniqueConstraint(fields=["day", "customer_id"], name="build_activity_daily_key", nulls_distinct=False),
+            models.UniqueConstraint(
+                fields=["day", "customer_id"], name="build_activity_daily_key", nulls_distinct=False
+            ),
         ]
 
 

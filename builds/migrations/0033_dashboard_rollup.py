@@ -15,51 +15,109 @@ class Migration(migrations.Migration):
     (builds/sql/0033_dashboard_rollup.sql)."""
 
     dependencies = [
-        ('builds', '0032_daily_rollup'),
+        ("builds", "0032_daily_rollup"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BuildActivityDaily',
+            name="BuildActivityDaily",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('customer_id', models.UUIDField(blank=True, null=True)),
-                ('day', models.DateField()),
-                ('succeeded', models.BigIntegerField()),
-                ('failed', models.BigIntegerField()),
-                ('timed_out', models.BigIntegerField()),
-                ('cancelled', models.BigIntegerField()),
-                ('duration_ms_sum', models.BigIntegerField()),
-                ('timed', models.BigIntegerField(help_text="Attempts with a duration (the average's count).")),
-                ('queue_wait_ms', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), default=list, size=None)),
-                ('wait_p50_ms', models.FloatField(null=True)),
-                ('wait_p95_ms', models.FloatField(null=True)),
-                ('cache_served', models.BigIntegerField()),
-                ('folded_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("customer_id", models.UUIDField(blank=True, null=True)),
+                ("day", models.DateField()),
+                ("succeeded", models.BigIntegerField()),
+                ("failed", models.BigIntegerField()),
+                ("timed_out", models.BigIntegerField()),
+                ("cancelled", models.BigIntegerField()),
+                ("duration_ms_sum", models.BigIntegerField()),
+                ("timed", models.BigIntegerField(help_text="Attempts with a duration (the average's count).")),
+                (
+                    "queue_wait_ms",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.BigIntegerField(), default=list, size=None
+                    ),
+                ),
+                ("wait_p50_ms", models.FloatField(null=True)),
+                ("wait_p95_ms", models.FloatField(null=True)),
+                ("cache_served", models.BigIntegerField()),
+                ("folded_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
             ],
             options={
-                'db_table': 'build_activity_daily',
+                "db_table": "build_activity_daily",
             },
         ),
         RunSQLFile("builds", "0033_dashboard_rollup"),
         pgtrigger.migrations.AddTrigger(
-            model_name='buildresult',
-            trigger=pgtrigger.compiler.Trigger(name='build_results_rollup_mark_insert', sql=pgtrigger.compiler.UpsertTriggerSql(execute='build_results_rollup_mark()', func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';", hash='6061c33b9eadc70bb96a05068737c0be1a73baaf', level='STATEMENT', operation='INSERT', pgid='pgtrigger_build_results_rollup_mark_insert_d63b6', referencing='REFERENCING NEW TABLE AS new_rows ', table='build_results', when='AFTER')),
+            model_name="buildresult",
+            trigger=pgtrigger.compiler.Trigger(
+                name="build_results_rollup_mark_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    execute="build_results_rollup_mark()",
+                    func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';",
+                    hash="6061c33b9eadc70bb96a05068737c0be1a73baaf",
+                    level="STATEMENT",
+                    operation="INSERT",
+                    pgid="pgtrigger_build_results_rollup_mark_insert_d63b6",
+                    referencing="REFERENCING NEW TABLE AS new_rows ",
+                    table="build_results",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='buildresult',
-            trigger=pgtrigger.compiler.Trigger(name='build_results_rollup_mark_update', sql=pgtrigger.compiler.UpsertTriggerSql(execute='build_results_rollup_mark()', func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';", hash='67495abb030b57b8afbafae2702f8b3e50b16034', level='STATEMENT', operation='UPDATE', pgid='pgtrigger_build_results_rollup_mark_update_8f386', referencing='REFERENCING OLD TABLE AS old_rows  NEW TABLE AS new_rows ', table='build_results', when='AFTER')),
+            model_name="buildresult",
+            trigger=pgtrigger.compiler.Trigger(
+                name="build_results_rollup_mark_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    execute="build_results_rollup_mark()",
+                    func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';",
+                    hash="67495abb030b57b8afbafae2702f8b3e50b16034",
+                    level="STATEMENT",
+                    operation="UPDATE",
+                    pgid="pgtrigger_build_results_rollup_mark_update_8f386",
+                    referencing="REFERENCING OLD TABLE AS old_rows  NEW TABLE AS new_rows ",
+                    table="build_results",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='buildresult',
-            trigger=pgtrigger.compiler.Trigger(name='build_results_rollup_mark_delete', sql=pgtrigger.compiler.UpsertTriggerSql(execute='build_results_rollup_mark()', func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';", hash='b7fe47913b3df6bbabf84e174ee24085fe34f504', level='STATEMENT', operation='DELETE', pgid='pgtrigger_build_results_rollup_mark_delete_b6706', referencing='REFERENCING OLD TABLE AS old_rows ', table='build_results', when='AFTER')),
+            model_name="buildresult",
+            trigger=pgtrigger.compiler.Trigger(
+                name="build_results_rollup_mark_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    execute="build_results_rollup_mark()",
+                    func="RAISE EXCEPTION 'unused: the trigger executes build_results_rollup_mark()';",
+                    hash="b7fe47913b3df6bbabf84e174ee24085fe34f504",
+                    level="STATEMENT",
+                    operation="DELETE",
+                    pgid="pgtrigger_build_results_rollup_mark_delete_b6706",
+                    referencing="REFERENCING OLD TABLE AS old_rows ",
+                    table="build_results",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='buildresult',
-            trigger=pgtrigger.compiler.Trigger(name='build_results_rollup_truncate', sql=pgtrigger.compiler.UpsertTriggerSql(execute='build_daily_rollup_reset()', func="RAISE EXCEPTION 'unused: the trigger executes build_daily_rollup_reset()';", hash='b80e2b09826d2525a2a092b308760702088418c0', level='STATEMENT', operation='TRUNCATE', pgid='pgtrigger_build_results_rollup_truncate_04602', table='build_results', when='AFTER')),
+            model_name="buildresult",
+            trigger=pgtrigger.compiler.Trigger(
+                name="build_results_rollup_truncate",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    execute="build_daily_rollup_reset()",
+                    func="RAISE EXCEPTION 'unused: the trigger executes build_daily_rollup_reset()';",
+                    hash="b80e2b09826d2525a2a092b308760702088418c0",
+                    level="STATEMENT",
+                    operation="TRUNCATE",
+                    pgid="pgtrigger_build_results_rollup_truncate_04602",
+                    table="build_results",
+                    when="AFTER",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='buildactivitydaily',
-            constraint=models.UniqueConstraint(fields=('day', 'customer_id'), name='build_activity_daily_key', nulls_distinct=False),
+            model_name="buildactivitydaily",
+            constraint=models.UniqueConstraint(
+                fields=("day", "customer_id"), name="build_activity_daily_key", nulls_distinct=False
+            ),
         ),
     ]
