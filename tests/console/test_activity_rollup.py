@@ -166,13 +166,21 @@ def test_the_rollup_answers_closed_days_without_reading_their_results(month):
 
 
 def test_a_late_change_to_a_folded_day_is_read_live_then_refolded(month):
-    """A result recorded late in a folded day, one deleted with its build, one changing status, and a build of a
-    folded day becoming cache-served: the days are marked, read live (equal at once), and the next fold
+    """A result recorded late in a folded day, one purged, one changing status, and a build of a folded day
+    becoming cache-served: the days are marked, read live (equal at once), and the next fold
     re-folds them (equal again, nothing left marked), beyond the re-fold window."""
     a, b = month
     fold()
-    _result(b, "cancelled", _midnight(20) + dt.timedelta(hours=23), wait_ms=1, duration_ms=1)
-    Build.objects.filter(results__created_at__gte=_midnight(7), results__created_at__lt=_midnight(6)).first().delete()
+    # A second attempt's result recorded late into a folded day, and one result purged: build_queue untouched.
+    today_build = Build.objects.filter(customer_id=b.customer_id, finished_at__gte=_midnight(0)).first()
+    BuildResult.objects.create(
+        build=today_build,
+        status="cancelled",
+        queue_wait_ms=1,
+        duration_ms=1,
+        created_at=_midnight(20) + dt.timedelta(hours=23),
+    )
+    BuildResult.objects.filter(created_at__gte=_midnight(7), created_at__lt=_midnight(6)).first().delete()
     BuildResult.objects.filter(created_at__gte=_midnight(3), created_at__lt=_midnight(2)).update(status="failed")
     late = BuildFactory(license=a)
     Build.objects.filter(pk=late.pk).update(status="succeeded", created_at=_midnight(29), finished_at=_midnight(0))
