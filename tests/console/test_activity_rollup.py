@@ -152,7 +152,6 @@ def test_daily_range_equals_the_released_query_before_and_after_folding(month):
 def test_the_rollup_answers_closed_days_without_reading_their_results(month):
     """After folding, the closed days come from build_activity_daily: a result removed from the table behind the
     triggers' back (as if the day had been archived) does not change the figures, so they were not re-read."""
-    a, b = month
     fold()
     before = selectors.build_activity("30d")
     with connection.cursor() as cursor:
