@@ -476,6 +476,41 @@ class BuildResult(models.Model):
                 condition=Q(queue_wait_ms__isnull=True) | Q(queue_wait_ms__gte=0), name="build_results_wait_pos"
             ),
         ]
+        # A result added to, changed in or removed from a day already folded into build_activity_daily marks the
+        # day for re-folding (builds/sql/0033_dashboard_rollup.sql); one statement-level call per statement.
+        triggers = [
+            FunctionTrigger(
+                name="build_results_rollup_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(new="new_rows"),
+                execute="build_results_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_results_rollup_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+                execute="build_results_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_results_rollup_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows"),
+                execute="build_results_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_results_rollup_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="build_daily_rollup_reset",
+            ),
+        ]
 
 
 class BuildArtifact(models.Model):
@@ -837,6 +872,42 @@ class BuildDailyRollupDirty(models.Model):
 
     class Meta:
         db_table = "build_daily_rollup_dirty"
+
+
+class BuildActivityDaily(models.Model):
+    """The dashboard's build activity of one closed UTC day (issue 15): one row per (day, customer) and one per day
+    over every customer (``customer_id`` NULL), as ``console.selectors.build_activity`` reads ``build_results``.
+
+    An attempt belongs to the day of its result's ``created_at``; the customer rows join the result's build, the
+    all-customer row reads every result. ``queue_wait_ms`` holds the day's waits (sorted, NULLs left out), so a
+    percentile over one day or several, for one customer or all, is the same ``percentile_cont`` over the same
+    values; ``wait_p50_ms``/``wait_p95_ms`` are the day's own, computed when the day is folded. ``cache_served``
+    counts the builds created that day and served from the cache. Folded, re-folded and marked dirty with
+    ``build_daily_rollup`` (``fold_build_daily_rollup``, builds/sql/0033_dashboard_rollup.sql).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    customer_id = models.UUIDField(null=True, blank=True)
+    day = models.DateField()
+    succeeded = models.BigIntegerField()
+    failed = models.BigIntegerField()
+    timed_out = models.BigIntegerField()
+    cancelled = models.BigIntegerField()
+    duration_ms_sum = models.BigIntegerField()
+    timed = models.BigIntegerField(help_text="Attempts with a duration (the average's count).")
+    queue_wait_ms = ArrayField(models.BigIntegerField(), default=list)
+    wait_p50_ms = models.FloatField(null=True)
+    wait_p95_ms = models.FloatField(null=True)
+    cache_served = models.BigIntegerField()
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_activity_daily"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "customer_id"], name="build_activity_daily_key", nulls_distinct=False
+            ),
+        ]
 
 
 class BuildCacheHitCounter(models.Model):

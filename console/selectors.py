@@ -453,6 +453,47 @@ WHERE created_at >= %(start)s AND cache_hit {customer_filter}
 """
 
 
+# The 30-day range (day buckets) from build_activity_daily for the folded days that are not marked dirty, and
+# build_activity_daily_figures over the results for the rest (the days after folded_through and the dirty days):
+# the same figures as BUILD_ACTIVITY_SQL, at a cost that follows the days, not the builds of a month
+# (builds/sql/0033_dashboard_rollup.sql). One row per day for the selection, then the whole range (day NULL).
+BUILD_ACTIVITY_DAILY_SQL = """
+WITH st AS (
+    SELECT s.folded_through AS through FROM build_daily_rollup_state s WHERE s.id = 1
+), live_days AS (
+    SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
+           AS from_, 'infinity'::timestamptz AS to_
+      FROM st
+    UNION ALL
+    SELECT d.day::timestamp AT TIME ZONE 'UTC', (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+      FROM build_daily_rollup_dirty d, st
+     WHERE d.day >= %(start_day)s AND d.day <= st.through
+), rows_ AS (
+    SELECT a.day, a.succeeded, a.failed, a.timed_out, a.cancelled, a.duration_ms_sum, a.timed, a.queue_wait_ms,
+           a.wait_p50_ms, a.wait_p95_ms, a.cache_served
+      FROM build_activity_daily a, st
+     WHERE a.day >= %(start_day)s AND a.day <= st.through
+       AND a.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+       AND NOT EXISTS (SELECT 1 FROM build_daily_rollup_dirty d WHERE d.day = a.day)
+    UNION ALL
+    SELECT f.day, f.succeeded, f.failed, f.timed_out, f.cancelled, f.duration_ms_sum, f.timed, f.queue_wait_ms,
+           f.wait_p50_ms, f.wait_p95_ms, f.cache_served
+      FROM live_days l
+     CROSS JOIN LATERAL build_activity_daily_figures(l.from_, l.to_) f
+     WHERE f.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+)
+SELECT r.day, r.succeeded, r.failed, r.timed_out, r.cancelled, r.wait_p50_ms, r.wait_p95_ms,
+       NULL::numeric, NULL::bigint, NULL::bigint
+  FROM rows_ r
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
+       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
+       sum(r.duration_ms_sum), sum(r.timed), sum(r.cache_served)
+  FROM rows_ r
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildActivity:
     """Finished attempts over a range (``build_results``): per bucket and status, queue-wait percentiles, and
@@ -508,6 +549,8 @@ def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None 
         "start": buckets[0],
         "customer": customer_id,
     }
+    if chosen.step == dt.timedelta(days=1):
+        return _build_activity_daily(chosen, buckets, customer_id)
     sql = BUILD_ACTIVITY_SQL.format(customer_join=CUSTOMER_JOIN if customer_id else "")
     with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
@@ -527,6 +570,45 @@ def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None 
             CACHE_SERVED_SQL.format(customer_filter="AND customer_id = %(customer)s" if customer_id else ""), params
         )
         (cache_served,) = cursor.fetchone()
+    return BuildActivity(
+        range=chosen,
+        buckets=buckets,
+        by_status=by_status,
+        wait_p50_s=p50,
+        wait_p95_s=p95,
+        total_wait_p50_s=total_p50,
+        total_wait_p95_s=total_p95,
+        average_duration_ms=average,
+        cache_served=cache_served,
+    )
+
+
+def _build_activity_daily(chosen: Range, buckets: list[dt.datetime], customer_id) -> BuildActivity:
+    """``build_activity`` for a range of day buckets, from the daily rollup and the live days
+    (BUILD_ACTIVITY_DAILY_SQL); the same figures as the query over the range's results."""
+    index = {bucket.date(): i for i, bucket in enumerate(buckets)}
+    n = len(buckets)
+    by_status = {status: [0] * n for status in FINISHED_STATUSES}
+    p50: list[float | None] = [None] * n
+    p95: list[float | None] = [None] * n
+    total_p50 = total_p95 = average = None
+    cache_served = 0
+    params = {"start": buckets[0], "start_day": buckets[0].date(), "customer": customer_id}
+    with read_connection().cursor() as cursor:
+        cursor.execute(BUILD_ACTIVITY_DAILY_SQL, params)
+        for day, succeeded, failed, timed_out, cancelled, wait_p50, wait_p95, duration, timed, served in cursor:
+            if day is None:  # the whole range
+                total_p50, total_p95 = _seconds(wait_p50), _seconds(wait_p95)
+                average = (duration or 0) / timed if timed else None
+                cache_served = int(served or 0)
+                continue
+            i = index.get(day)
+            if i is None:
+                continue
+            for status, count in zip(FINISHED_STATUSES, (succeeded, failed, timed_out, cancelled), strict=True):
+                by_status[status][i] += count
+            if succeeded + failed + timed_out + cancelled:
+                p50[i], p95[i] = _seconds(wait_p50), _seconds(wait_p95)
     return BuildActivity(
         range=chosen,
         buckets=buckets,
