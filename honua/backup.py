@@ -48,7 +48,9 @@ TABLES_SQL = """
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p' AND cardinality(k.conkey) = 1
+-- The sample's key: a one-column primary key, or the id leading a partitioned table's (id, <month column>) key,
+-- which is unique on its own (one identity sequence; builds.0031_partitions).
+LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p' AND (cardinality(k.conkey) = 1 OR c.relkind = 'p')
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
