@@ -623,7 +623,7 @@ STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, 
         "daily build rollup",
         [
             """DO $$ BEGIN
-                IF to_regprocedure('fold_build_daily_rollup(integer, integer)') IS NOT NULL THEN
+                IF to_regproc('public.fold_build_daily_rollup') IS NOT NULL THEN
                     PERFORM fold_build_daily_rollup(400, 0);
                 END IF;
             END $$"""

@@ -197,3 +197,19 @@ def test_seeded_scheduler_counters_match_the_queue_so_the_claim_works():
     assert counted and _rows("SELECT license_id, running, queued FROM build_license_state ORDER BY 1") == counted
     assert _rows("SELECT handle_build_timeouts()")[0][0] > 0
     assert _rows("SELECT count(*) FROM build_license_state WHERE running < 0 OR queued < 0") == [(0,)]
+
+
+@pytest.mark.django_db
+def test_the_seed_folds_its_closed_days_into_the_daily_rollups():
+    """The six-month seed leaves build_performance_summary and the dashboard reading folded days, as the hourly
+    maintenance would: every closed day with finished builds has its rollup rows and nothing is left to fold."""
+    generate(seed=5, fraction=0.01)
+    folded_through = _rows("SELECT folded_through FROM build_daily_rollup_state WHERE id = 1")[0][0]
+    assert folded_through is not None
+    closed_days = _rows(
+        "SELECT count(DISTINCT (finished_at AT TIME ZONE 'UTC')::date) FROM build_queue"
+        " WHERE finished_at IS NOT NULL AND (finished_at AT TIME ZONE 'UTC')::date <= %s",
+        [folded_through],
+    )[0][0]
+    assert closed_days > 100
+    assert _rows("SELECT count(DISTINCT day) FROM build_daily_rollup")[0][0] == closed_days
