@@ -67,7 +67,24 @@ def _uid(kind: str, n: str) -> str:
     return _UID.format(kind=kind, n=n)
 
 
+def _month_partitions(cursor, params) -> None:
+    """Monthly partitions for every seeded month, before anything is loaded: else the seeded history lands in the
+    DEFAULT partitions, and the first daily maintenance moves all of it (builds.0031_partitions). Skipped on a
+    database migrated to before the partitions (the conversion's test seeds one)."""
+    cursor.execute("SELECT to_regproc('public.partition_create_month') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return
+    cursor.execute(
+        """SELECT count(*) FILTER (WHERE partition_create_month(t.parent, m))
+        FROM (SELECT partrelid::regclass AS parent FROM pg_partitioned_table) t
+        CROSS JOIN generate_series(date_trunc('month', %(anchor)s::timestamptz - interval '8 months', 'UTC'),
+                                   %(anchor)s::timestamptz + interval '1 month', interval '1 month') m""",
+        params,
+    )
+
+
 STEPS: list[tuple[str, list]] = [  # each statement: SQL, or a callable(cursor, params)
+    ("monthly partitions", [_month_partitions]),
     (
         "customers",
         [

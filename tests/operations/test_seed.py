@@ -213,3 +213,13 @@ def test_the_seed_folds_its_closed_days_into_the_daily_rollups():
     )[0][0]
     assert closed_days > 100
     assert _rows("SELECT count(DISTINCT day) FROM build_daily_rollup")[0][0] == closed_days
+
+
+@pytest.mark.django_db
+def test_the_seeded_history_lands_in_monthly_partitions_not_the_default_ones():
+    """Every seeded row is in its month's partition, so the first daily maintenance has nothing to move."""
+    generate(seed=6, fraction=0.01)
+    tables = ("build_events", "build_metrics", "build_access_log", "conversation_messages")
+    for table in tables:
+        assert _rows(f"SELECT count(*) FROM {table}")[0][0] > 0, table
+        assert _rows(f"SELECT count(*) FROM {table}_default")[0][0] == 0, table
