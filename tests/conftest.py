@@ -45,3 +45,21 @@ def db_url(db) -> str:
     """DATABASE_URL of the test database (committed data is visible to subprocesses)."""
     connection.ensure_connection()
     return database_url()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_session_left_on_the_test_database(django_db_setup, django_db_blocker):
+    """At the end of the session, before the test database is dropped: end any other session still connected to
+    it (a connection some test's thread or subprocess left open under load), naming it on stderr, so the drop
+    does not fail with "being accessed by other users" after every test passed."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, application_name, backend_type, state, left(query, 120) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        left_open = cursor.fetchall()
+        for pid, *_rest in left_open:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    if left_open:
+        sys.stderr.write(f"\nsessions left on the test database at the end, terminated: {left_open}\n")
