@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.backends.postgresql.creation import DatabaseCreation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,19 +48,13 @@ def db_url(db) -> str:
     return database_url()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_session_left_on_the_test_database(django_db_setup, django_db_blocker):
-    """At the end of the session, before the test database is dropped: end any other session still connected to
-    it (a connection some test's thread or subprocess left open under load), naming it on stderr, so the drop
-    does not fail with "being accessed by other users" after every test passed."""
-    yield
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, application_name, backend_type, state, left(query, 120) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        left_open = cursor.fetchall()
-        for pid, *_rest in left_open:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    if left_open:
-        sys.stderr.write(f"\nsessions left on the test database at the end, terminated: {left_open}\n")
+def _drop_test_database_with_force(self, test_database_name, verbosity):
+    """Drop a test database even if a session is still connected to it (PostgreSQL 13+ ``WITH (FORCE)``).
+
+    Under load a full run has ended, every test passed, with the drop refused ("being accessed by other users"):
+    some test's thread or subprocess had not closed its connection yet. The tests' result is what CI reports."""
+    with self._nodb_cursor() as cursor:
+        cursor.execute(f"DROP DATABASE {self.connection.ops.quote_name(test_database_name)} WITH (FORCE)")
+
+
+DatabaseCreation._destroy_test_db = _drop_test_database_with_force
