@@ -163,11 +163,14 @@ def test_malformed_answer_falls_back_and_keeps_the_usage(server, make, text):
 
 @pytest.mark.parametrize("make", [_anthropic, _openai])
 def test_timeout_falls_back(server, make):
-    """A model slower than the timeout is abandoned and the rule-based extractor answers."""
-    server.reply(ANTHROPIC_OK if make is _anthropic else OPENAI_OK, delay=3)
+    """A model slower than the timeout is abandoned and the rule-based extractor answers.
+
+    The model answers only after 30 s; the call must come back long before. The bound is loose on purpose: the
+    SDK's first import alone can take seconds on a loaded machine, and that is not what is under test."""
+    server.reply(ANTHROPIC_OK if make is _anthropic else OPENAI_OK, delay=30)
     started = time.monotonic()
     result = make(server, timeout=0.5).extract_conversation(TURNS)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 15
     assert result.usage.fell_back is True and result.usage.prompt_tokens == 0
     assert any(r.action == "remove" for r in result.requirements)
 
