@@ -260,6 +260,11 @@ class Build(models.Model):
             ),
             models.Index(fields=["customer", "-created_at"], name="build_queue_customer_idx"),
             models.Index(fields=["license", "created_at"], name="build_queue_license_month_idx"),
+            # A license's cache hits by month (customer_build_usage): cache-hit builds only, so the claim's and
+            # the completion's updates never write it (builds.0036_usage_view).
+            models.Index(
+                fields=["license", "created_at"], name="build_queue_cache_hit_idx", condition=Q(cache_hit=True)
+            ),
             # Finished builds by status, newest first (admin, history); queued and running builds are reached
             # through the partial indexes above, so claims do not write this index.
             models.Index(
