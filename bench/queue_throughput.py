@@ -36,6 +36,7 @@ Each connection runs in its own process (no GIL between clients). Runs in its ow
 import argparse
 import collections
 import multiprocessing
+import os
 import re
 import statistics
 import subprocess
@@ -386,6 +387,65 @@ def cost_per_cycle(cycles: int) -> dict:
     return figures
 
 
+def _backend_cpu_ms(conn: psycopg.Connection) -> float:
+    """CPU time (user + system) this connection's server process has used so far, in ms (from /proc: the server
+    must run on this machine)."""
+    pid = conn.info.backend_pid
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_cycle(cycles: int) -> dict:
+    """Server CPU per claim + complete cycle on one connection, the project's and the minimal queue's, in the same
+    run: the server process's own CPU time over ``cycles`` cycles. On a busy machine a process gets less of the CPU
+    but uses about as much per cycle, so this compares code on a machine where rates do not (caches and the WAL
+    writer's share aside). At 16 connections on a CPU-bound machine, throughput goes roughly as its inverse."""
+    top_up(cycles * 2)
+    figures = {}
+    print(f"\n== server CPU per claim + complete, one connection, {cycles:,} cycles (/proc, the backend alone) ==")
+    for kind, claim, complete in (("honua", HONUA_CLAIM, HONUA_COMPLETE), ("minimal", MINIMAL_CLAIM, MINIMAL_COMPLETE)):
+        with psycopg.connect(conninfo(), autocommit=True) as conn:
+            for _ in range(50):  # warm the plan caches
+                row = conn.execute(claim, [f"cpu-{kind}"]).fetchone()
+                conn.execute(complete, [row[0], f"cpu-{kind}", DIGEST] if kind == "honua" else [row[0]])
+            before, started = _backend_cpu_ms(conn), time.perf_counter()
+            for _ in range(cycles):
+                row = conn.execute(claim, [f"cpu-{kind}"]).fetchone()
+                conn.execute(complete, [row[0], f"cpu-{kind}", DIGEST] if kind == "honua" else [row[0]])
+            cpu, wall = _backend_cpu_ms(conn) - before, time.perf_counter() - started
+        figures[kind] = cpu / cycles
+        print(f"  {kind:8s} {cpu / cycles * 1000:8.0f} us server CPU per cycle  ({wall / cycles * 1000:.2f} ms wall)")
+    print(f"  ratio    {figures['honua'] / figures['minimal']:8.2f}x the minimal queue's CPU per cycle")
+    function_profile(cycles // 2)
+    return figures
+
+
+def function_profile(cycles: int) -> None:
+    """Where the project's cycle spends its server time, by SQL function (track_functions = 'all', a superuser
+    setting; skipped otherwise): per cycle, each function's total time (with what it calls) and self time (its
+    own statements, triggers that are not functions of their own included)."""
+    try:
+        conn = psycopg.connect(conninfo(), autocommit=True, options="-c track_functions=all")
+    except psycopg.Error as exc:
+        print(f"  (no function profile: {str(exc).splitlines()[0]})")
+        return
+    with conn:
+        conn.execute("SELECT pg_stat_reset()")
+        for _ in range(cycles):
+            row = conn.execute(HONUA_CLAIM, ["profile"]).fetchone()
+            conn.execute(HONUA_COMPLETE, [row[0], "profile", DIGEST])
+    time.sleep(1.5)  # a backend's function statistics reach the shared counters within a second of its exit
+    rows = execute(
+        "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions"
+        " WHERE calls >= %s ORDER BY self_time DESC LIMIT 15",
+        [cycles],
+    )
+    print(f"\n  by function, per cycle ({cycles:,} cycles; us; load inflates every figure alike):")
+    print(f"    {'function':<32}{'calls':>7}{'total':>9}{'self':>9}")
+    for name, calls, total, own in rows:
+        print(f"    {name:<32}{calls / cycles:>7.1f}{total * 1000 / cycles:>9.0f}{own * 1000 / cycles:>9.0f}")
+
+
 def _bench_license(tier: str, label: str) -> tuple:
     """A fresh customer and license of ``tier`` (quota high enough for any run): (customer id, license id)."""
     row = execute(
@@ -722,6 +782,7 @@ def main() -> None:
 
     if args.only == "cost":
         cost_per_cycle(200)
+        cpu_per_cycle(2_000)
         return
 
     if args.only == "worker":
