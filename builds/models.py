@@ -45,6 +45,29 @@ class FunctionTrigger(pgtrigger.Trigger):
         return f"{self.execute}()"
 
 
+class AllOf(pgtrigger.Condition):
+    """A trigger condition that holds when each of ``conditions`` holds (django-pgtrigger's do not combine)."""
+
+    def __init__(self, *conditions: pgtrigger.Condition):
+        self.conditions = conditions
+        super().__init__(sql="unused")
+
+    def resolve(self, model) -> str:
+        return "(" + " AND ".join(f"({condition.resolve(model)})" for condition in self.conditions) + ")"
+
+
+# The start of the current UTC day, as the daily rollups' mark functions compare it (builds.0038_rollup_marks): a
+# row whose days are all today (every claim, every completion) cannot make a folded day dirty, so the mark triggers
+# do not fire for it at all.
+TODAY_STARTS = "(date_trunc('day', clock_timestamp() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+
+
+def _folded_day(row: str) -> str:
+    """SQL: ``row`` (OLD or NEW) of build_queue counts on a day before today in build_daily_rollup (its finish day,
+    or its creation day if a cache hit), as build_daily_rollup_mark reads it."""
+    return f"{row}.finished_at < {TODAY_STARTS} OR ({row}.cache_hit AND {row}.created_at < {TODAY_STARTS})"
+
+
 # Running builds, stated as the running index's predicate (build_queue_running_idx): started_at is never NULL for a
 # running build, and saying so lets a scan of running builds use that index.
 RUNNING_BUILDS = Q(status="running", started_at__isnull=False)
@@ -196,15 +219,16 @@ class Build(models.Model):
                 name="build_daily_rollup_mark_insert",
                 when=pgtrigger.After,
                 operation=pgtrigger.Insert,
-                condition=pgtrigger.Condition("NEW.finished_at IS NOT NULL"),
+                condition=pgtrigger.Condition(_folded_day("NEW")),
                 execute="build_daily_rollup_mark",
             ),
             FunctionTrigger(
                 name="build_daily_rollup_mark_update",
                 when=pgtrigger.After,
                 operation=pgtrigger.Update,
-                condition=pgtrigger.AnyChange(
-                    "status", "finished_at", "started_at", "created_at", "cache_hit", "customer"
+                condition=AllOf(
+                    pgtrigger.AnyChange("status", "finished_at", "started_at", "created_at", "cache_hit", "customer"),
+                    pgtrigger.Condition(f"{_folded_day('OLD')} OR {_folded_day('NEW')}"),
                 ),
                 execute="build_daily_rollup_mark",
             ),
@@ -212,7 +236,7 @@ class Build(models.Model):
                 name="build_daily_rollup_mark_delete",
                 when=pgtrigger.After,
                 operation=pgtrigger.Delete,
-                condition=pgtrigger.Condition("OLD.finished_at IS NOT NULL"),
+                condition=pgtrigger.Condition(_folded_day("OLD")),
                 execute="build_daily_rollup_mark",
             ),
             # Emptying the queue empties its rollup.
@@ -484,13 +508,14 @@ class BuildResult(models.Model):
         # A result added to, changed in or removed from a day already folded into build_activity_daily marks the
         # day for re-folding (builds/sql/0033_dashboard_rollup.sql); one statement-level call per statement.
         triggers = [
+            # A row trigger whose condition is false for a result created today (every completion's): the
+            # statement trigger it replaces built a transition table on every completion (builds.0038_rollup_marks).
             FunctionTrigger(
-                name="build_results_rollup_mark_insert",
+                name="build_results_rollup_mark_insert_row",
                 when=pgtrigger.After,
                 operation=pgtrigger.Insert,
-                level=pgtrigger.Statement,
-                referencing=pgtrigger.Referencing(new="new_rows"),
-                execute="build_results_rollup_mark",
+                condition=pgtrigger.Condition(f"NEW.created_at < {TODAY_STARTS}"),
+                execute="build_results_rollup_mark_row",
             ),
             FunctionTrigger(
                 name="build_results_rollup_mark_update",

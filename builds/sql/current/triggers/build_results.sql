@@ -4,7 +4,7 @@
 
 CREATE TRIGGER pgtrigger_build_results_rollup_mark_delete_b6706 AFTER DELETE ON build_results REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION build_results_rollup_mark();
 
-CREATE TRIGGER pgtrigger_build_results_rollup_mark_insert_d63b6 AFTER INSERT ON build_results REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION build_results_rollup_mark();
+CREATE TRIGGER pgtrigger_build_results_rollup_mark_insert_row_1c880 AFTER INSERT ON build_results FOR EACH ROW WHEN (new.created_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text)) EXECUTE FUNCTION build_results_rollup_mark_row();
 
 CREATE TRIGGER pgtrigger_build_results_rollup_mark_update_8f386 AFTER UPDATE ON build_results REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION build_results_rollup_mark();
 
