@@ -662,7 +662,9 @@ class BuildCacheEntry(models.Model):
 
     id = uuid_primary_key()
     manifest_hash = models.CharField(max_length=64)
-    owner = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cache_entries")
+    # No index of its own: build_cache_owner_idx leads with owner_id, and every completion of a build inserts a
+    # registry row into each index (builds.0039_cache_owner_index).
+    owner = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cache_entries", db_index=False)
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
     image_reference = models.CharField(max_length=500)
     image_digest = models.CharField(max_length=100)
