@@ -1,0 +1,62 @@
+"""The hourly fold of the cache access rollup reads only the rows it folds (builds.0040_cache_fold): its cost
+follows the lookups since the last fold, not every (customer, entry) pair ever looked up."""
+
+import uuid
+
+import pytest
+
+from builds.models import BuildCacheAccessRollup
+from tests.builds.test_running_index import _plan_of, nested_plans
+from tests.builds.test_scheduler import _sql
+
+pytestmark = pytest.mark.django_db
+
+FOLDED = 20_000
+
+
+@pytest.fixture
+def folded_history():
+    """FOLDED folded rows (shard -1), as years of lookups leave, and statistics that say so."""
+    _sql(
+        "INSERT INTO build_cache_access_rollup (customer_id, cache_entry_id, shard, hits, misses)"
+        " SELECT gen_random_uuid(), gen_random_uuid(), -1, 1 + g %% 5, g %% 3 FROM generate_series(1, %s) g",
+        [FOLDED],
+    )
+    _sql("ANALYZE build_cache_access_rollup")
+
+
+def _delta(customer, entry, shard, hits, misses):
+    _sql(
+        "INSERT INTO build_cache_access_rollup (customer_id, cache_entry_id, shard, hits, misses)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        [customer, entry, shard, hits, misses],
+    )
+
+
+def test_the_fold_reads_the_shards_rows_through_their_index_and_no_whole_table(folded_history):
+    """Neither of the fold's statements scans the rollup: the shards' rows come from build_cache_access_delta_idx,
+    and empty rows are looked for among the rows just folded."""
+    _delta(uuid.uuid4(), uuid.uuid4(), 3, 2, 1)
+    with nested_plans() as plans:
+        _sql("SELECT fold_cache_access_rollup()")
+    text = "\n".join(plans)
+    assert "build_cache_access_delta_idx" in _plan_of(plans, "WITH moved AS")
+    assert "Seq Scan on build_cache_access_rollup" not in text, text
+
+
+def test_the_fold_sums_the_shards_and_drops_only_rows_it_emptied(folded_history):
+    """Deltas in several shards add to the folded row; a pair whose lookups were all archived (its deltas net the
+    folded counts to zero) leaves the rollup; the other folded rows are untouched."""
+    customer, entry, emptied = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    _delta(customer, entry, -1, 5, 1)
+    _delta(customer, entry, 2, 3, 0)
+    _delta(customer, entry, 7, 1, 2)
+    _delta(customer, emptied, -1, 2, 1)
+    _delta(customer, emptied, 4, -2, -1)
+    [(moved,)] = _sql("SELECT fold_cache_access_rollup()")
+    assert moved == 3
+    rows = BuildCacheAccessRollup.objects.filter(customer_id=customer).values_list("cache_entry_id", "shard", "hits")
+    assert sorted(rows, key=str) == [(entry, -1, 9)]
+    assert BuildCacheAccessRollup.objects.filter(customer_id=customer, cache_entry_id=entry).get().misses == 3
+    assert BuildCacheAccessRollup.objects.count() == FOLDED + 1
+    assert not BuildCacheAccessRollup.objects.filter(shard__gte=0).exists()
