@@ -76,6 +76,14 @@ class SqlApiClient:
             cursor.execute(sql, params)
             return cursor.fetchone()
 
+    def dicts(self, statement: Statement, **kw: Any) -> list[dict[str, Any]]:
+        """Every row the statement returns, as a dict keyed by column name (a view's rows)."""
+        sql, params = statement
+        with self._translated(kw.get("overrides")), self._cursor() as cursor:
+            cursor.execute(sql, params)
+            columns = [column.name for column in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
     def value(self, statement: Statement, **kw: Any) -> Any:
         """The first column of the first row (a scalar function's result)."""
         row = self.row(statement, **kw)

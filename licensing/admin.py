@@ -253,8 +253,6 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
         "tier",
         "status_badge",
         "is_trial",
-        "quota_used",
-        "quota_remaining",
         "registries",
         "expires_at",
     ]
@@ -276,14 +274,10 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
         "max_concurrent_builds",
         "max_registries",
         "features",
-        "quota_this_month",
         "created_at",
         "updated_at",
         "history",
     ]
-
-    def get_queryset(self, request):
-        return selectors.licenses_with_quota_used(super().get_queryset(request))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
@@ -293,26 +287,9 @@ class LicenseAdmin(AddChangeFormsMixin, NoDeleteMixin, admin.ModelAdmin):
     def registries(self, obj):
         return "unlimited" if obj.max_registries is None else obj.max_registries
 
-    @admin.display(description="quota used")
-    def quota_used(self, obj):
-        return getattr(obj, "quota_used", None)
-
-    @admin.display(description="quota remaining")
-    def quota_remaining(self, obj):
-        used = getattr(obj, "quota_used", None)
-        return None if used is None else max(obj.monthly_build_quota - used, 0)
-
     @admin.display(description="audit trail")
     def history(self, obj):
         return audit_trail(obj)
-
-    @admin.display(description="this month")
-    def quota_this_month(self, obj):
-        usage = selectors.license_quota_usage(license=obj)
-        return (
-            f"{usage.used} of {usage.monthly_quota} builds used, {usage.remaining} left "
-            f"({usage.period_start:%Y-%m-%d} to {usage.period_end:%Y-%m-%d}, UTC)"
-        )
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -6,10 +6,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from honua.routers import read_connection
 from licensing.keys import decrypt_license_key, decrypt_secret, license_key_index
 from licensing.models import Customer, License, RegistryCredential
 from licensing.tiers import FEATURES
@@ -23,15 +21,6 @@ class AuditEntry:
     label: str
     who: str
     state: str
-
-
-@dataclasses.dataclass(frozen=True)
-class QuotaUsage:
-    monthly_quota: int
-    used: int
-    remaining: int
-    period_start: dt.datetime
-    period_end: dt.datetime
 
 
 # --- the rules this module owns: "usable license" and "active credential" -------------------------------------------
@@ -91,22 +80,6 @@ def license_has_feature(*, license: License, feature: str) -> bool:
     if feature not in FEATURES:
         raise ValueError(UNKNOWN_FEATURE.format(feature=feature))
     return bool((license.features or {}).get(feature, False))
-
-
-def license_quota_usage(*, license: License) -> QuotaUsage:
-    """This calendar month's (UTC) build quota, use and remainder, from ``get_license_quota_usage``."""
-    with read_connection().cursor() as cursor:
-        cursor.execute(
-            "SELECT monthly_quota, used, remaining, period_start, period_end FROM get_license_quota_usage(%s)",
-            [license.pk],
-        )
-        return QuotaUsage(*cursor.fetchone())
-
-
-def licenses_with_quota_used(queryset: QuerySet[License] | None = None) -> QuerySet[License]:
-    """``queryset`` annotated with ``quota_used`` (this month's builds), computed in the same query."""
-    queryset = License.objects.all() if queryset is None else queryset
-    return queryset.annotate(quota_used=RawSQL('(SELECT u.used FROM get_license_quota_usage("licenses"."id") u)', ()))
 
 
 def customers_with_usable_license_tier(queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:

@@ -8,7 +8,8 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from builds.cache.services import cache_entries_evict_chosen, cache_entries_with_usage
+from builds.cache.selectors import cache_entries_with_usage
+from builds.cache.services import cache_entries_evict_chosen
 from builds.models import BuildAccessLog, BuildCacheEntry, CacheStatistics
 from honua.admin_utils import BigTableAdminMixin, ReadOnlyAdminMixin, audit_admin_action
 from licensing.models import Customer, License

@@ -7,9 +7,9 @@ import datetime as dt
 import hashlib
 import uuid
 
-from django.db import connection
 from django.utils import timezone
 
+from builds.cache.client import CacheClient
 from builds.cache.services import manifest_hash
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import demo_loader
@@ -70,9 +70,7 @@ def _register(customer: Customer, manifest: dict, *, rng, age: dt.timedelta) -> 
         size_bytes=rng.randint(30, 900) * 1024 * 1024,
         sha256=hashlib.sha256(digest.encode()).hexdigest(),
     )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT register_build_in_cache(%s)", [build.pk])
-        entry_id = cursor.fetchone()[0]
+    entry_id = CacheClient().register_build_in_cache(build.pk)
     BuildCacheEntry.objects.filter(pk=entry_id).update(created_at=finished)
     return entry_id
 
@@ -109,13 +107,12 @@ def load(*, rng, scale) -> str:
         _register(owner, manifest, rng=rng, age=dt.timedelta(days=60 if index == len(MANIFESTS) - 1 else index + 1))
         hashes.append(manifest_hash(manifest))
     lookups = hits = 0
-    with connection.cursor() as cursor:
-        for customer in customers:
-            for digest in [*hashes, hashlib.sha256(f"never built {customer.pk}".encode()).hexdigest()]:
-                for _ in range(rng.randint(1, 4)):
-                    cursor.execute("SELECT id FROM record_cache_access(%s, %s)", [digest, customer.pk])
-                    hits += cursor.fetchone() is not None
-                    lookups += 1
-        cursor.execute("SELECT fold_cache_hit_counters()")
+    client = CacheClient()
+    for customer in customers:
+        for digest in [*hashes, hashlib.sha256(f"never built {customer.pk}".encode()).hexdigest()]:
+            for _ in range(rng.randint(1, 4)):
+                hits += client.record_cache_access(digest, customer.pk) is not None
+                lookups += 1
+    client.fold_cache_hit_counters()
     shared = BuildCacheEntry.objects.filter(source_build__source=SOURCE, visibility="shared").count()
     return f"{len(MANIFESTS)} cache entries ({shared} shared), {lookups} lookups ({hits} hits)"

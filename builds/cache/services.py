@@ -1,6 +1,7 @@
-"""The build cache: the canonical manifest hash, and the services and selectors over ``build_cache_registry`` and
-``build_access_log``. The database does the work (``builds/sql/0003_cache.sql`` and later); these are thin, typed
-wrappers that turn its errors into :class:`CacheError`.
+"""The build cache: the canonical manifest hash, and the services (writes) over ``build_cache_registry`` and
+``build_access_log``; the reads are in ``builds.cache.selectors``. The database does the work
+(``builds/sql/current/``); these are thin, typed wrappers over ``builds.cache.client.CacheClient``, which writes each
+SQL call once and turns the database's refusals into :class:`CacheError`.
 
 Canonical manifest form (the same in :func:`manifest_canonical_json` and SQL ``manifest_canonical_json``; see
 docs/sql-api.md "Build cache"):
@@ -26,8 +27,6 @@ A manifest is *shareable* (its image may be served to other tenants) unless some
 ``registry_credential`` or ``registry_credential_id``: it pulls or pushes with a private registry credential.
 """
 
-import contextlib
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -39,11 +38,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Max, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
 
-from builds.models import BuildCacheEntry, BuildCacheHitCounter
+from builds.cache.client import CacheClient, EvictedEntry
+from builds.cache.client import CacheError as CacheError  # the exceptions the services raise, named here too
+from builds.cache.client import CacheNotFound as CacheNotFound
+from builds.models import BuildCacheEntry
 from honua import errors
 
 NOT_AN_OBJECT = "a manifest must be a JSON object"
@@ -78,19 +77,6 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 class InvalidManifest(errors.InvalidManifest):
     """A manifest that cannot be hashed (not a JSON object, or holding values JSON cannot express)."""
-
-
-class CacheError(errors.HonuaError):
-    """A cache operation the database refused (SQLSTATE P0001 of the cache functions); the message names the
-    reason."""
-
-
-class CacheNotFound(CacheError, errors.NotFound):
-    """An unknown customer or build (SQLSTATE P0002 of the cache functions)."""
-
-
-# The cache functions keep v1's codes; HN codes map to honua.errors' classes.
-_CACHE_ERRORS = {"P0001": CacheError, "P0002": CacheNotFound}
 
 
 def manifest_hash(manifest: dict) -> str:
@@ -275,41 +261,17 @@ def _architectures(value) -> str:
 
 
 # Services (writes) ------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _database_errors():
-    """A savepoint in which an error the SQL API raises on purpose becomes a :class:`HonuaError` chosen by its
-    SQLSTATE (:class:`CacheError` / :class:`CacheNotFound` for P0001 / P0002)."""
-    try:
-        with transaction.atomic():
-            yield
-    except DatabaseError as error:
-        translated = errors.from_database_error(error, _CACHE_ERRORS)
-        if translated is None:
-            raise
-        raise translated from None
-
-
-def _call(sql: str, params: list) -> list[tuple]:
-    """Run one SQL API call; its rows."""
-    with _database_errors(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+# Thin wrappers over CacheClient (builds/cache/client.py), where the SQL text of each call is written.
 
 
 def cache_access_record(*, manifest_hash: str, customer_id: uuid.UUID) -> BuildCacheEntry | None:
     """The entry this customer may use for ``manifest_hash`` (own first, else shared by tier), or None; logged."""
-    with _database_errors():
-        entries = list(
-            BuildCacheEntry.objects.raw("SELECT * FROM record_cache_access(%s, %s)", [manifest_hash, customer_id])
-        )
-    return entries[0] if entries else None
+    return CacheClient().record_cache_access(manifest_hash, customer_id)
 
 
 def cache_build_register(*, build_id: uuid.UUID) -> uuid.UUID:
     """Register (or refresh) the cache entry of a successful build's image; returns the entry's id."""
-    return _call("SELECT register_build_in_cache(%s)", [build_id])[0][0]
+    return CacheClient().register_build_in_cache(build_id)
 
 
 def cache_entry_register(
@@ -327,56 +289,29 @@ def cache_entry_register(
     expires_at: dt.datetime | None = None,
 ) -> uuid.UUID:
     """Register (or refresh) a cache entry directly, e.g. an image built elsewhere; returns the entry's id."""
-    return _call(
-        "SELECT register_cache_entry(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        [
-            manifest_hash,
-            owner_id,
-            visibility,
-            image_reference,
-            image_digest,
-            architectures,
-            size_bytes,
-            content_sha256,
-            source_build_id,
-            build_duration_ms,
-            expires_at,
-        ],
-    )[0][0]
-
-
-@dataclasses.dataclass(frozen=True)
-class EvictedEntry:
-    """An entry eviction removed (or, in a dry run, would remove), and why: expired, age, idle or size."""
-
-    cache_entry_id: uuid.UUID
-    manifest_hash: str
-    owner_id: uuid.UUID
-    reason: str
-    size_bytes: int
-    last_used_at: dt.datetime
-
-
-@dataclasses.dataclass(frozen=True)
-class CorruptEntry:
-    """A live entry whose recorded content digest no longer matches what it registers."""
-
-    cache_entry_id: uuid.UUID
-    manifest_hash: str
-    owner_id: uuid.UUID
-    recorded_sha256: str
-    actual_sha256: str
-    problem: str
+    return CacheClient().register_cache_entry(
+        manifest_hash,
+        owner_id,
+        visibility,
+        image_reference,
+        image_digest,
+        architectures,
+        size_bytes,
+        content_sha256,
+        source_build_id,
+        build_duration_ms,
+        expires_at,
+    )
 
 
 def cache_hit_counters_fold() -> int:
     """Fold the sharded hit counters into the entries' hit_count and last access; returns entries updated."""
-    return _call("SELECT fold_cache_hit_counters()", [])[0][0]
+    return CacheClient().fold_cache_hit_counters()
 
 
 def cache_access_rollup_fold() -> int:
     """Fold the access rollup's session shards into one row per (customer, entry); returns shard rows folded."""
-    return _call("SELECT fold_cache_access_rollup()", [])[0][0]
+    return CacheClient().fold_cache_access_rollup()
 
 
 def cache_entries_evict(
@@ -388,8 +323,7 @@ def cache_entries_evict(
 ) -> list[EvictedEntry]:
     """Evict expired, old and idle entries, then least recently used ones down to ``max_total_bytes``; never an
     entry a queued or running build depends on. ``dry_run`` changes nothing and returns what would go."""
-    rows = _call("SELECT * FROM evict_cache_entries(%s, %s, %s, %s)", [max_age, max_idle, max_total_bytes, dry_run])
-    return [EvictedEntry(*row) for row in rows]
+    return CacheClient().evict_cache_entries(max_age, max_idle, max_total_bytes, dry_run)
 
 
 def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, int]:
@@ -400,67 +334,7 @@ def cache_entries_evict_selected(*, entry_ids: list[uuid.UUID]) -> tuple[int, in
 
 def cache_entries_evict_chosen(*, entry_ids: list[uuid.UUID]) -> tuple[list[uuid.UUID], int]:
     """Evict the given live entries now, except those in use; returns (the ids evicted, skipped because in use)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH chosen AS (
-                SELECT e.id, cache_entry_in_use(e.id, e.manifest_hash) AS in_use
-                  FROM build_cache_registry e
-                 WHERE e.id = ANY(%s::uuid[]) AND e.deleted_at IS NULL
-                   FOR UPDATE
-            ), evicted AS (
-                UPDATE build_cache_registry e SET deleted_at = now()
-                  FROM chosen c WHERE e.id = c.id AND NOT c.in_use
-                RETURNING e.id
-            )
-            SELECT (SELECT coalesce(array_agg(id), '{}') FROM evicted), (SELECT count(*) FROM chosen WHERE in_use)
-            """,
-            [list(entry_ids)],
-        )
-        evicted, skipped = cursor.fetchone()
-    return list(evicted), skipped
-
-
-# Selectors (reads) ------------------------------------------------------------------------------------------------
-
-
-def cache_entries_verify() -> list[CorruptEntry]:
-    """The live entries whose recorded content SHA-256 no longer matches their image and artifacts."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM verify_cache_entries()")
-        return [CorruptEntry(*row) for row in cursor.fetchall()]
-
-
-def cache_hit_rate(*, customer_id: uuid.UUID | None = None, since: dt.datetime | None = None) -> Decimal:
-    """Hits / (hits + misses) of lookups since ``since`` (default: 30 days), of one customer or all; 0 if none."""
-    if since is None:
-        return _call("SELECT get_cache_hit_rate(%s)", [customer_id])[0][0]
-    return _call("SELECT get_cache_hit_rate(%s, %s)", [customer_id, since])[0][0]
-
-
-def cache_statistics(*, customer_id: uuid.UUID | None = None) -> list[dict]:
-    """Rows of the ``cache_statistics`` view: the overall row first, then one per customer (or just that one)."""
-    with connection.cursor() as cursor:
-        if customer_id is None:
-            cursor.execute("SELECT * FROM cache_statistics ORDER BY scope = 'customer', customer_name, customer_id")
-        else:
-            cursor.execute("SELECT * FROM cache_statistics WHERE customer_id = %s", [customer_id])
-        columns = [column.name for column in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-
-def cache_entries_with_usage(queryset: QuerySet | None = None) -> QuerySet:
-    """Cache entries annotated with their exact ``live_hit_count``, ``live_last_accessed_at`` (folded counts plus
-    the unfolded shards) and ``live_last_used_at`` (the eviction order), in one query."""
-    shards = BuildCacheHitCounter.objects.filter(cache_entry_id=OuterRef("pk")).values("cache_entry_id")
-    unfolded_hits = Subquery(shards.annotate(total=Sum("hits")).values("total"))
-    unfolded_last = Subquery(shards.annotate(last=Max("last_accessed_at")).values("last"))
-    queryset = queryset if queryset is not None else BuildCacheEntry.objects.all()
-    return queryset.annotate(
-        live_hit_count=F("hit_count") + Coalesce(unfolded_hits, Value(0)),
-        live_last_accessed_at=Greatest("last_accessed_at", unfolded_last),
-        live_last_used_at=Greatest("created_at", "last_accessed_at", unfolded_last),
-    )
+    return CacheClient().evict_chosen_cache_entries(entry_ids)
 
 
 def cache_eviction_policy(

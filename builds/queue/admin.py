@@ -1,7 +1,8 @@
 """Admin for the build queue: filters, progress bars, durations, the build's timeline, and the actions cancel,
 retry and change priority. Actions filter the selection to the builds they apply to, require their custom
 permission, call the services, and record each change in the admin log. Found by honua.registry.autodiscover
-(``BuildsConfig.subpackages``); it imports pause_admin, which adds the pause actions."""
+(``BuildsConfig.subpackages``); it imports pause_admin and quota_admin, which add the pause actions and the quota
+columns to licensing's admins."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from builds.models import Build
-from builds.queue import pause_admin, selectors, services  # noqa: F401 (pause_admin registers on import)
+from builds.queue import pause_admin, quota_admin, selectors, services  # noqa: F401 (the two extend licensing admins)
 from honua.admin_utils import BigTableAdminMixin, audit_admin_action
 
 LOG_TAIL_LINES = 40

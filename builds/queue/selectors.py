@@ -24,7 +24,7 @@ from builds.models import (
     BuildResult,
 )
 from honua.routers import read_connection
-from licensing.models import Customer
+from licensing.models import Customer, License
 
 # The text search configuration of build errors: 'simple' (no stemming, no stop words), so package names and
 # commands match as written. The index build_queue_error_fts is on exactly this expression.
@@ -212,3 +212,32 @@ def build_attempts(*, build: Build, log_tail_lines: int = 40) -> list[Attempt]:
 def build_metrics(*, build: Build, limit: int = 100) -> list[BuildMetric]:
     """A build's metric samples in recording order (the first ``limit``)."""
     return list(BuildMetric.objects.filter(build_id=build.pk).order_by("recorded_at", "id")[:limit])
+
+
+# --- the monthly build quota: counted from build_queue (get_license_quota_usage reads its counter) ----------------
+# Here, next to the table it counts, not in licensing (which may not import builds).
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaUsage:
+    monthly_quota: int
+    used: int
+    remaining: int
+    period_start: dt.datetime
+    period_end: dt.datetime
+
+
+def license_quota_usage(*, license: License) -> QuotaUsage:
+    """This calendar month's (UTC) build quota, use and remainder, from ``get_license_quota_usage``."""
+    with read_connection().cursor() as cursor:
+        cursor.execute(
+            "SELECT monthly_quota, used, remaining, period_start, period_end FROM get_license_quota_usage(%s)",
+            [license.pk],
+        )
+        return QuotaUsage(*cursor.fetchone())
+
+
+def licenses_with_quota_used(queryset: QuerySet[License] | None = None) -> QuerySet[License]:
+    """``queryset`` annotated with ``quota_used`` (this month's builds), computed in the same query."""
+    queryset = License.objects.all() if queryset is None else queryset
+    return queryset.annotate(quota_used=RawSQL('(SELECT u.used FROM get_license_quota_usage("licenses"."id") u)', ()))

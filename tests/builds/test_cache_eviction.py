@@ -9,12 +9,12 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 from django.utils import timezone
 
+from builds.cache.selectors import cache_entries_verify
 from builds.cache.services import (
     EVICTION_RUNNING,
     CacheError,
     cache_entries_evict,
     cache_entries_evict_selected,
-    cache_entries_verify,
 )
 from builds.models import Build, BuildArtifact, BuildCacheEntry
 from honua.registry import maintenance_tasks

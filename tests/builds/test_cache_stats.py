@@ -8,13 +8,11 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from builds.cache.selectors import cache_entries_with_usage, cache_hit_rate, cache_statistics
 from builds.cache.services import (
     CacheError,
     cache_access_record,
-    cache_entries_with_usage,
     cache_hit_counters_fold,
-    cache_hit_rate,
-    cache_statistics,
 )
 from builds.models import BuildAccessLog, BuildCacheEntry, BuildCacheHitCounter
 from tests.builds.cache_factories import cached, lookup, sha

@@ -35,14 +35,16 @@ FUNCTIONS = (
 CALL = re.compile(r"(?:SELECT|FROM)\b[^\n]*?\b(" + "|".join(FUNCTIONS) + r")\(")
 
 
-def _calls_outside_client(root: Path = ROOT) -> list[str]:
+def _calls_outside_client(root: Path = ROOT, *, client: Path = CLIENT, call: re.Pattern = CALL) -> list[str]:
+    """Every line of the app packages, outside ``client`` and the migrations, that spells a call ``call`` matches
+    (the cache's guard, tests/builds/test_cache_client.py, scans with its own client and pattern)."""
     found = []
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
-            if path == root / CLIENT.relative_to(ROOT) or "migrations" in path.parts:
+            if path == root / client.relative_to(ROOT) or "migrations" in path.parts:
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
-                for match in CALL.finditer(line):
+                for match in call.finditer(line):
                     found.append(f"{path.relative_to(root)}:{number}: {match.group(1)}")
     return found
 

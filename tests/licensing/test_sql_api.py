@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from builds.models import Build
+from builds.queue import selectors as queue_selectors
 from licensing import selectors
 from licensing.models import License, RegistryCredential
 from tests.conftest import raises_db_error
@@ -120,8 +121,8 @@ def test_quota_usage_across_a_month_boundary():
     _build(license, month_start - dt.timedelta(microseconds=1))
     _build(license, month_start - dt.timedelta(days=3))
     _build(license, month_start)
-    usage = selectors.license_quota_usage(license=license)
+    usage = queue_selectors.license_quota_usage(license=license)
     assert (usage.monthly_quota, usage.used, usage.remaining) == (50, 1, 49)
     assert usage.period_start == month_start
-    annotated = selectors.licenses_with_quota_used().get(pk=license.pk)
+    annotated = queue_selectors.licenses_with_quota_used().get(pk=license.pk)
     assert annotated.quota_used == 1

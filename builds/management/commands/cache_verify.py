@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from builds.cache.services import cache_entries_evict_selected, cache_entries_verify
+from builds.cache.selectors import cache_entries_verify
+from builds.cache.services import cache_entries_evict_selected
 
 
 class Command(BaseCommand):

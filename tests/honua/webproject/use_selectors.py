@@ -24,7 +24,7 @@ print(
             "found_by_key": license is not None and license.pk == issued.license.pk,
             "usable": licensing_selectors.license_usable_for_customer(customer=customer).pk == issued.license.pk,
             "has_sbom": licensing_selectors.license_has_feature(license=issued.license, feature="sbom"),
-            "quota": dataclasses.asdict(licensing_selectors.license_quota_usage(license=issued.license)),
+            "quota": dataclasses.asdict(build_selectors.license_quota_usage(license=issued.license)),
             "active_builds": [str(b.pk) for b in build_selectors.builds_active(customer=customer)],
             "build": str(build.pk),
             "queue_depth": build_selectors.queue_depth_by_priority(),
