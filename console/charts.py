@@ -44,8 +44,11 @@ def _number(value: float) -> str:
 
 
 def _frame(
-    *, labels, width, height, y_max, y_format, label_every, title, legend, x_label="", y_label="", integer=False
-) -> tuple[list[str], Callable, Callable]:
+    labels, series, *, width, height, y_max, y_format, label_every, title, x_label="", y_label="", integer=False
+) -> tuple[list[str], Callable, Callable, float]:
+    """The chart's opening: svg element, title, axes, grid, x labels and (for more than one series) a legend.
+    Returns those parts, the x of a label's slot and the y of a value, and the width of one slot."""
+    legend = [(s.name, s.css_class) for s in series] if len(series) > 1 else []
     plot_w = width - PAD_LEFT - PAD_RIGHT
     plot_h = height - PAD_TOP - PAD_BOTTOM
     n = max(len(labels), 1)
@@ -86,7 +89,7 @@ def _frame(
         x -= 10 + 6.2 * len(name) + 16
         parts.append(f'<rect class="{css_class}" x="{x:.1f}" y="6" width="10" height="10" rx="2"/>')
         parts.append(f'<text class="legend" x="{x + 14:.1f}" y="15">{escape(name)}</text>')
-    return parts, x_of, y_of
+    return parts, x_of, y_of, slot
 
 
 def bar_chart(
@@ -107,20 +110,19 @@ def bar_chart(
     totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
     peak = max(totals or [0]) if stacked else max((v or 0 for s in series for v in s.values), default=0)
     y_max = max(_nice_max(peak), 2) if integer else _nice_max(peak)
-    parts, x_of, y_of = _frame(
+    parts, x_of, y_of, slot = _frame(
+        labels,
+        series,
         x_label=x_label,
         y_label=y_label,
         integer=integer,
-        labels=labels,
         width=width,
         height=height,
         y_max=y_max,
         y_format=y_format,
         label_every=label_every,
         title=title,
-        legend=[(s.name, s.css_class) for s in series] if len(series) > 1 else [],
     )
-    slot = (width - PAD_LEFT - PAD_RIGHT) / max(len(labels), 1)
     gap = max(slot * 0.15, 1)
     for i, label in enumerate(labels):
         base = 0.0
@@ -161,19 +163,18 @@ def line_chart(
     """Lines with a dot per point; a None value breaks the line (no data in that bucket)."""
     peak = max((v for s in series for v in s.values if v is not None), default=0)
     top = y_max if y_max is not None else _nice_max(peak)
-    parts, x_of, y_of = _frame(
+    parts, x_of, y_of, slot = _frame(
+        labels,
+        series,
         x_label=x_label,
         y_label=y_label,
-        labels=labels,
         width=width,
         height=height,
         y_max=top,
         y_format=y_format,
         label_every=label_every,
         title=title,
-        legend=[(s.name, s.css_class) for s in series] if len(series) > 1 else [],
     )
-    slot = (width - PAD_LEFT - PAD_RIGHT) / max(len(labels), 1)
     for s in series:
         segments, current = [], []
         for i, value in enumerate(s.values):

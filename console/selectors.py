@@ -532,94 +532,97 @@ def _seconds(milliseconds: float | None) -> float | None:
     return None if milliseconds is None else milliseconds / 1000
 
 
+class _ActivityTally:
+    """``BuildActivity``'s figures as they are read, bucket by bucket: counts per status, queue-wait percentiles, and
+    the whole range's totals."""
+
+    def __init__(self, buckets: int) -> None:
+        self.by_status = {status: [0] * buckets for status in FINISHED_STATUSES}
+        self.p50: list[float | None] = [None] * buckets
+        self.p95: list[float | None] = [None] * buckets
+        self.total_p50: float | None = None
+        self.total_p95: float | None = None
+        self.average: float | None = None
+
+    def wait(self, i: int, wait_p50, wait_p95) -> None:
+        self.p50[i], self.p95[i] = _seconds(wait_p50), _seconds(wait_p95)
+
+    def totals(self, wait_p50, wait_p95, duration, timed) -> None:
+        self.total_p50, self.total_p95 = _seconds(wait_p50), _seconds(wait_p95)
+        self.average = (duration or 0) / timed if timed else None
+
+    def activity(self, chosen: Range, buckets: list[dt.datetime], cache_served: int) -> BuildActivity:
+        return BuildActivity(
+            range=chosen,
+            buckets=buckets,
+            by_status=self.by_status,
+            wait_p50_s=self.p50,
+            wait_p95_s=self.p95,
+            total_wait_p50_s=self.total_p50,
+            total_wait_p95_s=self.total_p95,
+            average_duration_ms=self.average,
+            cache_served=cache_served,
+        )
+
+
 def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None = None) -> BuildActivity:
     """Throughput, failures and queue-wait p50/p95 per bucket of the range, for every customer or one.
     One pass over the range's results (the ``created_at`` BRIN index), plus a count of cache-served builds."""
     chosen = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
     buckets = chosen.window(now=now)
+    if chosen.step == dt.timedelta(days=1):
+        return _build_activity_daily(chosen, buckets, customer_id)
     index = {bucket: i for i, bucket in enumerate(buckets)}
-    n = len(buckets)
-    by_status = {status: [0] * n for status in FINISHED_STATUSES}
-    p50: list[float | None] = [None] * n
-    p95: list[float | None] = [None] * n
-    total_p50 = total_p95 = average = None
+    tally = _ActivityTally(len(buckets))
     params = {
         "step": chosen.step,
         "origin": dt.datetime(2000, 1, 1, tzinfo=UTC),
         "start": buckets[0],
         "customer": customer_id,
     }
-    if chosen.step == dt.timedelta(days=1):
-        return _build_activity_daily(chosen, buckets, customer_id)
     sql = BUILD_ACTIVITY_SQL.format(customer_join=CUSTOMER_JOIN if customer_id else "")
     with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         for bucket, status, count, wait_p50, wait_p95, duration, timed in cursor.fetchall():
             if bucket is None:  # the whole range
-                total_p50, total_p95 = _seconds(wait_p50), _seconds(wait_p95)
-                average = (duration or 0) / timed if timed else None
+                tally.totals(wait_p50, wait_p95, duration, timed)
                 continue
             i = index.get(bucket.astimezone(UTC))
             if i is None:
                 continue
             if status is None:
-                p50[i], p95[i] = _seconds(wait_p50), _seconds(wait_p95)
-            elif status in by_status:
-                by_status[status][i] += count
+                tally.wait(i, wait_p50, wait_p95)
+            elif status in tally.by_status:
+                tally.by_status[status][i] += count
         cursor.execute(
             CACHE_SERVED_SQL.format(customer_filter="AND customer_id = %(customer)s" if customer_id else ""), params
         )
         (cache_served,) = cursor.fetchone()
-    return BuildActivity(
-        range=chosen,
-        buckets=buckets,
-        by_status=by_status,
-        wait_p50_s=p50,
-        wait_p95_s=p95,
-        total_wait_p50_s=total_p50,
-        total_wait_p95_s=total_p95,
-        average_duration_ms=average,
-        cache_served=cache_served,
-    )
+    return tally.activity(chosen, buckets, cache_served)
 
 
 def _build_activity_daily(chosen: Range, buckets: list[dt.datetime], customer_id) -> BuildActivity:
     """``build_activity`` for a range of day buckets, from the daily rollup and the live days
     (BUILD_ACTIVITY_DAILY_SQL); the same figures as the query over the range's results."""
     index = {bucket.date(): i for i, bucket in enumerate(buckets)}
-    n = len(buckets)
-    by_status = {status: [0] * n for status in FINISHED_STATUSES}
-    p50: list[float | None] = [None] * n
-    p95: list[float | None] = [None] * n
-    total_p50 = total_p95 = average = None
+    tally = _ActivityTally(len(buckets))
     cache_served = 0
     params = {"start": buckets[0], "start_day": buckets[0].date(), "customer": customer_id}
     with read_connection().cursor() as cursor:
         cursor.execute(BUILD_ACTIVITY_DAILY_SQL, params)
         for day, succeeded, failed, timed_out, cancelled, wait_p50, wait_p95, duration, timed, served in cursor:
             if day is None:  # the whole range
-                total_p50, total_p95 = _seconds(wait_p50), _seconds(wait_p95)
-                average = (duration or 0) / timed if timed else None
+                tally.totals(wait_p50, wait_p95, duration, timed)
                 cache_served = int(served or 0)
                 continue
             i = index.get(day)
             if i is None:
                 continue
             for status, count in zip(FINISHED_STATUSES, (succeeded, failed, timed_out, cancelled), strict=True):
-                by_status[status][i] += count
+                tally.by_status[status][i] += count
             if succeeded + failed + timed_out + cancelled:
-                p50[i], p95[i] = _seconds(wait_p50), _seconds(wait_p95)
-    return BuildActivity(
-        range=chosen,
-        buckets=buckets,
-        by_status=by_status,
-        wait_p50_s=p50,
-        wait_p95_s=p95,
-        total_wait_p50_s=total_p50,
-        total_wait_p95_s=total_p95,
-        average_duration_ms=average,
-        cache_served=cache_served,
-    )
+                tally.wait(i, wait_p50, wait_p95)
+    return tally.activity(chosen, buckets, cache_served)
 
 
 # --- workers ----------------------------------------------------------------------------------------------------

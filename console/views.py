@@ -1,5 +1,6 @@
 """The console's admin pages. Thin: the figures come from console.dashboard (over console.selectors)."""
 
+import functools
 import uuid
 
 from django.contrib import admin, messages
@@ -39,6 +40,18 @@ def _customer_id(request) -> str | None:
         return None
 
 
+def _queue_panel_required(view):
+    """Refuse (403) a user who may not see the queue panel (staff with permission to view builds)."""
+
+    @functools.wraps(view)
+    def checked(request, *args, **kwargs):
+        if "queue" not in presenter.visible_panels(request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
 @never_cache
 @require_GET
 @replica_view
@@ -59,10 +72,9 @@ def dashboard(request):
 
 @require_GET
 @replica_view
+@_queue_panel_required
 def running_builds(request):
     """Running builds with progress and heartbeat age, refreshed in place."""
-    if "queue" not in presenter.visible_panels(request.user):
-        raise PermissionDenied
     live = presenter.live_payload(request.user, running_limit=200)
     context = _context(request, title="Running builds", running=live["running"], queue=live["queue"])
     return TemplateResponse(request, "console/running.html", context)
@@ -70,10 +82,9 @@ def running_builds(request):
 
 @require_GET
 @replica_view
+@_queue_panel_required
 def workers(request):
     """Every worker seen in the last hour: builds held, last heartbeat and claim, builds done and failed."""
-    if "queue" not in presenter.visible_panels(request.user):
-        raise PermissionDenied
     context = _context(request, title="Workers", workers=selectors.workers(), live=False)
     return TemplateResponse(request, "console/workers.html", context)
 

@@ -1,4 +1,5 @@
-"""Admin helpers every app may use: cheap counts for changelists over big tables, and read-only admins.
+"""Admin helpers every app may use: cheap counts for changelists over big tables, read-only admins, and the
+HTML table of a read-only field.
 
 Django's changelist counts the whole queryset to paginate (and, by default, the whole table again for "N total").
 On ``build_access_log`` or ``build_events`` at six months' volume that is a sequential scan of millions of rows
@@ -7,10 +8,14 @@ unfiltered and counts at most ``cap`` rows when it is filtered; ``BigTableAdminM
 ModelAdmin.
 """
 
+from collections.abc import Iterable, Sequence
+
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 ESTIMATE_SQL = """
 SELECT sum(greatest(c.reltuples, 0))::bigint, bool_or(c.reltuples >= 0)
@@ -95,4 +100,18 @@ def audit_admin_action(request, obj, message: str, *, action_flag: int | None = 
         action_flag=CHANGE if action_flag is None else action_flag,
         change_message=message,
         single_object=True,
+    )
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> SafeString:
+    """A table for a read-only field of a change page: one header row, then a row of cells per item of ``rows``.
+    Headers and cells are escaped, except those already marked safe (built with ``format_html``)."""
+
+    def cells(row: Sequence[object]) -> SafeString:
+        return format_html_join("", "<td>{}</td>", ((cell,) for cell in row))
+
+    return format_html(
+        "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+        format_html_join("", "<th>{}</th>", ((header,) for header in headers)),
+        format_html_join("", "<tr>{}</tr>", ((cells(row),) for row in rows)),
     )

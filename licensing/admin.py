@@ -13,10 +13,10 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from honua.admin_utils import audit_admin_action
+from honua.admin_utils import audit_admin_action, html_table
 from licensing import selectors, services
 from licensing.models import Customer, License, RegistryCredential
 
@@ -42,12 +42,9 @@ def audit_trail(obj):
     entries = selectors.audit_trail(obj=obj) if obj and obj.pk else []
     if not entries:
         return "-"
-    rows = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.label, e.who, e.state) for e in entries),
+    return html_table(
+        ["when", "event", "by", "state"], ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.label, e.who, e.state) for e in entries)
     )
-    return format_html("<table><tr><th>when</th><th>event</th><th>by</th><th>state</th></tr>{}</table>", rows)
 
 
 class NoDeleteMixin:

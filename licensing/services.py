@@ -375,18 +375,27 @@ def license_set_overrides(
     return license
 
 
+_STOPPED_AT: dict[str, str] = {License.Status.SUSPENDED: "suspended_at", License.Status.REVOKED: "revoked_at"}
+
+
+def _stop_license(license: License, status: str, *, reason: str) -> License:
+    """Suspend or revoke a locked license now: its status, that status's time stamp (``suspended_at``,
+    ``revoked_at``) and, when given, the reason appended to its notes ("Suspended: ...")."""
+    license.status = status
+    setattr(license, _STOPPED_AT[status], timezone.now())
+    if reason:
+        license.notes = f"{license.notes}\n{status.capitalize()}: {reason}".strip()
+    license.save()
+    return license
+
+
 @transaction.atomic
 def license_suspend(*, license: License, reason: str = "") -> License:
     """Suspend an active license: it stops being usable until reinstated."""
     license = _lock_license(license)
     if license.status != License.Status.ACTIVE:
         raise LicensingError(LICENSE_NOT_ACTIVE.format(action="suspended", status=license.status))
-    license.status = License.Status.SUSPENDED
-    license.suspended_at = timezone.now()
-    if reason:
-        license.notes = f"{license.notes}\nSuspended: {reason}".strip()
-    license.save()
-    return license
+    return _stop_license(license, License.Status.SUSPENDED, reason=reason)
 
 
 @transaction.atomic
@@ -411,12 +420,7 @@ def license_revoke(*, license: License, reason: str = "") -> License:
     license = _lock_license(license)
     if license.status == License.Status.REVOKED:
         return license
-    license.status = License.Status.REVOKED
-    license.revoked_at = timezone.now()
-    if reason:
-        license.notes = f"{license.notes}\nRevoked: {reason}".strip()
-    license.save()
-    return license
+    return _stop_license(license, License.Status.REVOKED, reason=reason)
 
 
 @transaction.atomic

@@ -4,10 +4,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.backends.postgresql.creation import DatabaseCreation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +23,87 @@ def raises_db_error(match: str | None = None):
         yield info
 
 
+@contextlib.contextmanager
+def raises_sqlstate(sqlstate: str):
+    """Expect a database error with that SQLSTATE (e.g. the project's ``HN204``), without breaking the test
+    transaction."""
+    with raises_db_error() as info:
+        yield info
+    assert info.value.__cause__.sqlstate == sqlstate, info.value
+
+
+def sql_rows(query: str, params=()) -> list[tuple] | None:
+    """Run ``query`` on the test's connection: its rows, or None when the statement returns none."""
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def run_together(*calls: Callable[[], object], timeout: float = 60.0) -> list:
+    """Call each of ``calls`` in its own thread (its own database connection), all released at once by a barrier.
+    Returns, in order, what each call returned or the exception it raised; every thread has closed its
+    connections by then."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            outcomes[i] = call()
+        except Exception as error:  # handed to the test, which asserts on it
+            outcomes[i] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), f"a thread was still running after {timeout} s"
+    return outcomes
+
+
+@contextlib.contextmanager
+def held_elsewhere(take: Callable[[], object], timeout: float = 10.0):
+    """Run ``take`` in another thread, in a transaction on that thread's own connection, and keep the transaction
+    open (with whatever locks ``take`` took) until the with block ends; then commit it and close the connection."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                take()
+                taken.set()
+                release.wait(timeout)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert taken.wait(timeout), "the other connection did not take its lock"
+        yield
+    finally:
+        release.set()
+        thread.join(timeout)
+
+
+def raised(outcomes: list) -> list[Exception]:
+    """The exceptions among ``run_together``'s outcomes."""
+    return [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+
+
 def database_url(database: str | None = None) -> str:
     """A DATABASE_URL for the test database this test runs against (for subprocesses)."""
     from honua.scratch_db import database_url as url_of
@@ -27,17 +111,35 @@ def database_url(database: str | None = None) -> str:
     return url_of(connection.settings_dict, database)
 
 
-def run_manage(*args: str, env: dict | None = None, cwd: Path = PROJECT_ROOT, timeout: int = 120):
-    """Run ``manage.py`` in a subprocess, as an operator would; returns the CompletedProcess."""
+def subprocess_env(env: dict | None = None) -> dict:
+    """The environment for a subprocess: this one's without the test run's Django, database and pytest variables
+    (the subprocess configures itself as an operator's would), plus ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
     full_env.update(env or {})
+    return full_env
+
+
+def run_manage(*args: str, env: dict | None = None, cwd: Path = PROJECT_ROOT, timeout: int = 120):
+    """Run ``manage.py`` in a subprocess, as an operator would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=cwd,
-        env=full_env,
+        env=subprocess_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_manage(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start ``manage.py`` in a subprocess (output piped, as text) and return at once; the caller waits for it."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_ROOT,
+        env=subprocess_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

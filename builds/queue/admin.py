@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from builds.models import Build
 from builds.queue import pause_admin, quota_admin, selectors, services  # noqa: F401 (the two extend licensing admins)
-from honua.admin_utils import BigTableAdminMixin, audit_admin_action
+from honua.admin_utils import BigTableAdminMixin, audit_admin_action, html_table
 
 LOG_TAIL_LINES = 40
 METRICS_SHOWN = 100
@@ -261,9 +261,8 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         rows = selectors.build_timeline(build=obj)
         if not rows:
             return "-"
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return html_table(
+            ["at", "what", "transition", "worker", "detail"],
             (
                 (
                     timezone.localtime(row["at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
@@ -274,11 +273,6 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
                 )
                 for row in rows
             ),
-        )
-        return format_html(
-            "<table><thead><tr><th>at</th><th>what</th><th>transition</th><th>worker</th><th>detail</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
-            body,
         )
 
     @admin.display(description="attempts")
@@ -317,15 +311,18 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         rows = list(obj.artifacts.order_by("created_at", "id"))
         if not rows:
             return "None."
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>sha256:{}</code></td></tr>",
-            ((a.get_kind_display(), a.uri, a.media_type, f"{a.size_bytes:,} bytes", a.sha256) for a in rows),
-        )
-        return format_html(
-            "<table><thead><tr><th>kind</th><th>uri</th><th>media type</th><th>size</th><th>checksum</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
-            body,
+        return html_table(
+            ["kind", "uri", "media type", "size", "checksum"],
+            (
+                (
+                    a.get_kind_display(),
+                    a.uri,
+                    a.media_type,
+                    f"{a.size_bytes:,} bytes",
+                    format_html("<code>sha256:{}</code>", a.sha256),
+                )
+                for a in rows
+            ),
         )
 
     @admin.display(description="metrics")
@@ -333,18 +330,12 @@ class BuildAdmin(BigTableAdminMixin, admin.ModelAdmin):
         rows = selectors.build_metrics(build=obj, limit=METRICS_SHOWN)
         if not rows:
             return "None recorded."
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return html_table(
+            ["at", "name", "value", "unit"],
             (
                 (timezone.localtime(m.recorded_at).strftime("%Y-%m-%d %H:%M:%S"), m.name, f"{m.value:g}", m.unit)
                 for m in rows
             ),
-        )
-        return format_html(
-            "<table><thead><tr><th>at</th><th>name</th><th>value</th><th>unit</th></tr></thead><tbody>{}</tbody>"
-            "</table>",
-            body,
         )
 
     # --- the build page's buttons: the list actions' services, one build, after a confirmation ----------------

@@ -1,5 +1,6 @@
 """Factories for the build queue: builds inserted directly (bypassing enqueue_build), in FIFO order."""
 
+import datetime as dt
 import uuid
 
 import factory
@@ -22,3 +23,16 @@ class BuildFactory(factory.django.DjangoModelFactory):
     manifest_hash = factory.LazyAttribute(lambda build: manifest_hash(build.manifest))
     priority = 5
     created_at = factory.LazyFunction(timezone.now)
+
+
+def finished_build(license, status, *, finished_at, wait_s=None, duration_s=None, cache_hit=False) -> Build:
+    """A build of ``license`` that finished with ``status`` at ``finished_at``, after queueing ``wait_s`` and running
+    ``duration_s`` seconds (never started when ``duration_s`` is None)."""
+    build = BuildFactory(license=license)
+    started_at = None if duration_s is None else finished_at - dt.timedelta(seconds=duration_s)
+    created_at = finished_at if started_at is None else started_at - dt.timedelta(seconds=wait_s)
+    Build.objects.filter(pk=build.pk).update(
+        status=status, cache_hit=cache_hit, created_at=created_at, started_at=started_at, finished_at=finished_at,
+        progress=100,
+    )  # fmt: skip
+    return build

@@ -1,19 +1,11 @@
 """The cache admin: entry list with live counts and filters, the evict action, and the read-only access log."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from builds.models import Build, BuildCacheEntry
 from tests.builds.cache_factories import cached, lookup, sha
 from tests.licensing.factories import LicenseFactory
-
-
-@pytest.fixture
-def admin_client(client, db):
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-Secret-123")
-    client.force_login(user)
-    return client
 
 
 @pytest.mark.django_db

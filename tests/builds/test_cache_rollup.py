@@ -1,16 +1,16 @@
 """The access rollup behind cache_statistics: exact against the log under concurrent lookups, folds and archiving."""
 
 import datetime as dt
-import threading
+import functools
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from builds.cache.services import cache_access_record, cache_access_rollup_fold
 from builds.models import BuildAccessLog, BuildCacheAccessRollup, BuildCacheEntry
 from tests.builds.cache_factories import cached, lookup, sha
-from tests.conftest import raises_db_error
+from tests.conftest import raised, raises_db_error, run_together
 from tests.licensing.factories import LicenseFactory
 
 # The view's access figures as 0007_cache_stats.sql computed them: straight from the retained log.
@@ -123,38 +123,19 @@ def test_concurrent_lookups_folds_and_archiving_keep_the_view_exact():
         for _ in range(5):
             lookup(hot.manifest_hash, customer)
         age(customer, 100)
-    barrier = threading.Barrier(len(readers) + 1)
-    errors = []
 
     def look(customer_id):
-        try:
-            barrier.wait()
-            for i in range(30):
-                manifest = hot.manifest_hash if i % 3 else sha(f"miss-{i}")
-                cache_access_record(manifest_hash=manifest, customer_id=customer_id)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
+        for i in range(30):
+            manifest = hot.manifest_hash if i % 3 else sha(f"miss-{i}")
+            cache_access_record(manifest_hash=manifest, customer_id=customer_id)
 
     def maintain():
-        try:
-            barrier.wait()
-            for _ in range(10):
-                cache_access_rollup_fold()
-                archive(90, 3)
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
+        for _ in range(10):
+            cache_access_rollup_fold()
+            archive(90, 3)
 
-    threads = [threading.Thread(target=look, args=(customer_id,)) for customer_id in readers]
-    threads.append(threading.Thread(target=maintain))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    outcomes = run_together(*(functools.partial(look, customer_id) for customer_id in readers), maintain)
+    assert not raised(outcomes), outcomes
     while archive(90, 100):
         pass
     assert BuildAccessLog.objects.count() == 8 * 30

@@ -1,11 +1,11 @@
 """Hit counters (update_cache_stats), get_cache_hit_rate and the cache_statistics view, against hand counts."""
 
 import datetime as dt
-import threading
+import functools
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from builds.cache.selectors import cache_entries_with_usage, cache_hit_rate, cache_statistics
@@ -16,6 +16,7 @@ from builds.cache.services import (
 )
 from builds.models import BuildAccessLog, BuildCacheEntry, BuildCacheHitCounter
 from tests.builds.cache_factories import cached, lookup, sha
+from tests.conftest import raised, run_together
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
 
@@ -57,36 +58,17 @@ def test_concurrent_hits_on_one_hot_entry_are_all_counted_while_folding():
     """8 connections x 25 hits on one entry, with folds running meanwhile, count exactly 200 hits."""
     entry = cached(LicenseFactory(tier="enterprise"))
     readers = [LicenseFactory(tier="pro").customer_id for _ in range(7)] + [entry.owner_id]
-    barrier = threading.Barrier(len(readers) + 1)
-    errors = []
 
     def hit(customer_id):
-        try:
-            barrier.wait()
-            for _ in range(25):
-                assert cache_access_record(manifest_hash=entry.manifest_hash, customer_id=customer_id) is not None
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
+        for _ in range(25):
+            assert cache_access_record(manifest_hash=entry.manifest_hash, customer_id=customer_id) is not None
 
     def fold():
-        try:
-            barrier.wait()
-            for _ in range(10):
-                cache_hit_counters_fold()
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
+        for _ in range(10):
+            cache_hit_counters_fold()
 
-    threads = [threading.Thread(target=hit, args=(customer_id,)) for customer_id in readers]
-    threads.append(threading.Thread(target=fold))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    outcomes = run_together(*(functools.partial(hit, customer_id) for customer_id in readers), fold)
+    assert not raised(outcomes), outcomes
     assert live_usage(entry)[0] == 200
     cache_hit_counters_fold()
     assert BuildCacheEntry.objects.get(pk=entry.pk).hit_count == 200

@@ -1,37 +1,22 @@
 """Pause and drain (issue 16): paused work stays queued and is never claimed, everything else is claimed as before,
 running builds finish, resuming wakes idle workers; bad input gets its code and changes nothing."""
 
-import contextlib
 import json
 import uuid
 
 import psycopg
 import pytest
-from django.db import DatabaseError, connection, transaction
 
 from builds.models import Build, BuildLicenseState, BuildMemberState, ClaimPause
 from builds.queue import services
 from honua import errors
-from tests.conftest import database_url
+from tests.conftest import database_url, raises_sqlstate, sql_rows
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
 DIGEST = "sha256:" + "c" * 64
 REF = "registry.example/team/app:1"
 
 pytestmark = pytest.mark.django_db
-
-
-def _sql(query, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall() if cursor.description else None
-
-
-@contextlib.contextmanager
-def _raises_code(sqlstate):
-    with pytest.raises(DatabaseError) as info, transaction.atomic():
-        yield info
-    assert info.value.__cause__.sqlstate == sqlstate, info.value
 
 
 def _license(**overrides):
@@ -41,7 +26,7 @@ def _license(**overrides):
 
 
 def _enqueue(customer, count, tag="b"):
-    rows = _sql(
+    rows = sql_rows(
         "SELECT enqueue_build(%s, jsonb_build_object('tag', %s::text, 'n', g), 5) FROM generate_series(1, %s) g",
         [customer.pk, tag, count],
     )
@@ -49,7 +34,7 @@ def _enqueue(customer, count, tag="b"):
 
 
 def _claim_all(limit=100):
-    return [row[0] for row in _sql("SELECT id FROM claim_builds('w', %s)", [limit])]
+    return [row[0] for row in sql_rows("SELECT id FROM claim_builds('w', %s)", [limit])]
 
 
 def test_a_paused_license_is_not_claimed_while_others_are():
@@ -96,7 +81,7 @@ def test_a_global_pause_claims_nothing_and_resume_claims_again():
     ids = _enqueue(lic.customer, 3)
     services.claims_pause(scope="global")
     assert _claim_all() == []
-    assert _sql("SELECT id FROM get_next_build_for_worker('w')") == []
+    assert sql_rows("SELECT id FROM get_next_build_for_worker('w')") == []
     assert services.claims_resume(scope="global") is True
     assert sorted(_claim_all()) == sorted(ids)
     assert not ClaimPause.objects.exists()
@@ -123,7 +108,7 @@ def test_running_builds_complete_during_a_pause():
     assert _claim_all(1) == [first]
     services.claims_pause(scope="global")
     services.claims_pause(scope="license", target=lic)
-    assert _sql("SELECT complete_build(%s, 'w', true, %s, %s, NULL)", [first, REF, DIGEST])[0][0] is True
+    assert sql_rows("SELECT complete_build(%s, 'w', true, %s, %s, NULL)", [first, REF, DIGEST])[0][0] is True
     assert Build.objects.get(pk=first).status == "succeeded"
     assert _claim_all() == []
 
@@ -177,8 +162,8 @@ def test_resume_wakes_idle_workers():
 )
 def test_bad_input_gets_its_code_and_changes_nothing(query, params, code):
     """Each bad call raises its HN code and leaves no pause behind."""
-    with _raises_code(code):
-        _sql(query, params)
+    with raises_sqlstate(code):
+        sql_rows(query, params)
     assert not ClaimPause.objects.exists()
 
 

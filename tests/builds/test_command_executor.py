@@ -15,7 +15,7 @@ from builds.queue import selectors, services
 from builds.queue.executors import CommandExecutor
 from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,15 +26,6 @@ TEMPLATE = (
     f"{sys.executable} {FAKE} build --file {{dockerfile}} --tag {{image}} --platform {{platforms}} "
     "--metadata-file {metadata_file} --sbom-file {sbom_file} {context}"
 )
-
-
-def _wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _alive(pid):
@@ -123,13 +114,13 @@ def test_cancelling_a_command_build_terminates_the_builder(mode, tmp_path, monke
     executor = CommandExecutor(TEMPLATE, terminate_grace=30)
     worker, thread = _run(executor, heartbeat_interval=0.2)
     try:
-        assert _wait_for(lambda: (tmp_path / "pid").exists() and Build.objects.get(pk=build.pk).status == "running", 20)
+        assert wait_for(lambda: (tmp_path / "pid").exists() and Build.objects.get(pk=build.pk).status == "running", 20)
         pid = int((tmp_path / "pid").read_text())
         services.build_cancel(build=build, reason="test")
         started = time.monotonic()
-        assert _wait_for(lambda: not _alive(pid), 10), "SIGTERM stopped the builder"
+        assert wait_for(lambda: not _alive(pid), 10), "SIGTERM stopped the builder"
         assert time.monotonic() - started < 10
-        assert _wait_for(lambda: Build.objects.get(pk=build.pk).status == "cancelled", 10)
+        assert wait_for(lambda: Build.objects.get(pk=build.pk).status == "cancelled", 10)
     finally:
         worker.request_stop(immediately=True)
         thread.join(40)
@@ -143,10 +134,10 @@ def test_a_builder_past_its_timeout_that_ignores_sigterm_is_killed(mode, tmp_pat
     build = BuildFactory(manifest=MANIFEST)
     worker, thread = _run(CommandExecutor(TEMPLATE, timeout=1, terminate_grace=1))
     try:
-        assert _wait_for(lambda: (tmp_path / "pid").exists(), 20)
+        assert wait_for(lambda: (tmp_path / "pid").exists(), 20)
         pid = int((tmp_path / "pid").read_text())
-        assert _wait_for(lambda: not _alive(pid), 15), "SIGKILL stopped the builder"
-        assert _wait_for(lambda: Build.objects.get(pk=build.pk).status == "failed", 10)
+        assert wait_for(lambda: not _alive(pid), 15), "SIGKILL stopped the builder"
+        assert wait_for(lambda: Build.objects.get(pk=build.pk).status == "failed", 10)
     finally:
         worker.request_stop(immediately=True)
         thread.join(20)

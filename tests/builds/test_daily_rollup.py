@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from builds.models import Build
 from builds.queue import services
-from tests.builds.factories import BuildFactory
+from tests.builds.factories import BuildFactory, finished_build
 from tests.conftest import raises_db_error
 from tests.licensing.factories import LicenseFactory
 
@@ -69,17 +69,6 @@ def rollup():
     return _rows(f"SELECT {ROLLUP} FROM build_daily_rollup{ORDER}")
 
 
-def _finish(license, status, *, finished_at, wait_s=None, duration_s=None, cache_hit=False):
-    build = BuildFactory(license=license)
-    started_at = None if duration_s is None else finished_at - dt.timedelta(seconds=duration_s)
-    created_at = finished_at if started_at is None else started_at - dt.timedelta(seconds=wait_s)
-    Build.objects.filter(pk=build.pk).update(
-        status=status, cache_hit=cache_hit, created_at=created_at, started_at=started_at, finished_at=finished_at,
-        progress=100,
-    )  # fmt: skip
-    return build
-
-
 def _midnight(days_ago: int) -> dt.datetime:
     return timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(
         days=days_ago
@@ -97,16 +86,16 @@ def history():
         for i in range(6):
             status = statuses[(i + days_ago) % len(statuses)]
             at = day + dt.timedelta(hours=2 + 3 * i, minutes=days_ago)
-            _finish(a, status, finished_at=at, wait_s=5 * i + days_ago, duration_s=60 + 17 * i * days_ago)
-        _finish(b, "succeeded", finished_at=day + dt.timedelta(hours=9), wait_s=3, duration_s=90 + days_ago)
-        _finish(b, "succeeded", finished_at=day + dt.timedelta(hours=10), cache_hit=True, wait_s=0, duration_s=0)
-        _finish(b, "cancelled", finished_at=day + dt.timedelta(hours=11))
+            finished_build(a, status, finished_at=at, wait_s=5 * i + days_ago, duration_s=60 + 17 * i * days_ago)
+        finished_build(b, "succeeded", finished_at=day + dt.timedelta(hours=9), wait_s=3, duration_s=90 + days_ago)
+        finished_build(b, "succeeded", finished_at=day + dt.timedelta(hours=10), cache_hit=True, wait_s=0, duration_s=0)
+        finished_build(b, "cancelled", finished_at=day + dt.timedelta(hours=11))
         # The last microsecond of the day is still this day.
-        _finish(b, "failed", finished_at=day + dt.timedelta(days=1, microseconds=-1), wait_s=7, duration_s=30)
+        finished_build(b, "failed", finished_at=day + dt.timedelta(days=1, microseconds=-1), wait_s=7, duration_s=30)
     # Today so far (earlier than now whatever the hour): live rows.
     today = _midnight(0)
-    _finish(a, "succeeded", finished_at=today, wait_s=4, duration_s=44)
-    _finish(b, "failed", finished_at=today + (timezone.now() - today) / 2, wait_s=8, duration_s=88)
+    finished_build(a, "succeeded", finished_at=today, wait_s=4, duration_s=44)
+    finished_build(b, "failed", finished_at=today + (timezone.now() - today) / 2, wait_s=8, duration_s=88)
     late = BuildFactory(license=a)  # claimed yesterday evening, still running
     Build.objects.filter(pk=late.pk).update(
         status="running",
@@ -155,7 +144,7 @@ def test_a_late_change_to_a_folded_day_is_read_live_then_refolded(history):
         customer_id=a.customer_id, finished_at__gte=old_day, finished_at__lt=old_day + dt.timedelta(days=1)
     ).first()
     Build.objects.filter(pk=retried.pk).update(status="queued", finished_at=None, started_at=None)
-    _finish(b, "timed_out", finished_at=_midnight(3) + dt.timedelta(hours=5), wait_s=1, duration_s=3600)
+    finished_build(b, "timed_out", finished_at=_midnight(3) + dt.timedelta(hours=5), wait_s=1, duration_s=3600)
     assert sorted(row[0] for row in _rows("SELECT day FROM build_daily_rollup_dirty")) == [
         _midnight(4).date(),
         _midnight(3).date(),

@@ -2,7 +2,6 @@
 queue beside the Python worker: every build ends exactly once, and the Node agent's builds carry an artifact, a log
 line and a metric added through the SQL API."""
 
-import os
 import shutil
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from builds.queue import services
 from builds.queue.executors import Outcome, image_for
 from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, subprocess_env, wait_for
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,8 +39,7 @@ def node_agent():
 
 
 def _start_agent(agent_dir, db_url, worker_id, **env):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
-    full_env.update({"DATABASE_URL": db_url, "WORKER_ID": worker_id, "CONCURRENCY": "3", **env})
+    full_env = subprocess_env({"DATABASE_URL": db_url, "WORKER_ID": worker_id, "CONCURRENCY": "3", **env})
     return subprocess.Popen(
         ["node", "agent.js"], cwd=agent_dir, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -59,15 +57,6 @@ def _python_executor(ctx):
         return Outcome(False, error=str(simulate["fail"]))
     ctx.metric("layers", 3)
     return Outcome(True, image_reference=image_for(ctx.build), image_digest="sha256:" + ctx.build.manifest_hash)
-
-
-def _wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_node_agent_and_python_worker_drain_the_queue_each_build_ending_once(node_agent, db_url):
@@ -99,13 +88,11 @@ def test_node_agent_and_python_worker_drain_the_queue_each_build_ending_once(nod
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        assert _wait_for(
-            lambda: Build.objects.filter(pk__in=[b.pk for b in slow], status="running").count() == SLOW, 60
-        )
+        assert wait_for(lambda: Build.objects.filter(pk__in=[b.pk for b in slow], status="running").count() == SLOW, 60)
         for build in slow:
             assert services.build_cancel(build=build, reason="test") == "cancel_requested"
         done = Build.objects.filter(status__in=["succeeded", "failed", "cancelled", "timed_out"])
-        assert _wait_for(lambda: done.count() == BUILDS, 180), Counter(Build.objects.values_list("status", flat=True))
+        assert wait_for(lambda: done.count() == BUILDS, 180), Counter(Build.objects.values_list("status", flat=True))
     finally:
         worker.request_stop(immediately=True)
         agent.terminate()
@@ -148,7 +135,7 @@ def test_a_fleet_of_node_agents_rescues_a_silent_build_without_python(node_agent
     connection.close()
     agent = _start_agent(node_agent, db_url, "node-2", RESCUE_SECONDS="0.3", POLL_SECONDS="0.2")
     try:
-        assert _wait_for(lambda: Build.objects.get(pk=build.pk).retry_count == 1, 15)
+        assert wait_for(lambda: Build.objects.get(pk=build.pk).retry_count == 1, 15)
     finally:
         agent.terminate()
         _out, err = agent.communicate(timeout=30)

@@ -13,7 +13,8 @@ import pytest
 from django.db import connection
 
 from builds.models import Build
-from tests.builds.test_scheduler import DIGEST, REF, _claim, _enqueue, _license, _sql
+from tests.builds.test_scheduler import DIGEST, REF, _claim, _enqueue, _license
+from tests.conftest import sql_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +36,12 @@ def nested_plans():
         "auto_explain.log_level": "notice",
     }
     try:
-        _sql("LOAD 'auto_explain'")
+        sql_rows("LOAD 'auto_explain'")
         for name, value in settings.items():
-            _sql("SELECT set_config(%s, %s, true)", [name, value])
+            sql_rows("SELECT set_config(%s, %s, true)", [name, value])
         yield plans
     finally:
-        _sql("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
+        sql_rows("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
         raw.remove_notice_handler(keep)
 
 
@@ -56,7 +57,7 @@ def running_builds():
     """A queue where running builds look rare: 5,000 finished builds, 60 more claimed and completed (their running
     index entries now dead), statistics taken, then five claimed. Returns the running builds' ids."""
     license_ = _license("enterprise")
-    _sql(  # a history, so that running builds are as rare as they are in production
+    sql_rows(  # a history, so that running builds are as rare as they are in production
         """
         INSERT INTO build_queue (customer_id, license_id, manifest, manifest_hash, priority, status, cache_hit,
                                  progress, retry_count, max_retries, timeout_seconds, heartbeat_timeout_seconds,
@@ -72,8 +73,8 @@ def running_builds():
     _enqueue(license_.customer, 70)
     for _ in range(60):
         build_id = _claim()[0]
-        _sql("SELECT complete_build(%s, 'w', true, %s, %s, NULL)", [build_id, REF, DIGEST])
-    _sql("ANALYZE build_queue")  # taken when nothing ran, as autovacuum's often is: running builds look absent
+        sql_rows("SELECT complete_build(%s, 'w', true, %s, %s, NULL)", [build_id, REF, DIGEST])
+    sql_rows("ANALYZE build_queue")  # taken when nothing ran, as autovacuum's often is: running builds look absent
     running = [_claim()[0] for _ in range(5)]
     assert Build.objects.filter(status="running").count() == 5
     return running
@@ -86,17 +87,17 @@ def _uses_primary_key(plan: str) -> None:
 
 def test_completion_updates_the_build_through_its_primary_key(running_builds):
     with nested_plans() as plans:
-        _sql("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [running_builds[0], REF, DIGEST])
+        sql_rows("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [running_builds[0], REF, DIGEST])
     _uses_primary_key(_plan_of(plans, "UPDATE build_queue b"))
     assert Build.objects.get(pk=running_builds[0]).status == "succeeded"
 
 
 def test_heartbeat_and_release_lock_the_build_through_its_primary_key(running_builds):
     with nested_plans() as plans:
-        assert _sql("SELECT update_build_progress(%s, 'w', 40, 'compile')", [running_builds[1]])[0][0] is True
+        assert sql_rows("SELECT update_build_progress(%s, 'w', 40, 'compile')", [running_builds[1]])[0][0] is True
     _uses_primary_key(_plan_of(plans, "FROM build_queue b"))
     with nested_plans() as plans:
-        assert _sql("SELECT release_build(%s, 'w')", [running_builds[2]])[0][0] is True
+        assert sql_rows("SELECT release_build(%s, 'w')", [running_builds[2]])[0][0] is True
     _uses_primary_key(_plan_of(plans, "UPDATE build_queue b"))
 
 
@@ -104,7 +105,7 @@ def test_the_rescue_and_the_operators_worker_list_still_scan_running_builds_by_t
     """The other side of the trade: the scans of running builds state the predicate in full, so they keep an index
     (not a scan of the whole history) however many builds have finished."""
     with nested_plans() as plans:
-        _sql("SELECT handle_build_timeouts()")
+        sql_rows("SELECT handle_build_timeouts()")
     assert "build_queue_running_idx" in _plan_of(plans, "WITH stale AS"), plans
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a 65-row table: ask only whether the index applies

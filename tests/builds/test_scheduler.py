@@ -2,39 +2,26 @@
 their parent's license, the quota counter, the batch claim and the lifecycle functions, on the real database."""
 
 import collections
-import contextlib
+import functools
 import json
 import threading
 import time
 
 import psycopg
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
 from builds.models import Build, BuildCacheEntry, BuildLicenseState, BuildResult
 from builds.queue import services
 from licensing.models import License
-from tests.conftest import database_url
+from tests.conftest import database_url, raises_sqlstate, run_together, sql_rows
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
 DIGEST = "sha256:" + "c" * 64
 REF = "registry.example/team/app:1"
 
 pytestmark = pytest.mark.django_db
-
-
-def _sql(query, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall() if cursor.description else None
-
-
-@contextlib.contextmanager
-def _raises_code(sqlstate):
-    with pytest.raises(DatabaseError) as info, transaction.atomic():
-        yield info
-    assert info.value.__cause__.sqlstate == sqlstate, info.value
 
 
 def _license(tier, **overrides):
@@ -44,7 +31,7 @@ def _license(tier, **overrides):
 
 def _enqueue(customer, count, priority=5, tag="b"):
     """count builds of distinct manifests for customer, in one statement; returns their ids in FIFO order."""
-    rows = _sql(
+    rows = sql_rows(
         "SELECT enqueue_build(%s, jsonb_build_object('tag', %s::text, 'n', g), %s) FROM generate_series(1, %s) g",
         [customer.pk, tag, priority, count],
     )
@@ -52,12 +39,12 @@ def _enqueue(customer, count, priority=5, tag="b"):
 
 
 def _claim(worker="w"):
-    rows = _sql("SELECT id, license_id, customer_id, priority FROM get_next_build_for_worker(%s)", [worker])
+    rows = sql_rows("SELECT id, license_id, customer_id, priority FROM get_next_build_for_worker(%s)", [worker])
     return rows[0] if rows else None
 
 
 def _complete(build_id, worker="w"):
-    return _sql("SELECT complete_build(%s, %s, true, %s, %s, NULL)", [build_id, worker, REF, DIGEST])[0][0]
+    return sql_rows("SELECT complete_build(%s, %s, true, %s, %s, NULL)", [build_id, worker, REF, DIGEST])[0][0]
 
 
 def _drain(claims, slots=8):
@@ -157,8 +144,8 @@ def test_urgent_priority_needs_the_priority_boost_entitlement():
     """A core or pro license enqueuing at 9-10 gets HN203 naming priority_boost (v1 and v2); nothing is queued."""
     pro = _license("pro")
     for query in ("SELECT enqueue_build(%s, '{\"a\": 1}', 9)", "SELECT * FROM enqueue_build_v2(%s, '{\"a\": 1}', 10)"):
-        with _raises_code("HN203") as info:
-            _sql(query, [pro.customer.pk])
+        with raises_sqlstate("HN203") as info:
+            sql_rows(query, [pro.customer.pk])
         assert "priority_boost" in str(info.value)
     assert not Build.objects.filter(customer=pro.customer).exists()
     with pytest.raises(services.EntitlementMissing, match="priority_boost"):
@@ -171,7 +158,7 @@ def test_operators_may_raise_any_build_to_ten():
     core, asp = _license("core"), _license("asp")
     _enqueue(asp.customer, 5)
     (slow,) = _enqueue(core.customer, 1)
-    _sql("SELECT reprioritize_build(%s, 10)", [slow])
+    sql_rows("SELECT reprioritize_build(%s, 10)", [slow])
     assert _claim()[0] == slow
 
 
@@ -187,7 +174,7 @@ def test_a_sub_customer_enqueues_under_its_parents_license():
     parent_license, _parent, children = _family()
     (build_id,) = _enqueue(children[0], 1)
     assert Build.objects.get(pk=build_id).license_id == parent_license.pk
-    assert _sql("SELECT used FROM get_license_quota_usage(%s)", [parent_license.pk]) == [(1,)]
+    assert sql_rows("SELECT used FROM get_license_quota_usage(%s)", [parent_license.pk]) == [(1,)]
 
 
 def test_a_sub_customer_of_a_parent_without_a_usable_license_has_no_license():
@@ -196,8 +183,8 @@ def test_a_sub_customer_of_a_parent_without_a_usable_license_has_no_license():
     parent_license, _parent, children = _family()
     child = children[0]
     License.objects.filter(pk=parent_license.pk).update(status=License.Status.SUSPENDED)
-    with _raises_code("HN201"):
-        _sql("SELECT * FROM enqueue_build_v2(%s, '{\"a\": 1}')", [child.pk])
+    with raises_sqlstate("HN201"):
+        sql_rows("SELECT * FROM enqueue_build_v2(%s, '{\"a\": 1}')", [child.pk])
 
 
 def test_a_family_shares_its_parents_concurrency_and_takes_turns():
@@ -217,27 +204,19 @@ def test_forty_concurrent_enqueues_across_a_family_stop_exactly_at_the_quota():
     """40 enqueues racing across a parent and three sub-customers with 20 builds left: exactly 20 are queued."""
     parent_license, parent, children = _family(quota=20)
     members = [parent, *children]
-    outcomes, barrier = [], threading.Barrier(40)
 
     def enqueue(i):
-        try:
-            barrier.wait()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT enqueue_build(%s, jsonb_build_object('n', %s))", [members[i % 4].pk, i])
-            outcomes.append("ok")
-        except DatabaseError as exc:
-            outcomes.append("quota" if "monthly build quota" in str(exc) else repr(exc))
-        finally:
-            connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT enqueue_build(%s, jsonb_build_object('n', %s))", [members[i % 4].pk, i])
+        return "ok"
 
-    threads = [threading.Thread(target=enqueue, args=(i,)) for i in range(40)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert collections.Counter(outcomes) == {"ok": 20, "quota": 20}
+    outcomes = [
+        "quota" if isinstance(outcome, DatabaseError) and "monthly build quota" in str(outcome) else outcome
+        for outcome in run_together(*(functools.partial(enqueue, i) for i in range(40)))
+    ]
+    assert collections.Counter(map(str, outcomes)) == {"ok": 20, "quota": 20}, outcomes
     assert Build.objects.filter(license=parent_license).count() == 20
-    assert _sql("SELECT used, remaining FROM get_license_quota_usage(%s)", [parent_license.pk]) == [(20, 0)]
+    assert sql_rows("SELECT used, remaining FROM get_license_quota_usage(%s)", [parent_license.pk]) == [(20, 0)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -290,7 +269,7 @@ def test_claim_builds_claims_a_batch_in_the_fair_order():
     core, pro = _license("core"), _license("pro")
     _enqueue(core.customer, 5)
     _enqueue(pro.customer, 5)
-    rows = _sql("SELECT license_id, worker_id, status FROM claim_builds('batch', 10)")
+    rows = sql_rows("SELECT license_id, worker_id, status FROM claim_builds('batch', 10)")
     assert collections.Counter(r[0] for r in rows) == {core.pk: 1, pro.pk: 4}
     assert {(r[1], r[2]) for r in rows} == {("batch", "running")}
     assert [b.pk for b in services.builds_claim(worker_id="x", limit=3)] == []
@@ -322,8 +301,8 @@ def test_bad_input_gets_its_code_and_changes_nothing(query, params, code):
     _claim()
     values = {"customer": lic.customer.pk, "build": build_id}
     before = list(Build.objects.values_list("id", "status", "worker_id", "retry_count"))
-    with _raises_code(code):
-        _sql(query, [values.get(p, p) for p in params])
+    with raises_sqlstate(code):
+        sql_rows(query, [values.get(p, p) for p in params])
     assert list(Build.objects.values_list("id", "status", "worker_id", "retry_count")) == before
     assert not BuildCacheEntry.objects.exists()
 
@@ -347,8 +326,8 @@ def test_cancellation_is_final():
     customer = _license("pro").customer
     (build_id,) = _enqueue(customer, 1)
     _claim()
-    assert _sql("SELECT cancel_build(%s)", [build_id]) == [("cancel_requested",)]
-    result = _sql("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [build_id, REF, DIGEST])
+    assert sql_rows("SELECT cancel_build(%s)", [build_id]) == [("cancel_requested",)]
+    result = sql_rows("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [build_id, REF, DIGEST])
     assert result == [("cancelled",)]
     build = Build.objects.get(pk=build_id)
     assert build.status == "cancelled" and build.image_reference is None
@@ -360,10 +339,10 @@ def test_cancellation_reaches_the_worker_through_its_heartbeat():
     """After cancel_build, the next update_build_progress returns false and the build is cancelled."""
     (build_id,) = _enqueue(_license("pro").customer, 1)
     _claim()
-    _sql("SELECT cancel_build(%s)", [build_id])
-    assert _sql("SELECT update_build_progress(%s, 'w', 50)", [build_id]) == [(False,)]
+    sql_rows("SELECT cancel_build(%s)", [build_id])
+    assert sql_rows("SELECT update_build_progress(%s, 'w', 50)", [build_id]) == [(False,)]
     assert Build.objects.get(pk=build_id).status == "cancelled"
-    assert _sql("SELECT complete_build_v2(%s, 'w', 'failed')", [build_id]) == [("not_held",)]
+    assert sql_rows("SELECT complete_build_v2(%s, 'w', 'failed')", [build_id]) == [("not_held",)]
 
 
 def test_a_retryable_failure_is_queued_again_until_retries_are_spent():
@@ -371,7 +350,7 @@ def test_a_retryable_failure_is_queued_again_until_retries_are_spent():
     (build_id,) = _enqueue(_license("pro").customer, 1)
     Build.objects.filter(pk=build_id).update(max_retries=1)
     _claim()
-    assert _sql("SELECT complete_build_v2(%s, 'w', 'retryable', NULL, NULL, 'registry 503')", [build_id]) == [
+    assert sql_rows("SELECT complete_build_v2(%s, 'w', 'retryable', NULL, NULL, 'registry 503')", [build_id]) == [
         ("retrying",)
     ]
     build = Build.objects.get(pk=build_id)
@@ -379,7 +358,7 @@ def test_a_retryable_failure_is_queued_again_until_retries_are_spent():
     assert _claim() is None  # not before its backoff
     Build.objects.filter(pk=build_id).update(not_before=build.created_at)
     assert _claim()[0] == build_id
-    assert _sql("SELECT complete_build_v2(%s, 'w', 'retryable', NULL, NULL, 'registry 503')", [build_id]) == [
+    assert sql_rows("SELECT complete_build_v2(%s, 'w', 'retryable', NULL, NULL, 'registry 503')", [build_id]) == [
         ("failed",)
     ]
     assert Build.objects.get(pk=build_id).status == "failed"
@@ -390,10 +369,10 @@ def test_quota_counter_follows_cancellations_and_cache_hits():
     """get_license_quota_usage reads the counter: a build cancelled before it ran gives its unit back."""
     lic = _license("pro")
     ids = _enqueue(lic.customer, 3)
-    _sql("SELECT cancel_build(%s)", [ids[0]])
-    assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(2,)]
-    _sql("SELECT retry_build(%s)", [ids[0]])
-    assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(3,)]
+    sql_rows("SELECT cancel_build(%s)", [ids[0]])
+    assert sql_rows("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(2,)]
+    sql_rows("SELECT retry_build(%s)", [ids[0]])
+    assert sql_rows("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(3,)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -405,15 +384,15 @@ def test_wake_ups_for_release_requeue_retry_and_a_freed_slot():
         listener.execute("LISTEN build_queue")
         list(listener.notifies(timeout=0.2))
         _claim()
-        _sql("SELECT release_build(%s, 'w')", [first])
+        sql_rows("SELECT release_build(%s, 'w')", [first])
         _claim()
         _complete(first)  # core is at its limit of 1 with `second` waiting: a slot is freed
         assert _claim()[0] == second
-        _sql("UPDATE build_queue SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", [second])
-        _sql("SELECT rescue_expired_builds()")
-        _sql("UPDATE build_queue SET not_before = now() - interval '1 hour' WHERE id = %s", [second])
+        sql_rows("UPDATE build_queue SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", [second])
+        sql_rows("SELECT rescue_expired_builds()")
+        sql_rows("UPDATE build_queue SET not_before = now() - interval '1 hour' WHERE id = %s", [second])
         _claim()
-        _sql("SELECT complete_build_v2(%s, 'w', 'retryable')", [second])
+        sql_rows("SELECT complete_build_v2(%s, 'w', 'retryable')", [second])
         events = [json.loads(n.payload) for n in listener.notifies(timeout=1)]
     assert {"event": "release", "build": str(first), "license": str(core.pk), "priority": 5} in events
     assert {"event": "slot", "license": str(core.pk)} in events  # completing `first` freed core's only slot
@@ -425,9 +404,9 @@ def test_the_claim_itself_rescues_expired_leases():
     """With no Python worker, a claim rescues a build whose heartbeat expired (at most every 5 seconds)."""
     (build_id,) = _enqueue(_license("pro").customer, 1)
     _claim("silent")
-    _sql("UPDATE build_queue SET heartbeat_at = now() - interval '10 minutes' WHERE id = %s", [build_id])
-    _sql("UPDATE build_rescue_clock SET rescued_at = now() - interval '1 minute'")
-    assert _sql("SELECT * FROM claim_builds('other', 1)") == []
+    sql_rows("UPDATE build_queue SET heartbeat_at = now() - interval '10 minutes' WHERE id = %s", [build_id])
+    sql_rows("UPDATE build_rescue_clock SET rescued_at = now() - interval '1 minute'")
+    assert sql_rows("SELECT * FROM claim_builds('other', 1)") == []
     build = Build.objects.get(pk=build_id)
     assert (build.status, build.retry_count) == ("queued", 1)
 
@@ -435,7 +414,7 @@ def test_the_claim_itself_rescues_expired_leases():
 def test_counters_follow_a_bulk_insert_and_plain_sql_changes():
     """An INSERT ... SELECT of many builds, and plain UPDATEs/DELETEs, keep the scheduler's counters exact."""
     a, b = _license("enterprise"), _license("pro")
-    _sql(
+    sql_rows(
         """
         INSERT INTO build_queue (customer_id, license_id, manifest, manifest_hash, priority, status, cache_hit,
                                  progress, retry_count, max_retries, timeout_seconds, heartbeat_timeout_seconds,
@@ -464,7 +443,7 @@ def test_counters_follow_a_bulk_insert_and_plain_sql_changes():
         state = BuildLicenseState.objects.get(license=lic)
         assert (state.running, state.queued, state.urgent_queued) == expected(lic)
         counted = Build.objects.filter(license=lic).exclude(status="cancelled", started_at__isnull=True).count()
-        assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(counted,)]
+        assert sql_rows("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(counted,)]
 
 
 def test_urgent_builds_stay_inside_the_license_cap():
@@ -494,11 +473,11 @@ def test_the_scheduler_migration_counts_existing_builds_and_reverses():
     _enqueue(lic.customer, 6)
     first = "(SELECT id FROM build_queue ORDER BY created_at LIMIT 1)"
     last = "(SELECT id FROM build_queue ORDER BY created_at DESC LIMIT 1)"
-    _sql(f"UPDATE build_queue SET status = 'running', worker_id = 'w', started_at = now() WHERE id = {first}")
-    _sql(f"UPDATE build_queue SET status = 'cancelled' WHERE id = {last}")
+    sql_rows(f"UPDATE build_queue SET status = 'running', worker_id = 'w', started_at = now() WHERE id = {first}")
+    sql_rows(f"UPDATE build_queue SET status = 'cancelled' WHERE id = {last}")
     executor = MigrationExecutor(connection)
     executor.migrate(leaves)
     state = BuildLicenseState.objects.get(license=lic)
     assert (state.running, state.queued, state.max_running) == (1, 4, 32)
-    assert _sql("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(5,)]
+    assert sql_rows("SELECT used FROM get_license_quota_usage(%s)", [lic.pk]) == [(5,)]
     assert _claim() is not None

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 
 from builds.models import Build, BuildLicenseState, BuildMemberState
-from tests.builds.test_scheduler import DIGEST, REF, _claim, _enqueue, _family, _license, _sql
+from tests.builds.test_scheduler import DIGEST, REF, _claim, _enqueue, _family, _license
+from tests.conftest import sql_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -54,9 +55,9 @@ def test_claims_and_every_kind_of_completion_keep_the_counters_exact():
     assert all(claimed)
     results = ["succeeded", "failed", "retryable", "succeeded", "failed", "retryable"]
     for (build_id, *_rest), result in zip(claimed, results, strict=False):
-        _sql("SELECT complete_build_v2(%s, 'w', %s, %s, %s, 'boom')", [build_id, result, REF, DIGEST])
-    _sql("SELECT cancel_build(%s)", [claimed[6][0]])
-    _sql("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [claimed[6][0], REF, DIGEST])
+        sql_rows("SELECT complete_build_v2(%s, 'w', %s, %s, %s, 'boom')", [build_id, result, REF, DIGEST])
+    sql_rows("SELECT cancel_build(%s)", [claimed[6][0]])
+    sql_rows("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [claimed[6][0], REF, DIGEST])
     assert Build.objects.get(pk=claimed[6][0]).status == "cancelled"
     assert _counters() == _expected_counters()
     assert BuildLicenseState.objects.get(license=parent_license).running == sum(
@@ -72,9 +73,9 @@ def test_a_claim_advances_virtual_time_by_the_inverse_weight():
         "SELECT s.vtime, m.vtime FROM build_license_state s"
         " JOIN build_member_state m ON m.license_id = s.license_id WHERE s.license_id = %s"
     )
-    ((license_before, member_before),) = _sql(query, [lic.pk])
+    ((license_before, member_before),) = sql_rows(query, [lic.pk])
     assert _claim() is not None
-    ((license_after, member_after),) = _sql(query, [lic.pk])
+    ((license_after, member_after),) = sql_rows(query, [lic.pk])
     assert license_after - license_before == pytest.approx(0.25)
     assert member_after - member_before == pytest.approx(1)
 
@@ -83,8 +84,8 @@ def test_plain_updates_still_set_updated_at_and_ignore_nothing():
     """A plain UPDATE of build_queue sets updated_at to the transaction's time through the direct trigger."""
     lic = _license("pro")
     (build_id,) = _enqueue(lic.customer, 1)
-    _sql("UPDATE build_queue SET updated_at = '2000-01-01', stage = 'x' WHERE id = %s", [build_id])
-    assert _sql("SELECT updated_at = now() FROM build_queue WHERE id = %s", [build_id]) == [(True,)]
+    sql_rows("UPDATE build_queue SET updated_at = '2000-01-01', stage = 'x' WHERE id = %s", [build_id])
+    assert sql_rows("SELECT updated_at = now() FROM build_queue WHERE id = %s", [build_id]) == [(True,)]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT tgname, p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
@@ -105,13 +106,13 @@ def test_cache_content_sha256_is_the_documented_digest():
     """cache_content_sha256 hashes the image, digest and the source build's image artifacts, one line each."""
     lic = _license("pro")
     (build_id,) = _enqueue(lic.customer, 1)
-    _sql(
+    sql_rows(
         "INSERT INTO build_artifacts (build_id, kind, uri, media_type, size_bytes, sha256, metadata)"
         " VALUES (%s, 'image', 'oci://b', 'application/vnd.oci.image.manifest.v1+json', 7, %s, '{}'),"
         "        (%s, 'image', 'oci://a', 'application/vnd.oci.image.manifest.v1+json', 5, %s, '{}')",
         [build_id, "b" * 64, build_id, "a" * 64],
     )
     text = f"{REF}\n{DIGEST}\n{'a' * 64} 5 oci://a\n{'b' * 64} 7 oci://b"
-    got = _sql("SELECT cache_content_sha256(%s, %s, %s)", [REF, DIGEST, build_id])[0][0]
+    got = sql_rows("SELECT cache_content_sha256(%s, %s, %s)", [REF, DIGEST, build_id])[0][0]
     assert got == hashlib.sha256(text.encode()).hexdigest()
-    assert _sql("SELECT cache_content_sha256(NULL, %s, %s)", [DIGEST, build_id]) == [(None,)]
+    assert sql_rows("SELECT cache_content_sha256(NULL, %s, %s)", [DIGEST, build_id]) == [(None,)]

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from builds.models import Build
-from tests.builds.factories import BuildFactory
+from tests.builds.factories import BuildFactory, finished_build
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,33 +23,21 @@ COLUMNS = (
 )
 
 
-def _finished(license, status, *, finished_at, wait_s=None, duration_s=None, cache_hit=False):
-    """A build of license that finished with status at finished_at, after queueing wait_s and running duration_s."""
-    build = BuildFactory(license=license)
-    started_at = None if duration_s is None else finished_at - dt.timedelta(seconds=duration_s)
-    created_at = finished_at if started_at is None else started_at - dt.timedelta(seconds=wait_s)
-    Build.objects.filter(pk=build.pk).update(
-        status=status, cache_hit=cache_hit, created_at=created_at, started_at=started_at, finished_at=finished_at,
-        progress=100,
-    )  # fmt: skip
-    return build
-
-
 @pytest.fixture
 def history():
     """Two customers' builds over two UTC days: outcomes, a cache hit, a cancellation that never ran, a day edge."""
     a, b = LicenseFactory(tier="pro"), LicenseFactory(tier="enterprise")
     noon = DAY_1 + dt.timedelta(hours=12)
-    _finished(a, "succeeded", finished_at=noon, wait_s=10, duration_s=100)
-    _finished(a, "succeeded", finished_at=noon, wait_s=20, duration_s=200)
-    _finished(a, "failed", finished_at=noon, wait_s=30, duration_s=300)
-    _finished(a, "timed_out", finished_at=noon, wait_s=40, duration_s=400)
-    _finished(a, "succeeded", finished_at=noon, cache_hit=True, wait_s=0, duration_s=0)
-    _finished(a, "cancelled", finished_at=noon)
+    finished_build(a, "succeeded", finished_at=noon, wait_s=10, duration_s=100)
+    finished_build(a, "succeeded", finished_at=noon, wait_s=20, duration_s=200)
+    finished_build(a, "failed", finished_at=noon, wait_s=30, duration_s=300)
+    finished_build(a, "timed_out", finished_at=noon, wait_s=40, duration_s=400)
+    finished_build(a, "succeeded", finished_at=noon, cache_hit=True, wait_s=0, duration_s=0)
+    finished_build(a, "cancelled", finished_at=noon)
     # 23:59:59.999999 is still day 1; midnight is day 2.
-    _finished(a, "succeeded", finished_at=DAY_2 - dt.timedelta(microseconds=1), wait_s=50, duration_s=500)
-    _finished(a, "failed", finished_at=DAY_2, wait_s=1, duration_s=1)
-    _finished(b, "succeeded", finished_at=DAY_2 + dt.timedelta(hours=1), wait_s=2, duration_s=60)
+    finished_build(a, "succeeded", finished_at=DAY_2 - dt.timedelta(microseconds=1), wait_s=50, duration_s=500)
+    finished_build(a, "failed", finished_at=DAY_2, wait_s=1, duration_s=1)
+    finished_build(b, "succeeded", finished_at=DAY_2 + dt.timedelta(hours=1), wait_s=2, duration_s=60)
     BuildFactory(license=b)  # still queued: not in the summary
     return a, b
 

@@ -2,9 +2,7 @@
 and graceful SIGTERM that loses nothing."""
 
 import datetime as dt
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,19 +18,14 @@ from builds.queue import selectors, services
 from builds.queue.executors import CommandExecutor, Outcome, SimulatedExecutor
 from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import start_manage, wait_for
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _wait_for(predicate, timeout=20.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+def _wait_for(predicate, timeout=20.0):
+    return wait_for(predicate, timeout, interval=0.02)
 
 
 def _start(worker):
@@ -156,16 +149,7 @@ def test_a_failing_command_fails_the_build_with_its_exit_status():
 
 
 def _worker_process(db_url, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
-    env["DATABASE_URL"] = db_url
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_build_worker", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_manage("run_build_worker", *args, env={"DATABASE_URL": db_url})
 
 
 def test_sigterm_mid_build_hands_running_builds_back_and_loses_nothing(db_url):

@@ -16,6 +16,7 @@ from builds.queue import worker as worker_module
 from builds.queue.executors import Outcome
 from builds.queue.worker import DatabaseUnavailable, Worker, db_retry
 from tests.builds.factories import BuildFactory
+from tests.conftest import wait_for
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,15 +140,6 @@ def test_db_retry_raises_an_error_of_the_statement_at_once():
     assert not Build.objects.exists()
 
 
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _terminate_other_backends() -> int:
     """Kill every other session on the test database (the worker's listener, slots and heartbeat)."""
     with connection.cursor() as cursor:
@@ -173,7 +165,7 @@ def test_connection_churn_logs_one_line_per_drop_and_the_worker_keeps_working(ca
             killed += _terminate_other_backends()
         time.sleep(1.5)  # the listener reconnects after a second
         build = services.build_enqueue(customer=license.customer, manifest={"base": "alpine"})
-        assert _wait_for(lambda: Build.objects.get(pk=build.pk).status == "succeeded", timeout=5)
+        assert wait_for(lambda: Build.objects.get(pk=build.pk).status == "succeeded", timeout=5)
     finally:
         worker.request_stop(immediately=True)
         thread.join(10)

@@ -116,6 +116,13 @@ def test_workers_page_lists_recent_workers_with_host_held_done_and_failed(operat
     assert reverse("admin:console_workers") in operator_client.get(reverse("admin:index")).content.decode()
 
 
+@pytest.mark.parametrize("page", ["admin:console_running", "admin:console_workers"])
+def test_the_queue_pages_refuse_staff_who_may_not_view_builds(client, page):
+    """The running-builds and workers pages answer 403 to staff without permission to view builds."""
+    client.force_login(make_user("nobody", staff=True))
+    assert client.get(reverse(page)).status_code == 403
+
+
 def test_permission_refusal_is_logged_on_one_line_without_traceback(client, caplog):
     """A 403 from PermissionDenied logs one line naming method, path and user, with no traceback."""
     client.force_login(make_user("nobody", staff=True))

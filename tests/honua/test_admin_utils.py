@@ -2,9 +2,10 @@
 
 import pytest
 from django.db import connection
+from django.utils.html import format_html
 
 from builds.models import BuildAccessLog
-from honua.admin_utils import EstimatedCountPaginator, capped_count, estimated_row_count
+from honua.admin_utils import EstimatedCountPaginator, capped_count, estimated_row_count, html_table
 from tests.console.factories import AccessLogFactory
 
 
@@ -54,3 +55,13 @@ def test_small_table_is_counted_exactly():
     AccessLogFactory.create_batch(4)
     _analyze()
     assert SmallPaginator(BuildAccessLog.objects.all(), 2).count == 4
+
+
+def test_html_table_escapes_every_cell_but_the_safe_ones():
+    """html_table writes a header row and a row per item; text is escaped, format_html cells are kept as built."""
+    table = html_table(["name", "<b>"], [("<script>", format_html("<code>{}</code>", "a&b")), (1, None)])
+    assert table == (
+        "<table><thead><tr><th>name</th><th>&lt;b&gt;</th></tr></thead><tbody>"
+        "<tr><td>&lt;script&gt;</td><td><code>a&amp;b</code></td></tr><tr><td>1</td><td>None</td></tr>"
+        "</tbody></table>"
+    )

@@ -1,38 +1,24 @@
 """Intake under concurrency, with real connections in threads."""
 
 import datetime as dt
-import threading
+import functools
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from builds.models import Build
 from intake import services
 from intake.models import BuildManifest, Conversation, ConversationMessage
+from tests.conftest import raised, run_together
 from tests.intake.factories import ConversationFactory
 from tests.licensing.factories import LicenseFactory
 
 
-def _run_concurrently(target, count):
-    barrier = threading.Barrier(count)
-    results, errors = [], []
-
-    def run(n):
-        try:
-            barrier.wait(timeout=30)
-            results.append(target(n))
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, errors
+def _run_concurrently(work, count):
+    """``work(0)`` .. ``work(count - 1)`` in threads that start together: their results and the errors raised."""
+    outcomes = run_together(*(functools.partial(work, n) for n in range(count)))
+    return [outcome for outcome in outcomes if not isinstance(outcome, Exception)], raised(outcomes)
 
 
 @pytest.mark.django_db(transaction=True)

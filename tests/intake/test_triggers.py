@@ -1,14 +1,14 @@
 """update_conversation_stats: conversation totals stay exact as messages are added, edited and deleted."""
 
-import threading
+import functools
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Count, Max, Sum
 
 from intake.models import ConversationMessage
-from tests.conftest import raises_db_error
+from tests.conftest import raised, raises_db_error, run_together
 from tests.intake.factories import ConversationFactory, MessageFactory
 
 
@@ -119,37 +119,25 @@ def test_totals_exact_with_16_concurrent_writers():
     """16 connections inserting, editing and deleting in one conversation at once leave exact totals."""
     conversation = ConversationFactory()
     writers, per_writer = 16, 10
-    barrier = threading.Barrier(writers)
-    errors = []
 
     def write(n):
-        try:
-            barrier.wait(timeout=30)
-            for i in range(per_writer):
-                message = ConversationMessage.objects.create(
-                    conversation_id=conversation.pk,
-                    role="assistant",
-                    content=f"writer {n} message {i}",
-                    prompt_tokens=n + i,
-                    completion_tokens=2 * i,
-                    given_cost=Decimal("0.000100") * (n + 1),
-                    cost=Decimal("0.000100") * (n + 1),
-                )
-                if i % 3 == 0:
-                    ConversationMessage.objects.filter(pk=message.pk).update(prompt_tokens=1000 + n)
-                if i % 5 == 4:
-                    message.delete()
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
+        for i in range(per_writer):
+            message = ConversationMessage.objects.create(
+                conversation_id=conversation.pk,
+                role="assistant",
+                content=f"writer {n} message {i}",
+                prompt_tokens=n + i,
+                completion_tokens=2 * i,
+                given_cost=Decimal("0.000100") * (n + 1),
+                cost=Decimal("0.000100") * (n + 1),
+            )
+            if i % 3 == 0:
+                ConversationMessage.objects.filter(pk=message.pk).update(prompt_tokens=1000 + n)
+            if i % 5 == 4:
+                message.delete()
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    outcomes = run_together(*(functools.partial(write, n) for n in range(writers)))
+    assert raised(outcomes) == []
     totals = _totals(conversation)
     assert totals[0] == writers * (per_writer - 2)
     assert totals == _recomputed(conversation)

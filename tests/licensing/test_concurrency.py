@@ -1,8 +1,8 @@
 """Races settled by the database: two issuers for one customer, and credential adds at the registry limit."""
 
 import datetime as dt
+import functools
 import hashlib
-import threading
 import uuid
 
 import pytest
@@ -12,31 +12,21 @@ from django.utils import timezone
 from builds.models import Build
 from licensing import services
 from licensing.models import License, RegistryCredential
+from tests.conftest import held_elsewhere, run_together
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
 
 def _race(count, work):
     """Run ``work(i)`` in ``count`` threads that start together, each on its own connection; their outcomes."""
-    barrier = threading.Barrier(count)
-    outcomes = [None] * count
+    return [_kind(outcome) for outcome in run_together(*(functools.partial(work, i) for i in range(count)))]
 
-    def run(i):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[i] = ("ok", work(i))
-        except services.LicensingError as error:
-            outcomes[i] = ("refused", str(error))
-        except Exception as error:  # pragma: no cover - reported by the assertion below
-            outcomes[i] = ("crashed", repr(error))
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
+def _kind(outcome):
+    if isinstance(outcome, services.LicensingError):
+        return ("refused", str(outcome))
+    if isinstance(outcome, Exception):
+        return ("crashed", repr(outcome))
+    return ("ok", outcome)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -77,27 +67,12 @@ def test_expire_licenses_skips_rows_locked_by_a_busy_transaction():
     """expire_licenses() does not wait behind a locked license: it expires the others now and that one next run."""
     past = {"starts_at": timezone.now() - dt.timedelta(days=9), "expires_at": timezone.now() - dt.timedelta(days=1)}
     busy, idle = LicenseFactory(**past), LicenseFactory(**past)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_lock():
-        try:
-            with transaction.atomic():
-                License.objects.select_for_update().get(pk=busy.pk)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_lock)
-    thread.start()
-    try:
-        assert locked.wait(10)
-        with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT expire_licenses()")
-            assert cursor.fetchone()[0] == 1
-    finally:
-        release.set()
-        thread.join(10)
+    with (
+        held_elsewhere(lambda: License.objects.select_for_update().get(pk=busy.pk)),
+        connections["default"].cursor() as cursor,
+    ):
+        cursor.execute("SELECT expire_licenses()")
+        assert cursor.fetchone()[0] == 1
     assert dict(License.objects.values_list("pk", "status")) == {busy.pk: "active", idle.pk: "expired"}
     assert services.licenses_expire() == 1
 
@@ -106,33 +81,16 @@ def test_expire_licenses_skips_rows_locked_by_a_busy_transaction():
 def test_issuing_does_not_block_builds_being_inserted_for_the_customer():
     """While an issue holds its customer lock, another connection can still insert a build for that customer."""
     license = LicenseFactory()
-    locked, release, inserted = threading.Event(), threading.Event(), []
-
-    def hold_customer_lock():
-        try:
-            with transaction.atomic():
-                services._lock_customer(license.customer)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_customer_lock)
-    thread.start()
-    try:
-        assert locked.wait(10)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '2s'")
-            inserted.append(
-                Build.objects.create(
-                    customer=license.customer,
-                    license=license,
-                    manifest={},
-                    manifest_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
-                ).pk
-            )
-    finally:
-        release.set()
-        thread.join(10)
+    inserted = []
+    with held_elsewhere(lambda: services._lock_customer(license.customer)), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+        inserted.append(
+            Build.objects.create(
+                customer=license.customer,
+                license=license,
+                manifest={},
+                manifest_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
+            ).pk
+        )
     assert len(inserted) == 1

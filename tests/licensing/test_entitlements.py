@@ -2,6 +2,7 @@
 (``sub_customers``, HN203) and the registry credential limit (``max_registries``, HN204), from plain SQL as well
 as through the services, with the same messages."""
 
+import functools
 import threading
 import uuid
 
@@ -20,6 +21,7 @@ from licensing.models import (
     Customer,
     RegistryCredential,
 )
+from tests.conftest import run_together
 from tests.licensing.factories import CustomerFactory, LicenseFactory, RegistryCredentialFactory
 
 pytestmark = pytest.mark.django_db
@@ -299,29 +301,20 @@ def test_concurrent_plain_sql_inserts_never_pass_the_limit():
     """Eight connections inserting credentials at once against a limit of three: exactly three succeed, the rest
     fail with HN204."""
     customer = LicenseFactory(tier="pro", max_registries_override=3).customer
-    barrier = threading.Barrier(8)
-    outcomes = [None] * 8
 
     def insert(i):
-        try:
-            barrier.wait(timeout=10)
-            with transaction.atomic():
-                _insert_credential_sql(customer, f"https://r{i}.example")
-                # Hold the transaction open a moment so the racers really overlap.
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_sleep(0.05)")
-            outcomes[i] = "ok"
-        except DatabaseError as error:
-            outcomes[i] = error.__cause__.diag.sqlstate
-        finally:
-            connection.close()
+        with transaction.atomic():
+            _insert_credential_sql(customer, f"https://r{i}.example")
+            # Hold the transaction open a moment so the racers really overlap.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(0.05)")
+        return "ok"
 
-    threads = [threading.Thread(target=insert, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert sorted(outcomes) == ["HN204"] * 5 + ["ok"] * 3, outcomes
+    outcomes = [
+        outcome.__cause__.diag.sqlstate if isinstance(outcome, DatabaseError) else outcome
+        for outcome in run_together(*(functools.partial(insert, i) for i in range(8)))
+    ]
+    assert sorted(map(str, outcomes)) == ["HN204"] * 5 + ["ok"] * 3, outcomes
     assert RegistryCredential.objects.filter(customer=customer, status="active").count() == 3
 
 
@@ -364,35 +357,23 @@ def test_a_new_sub_customer_and_a_downgrade_of_its_parent_cannot_both_commit():
     license = LicenseFactory(tier="asp")
     child = CustomerFactory()
     added = threading.Event()
-    outcome = {}
 
     def add_child():
-        try:
-            with transaction.atomic():
-                _set_parent_sql(child, license.customer)
-                added.set()
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_sleep(0.5)")
-        finally:
-            connection.close()
+        with transaction.atomic():
+            _set_parent_sql(child, license.customer)
+            added.set()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(0.5)")
 
     def downgrade():
-        try:
-            added.wait(timeout=10)
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("UPDATE licenses SET tier = 'enterprise' WHERE id = %s", [license.pk])
-            outcome["result"] = "ok"
-        except DatabaseError as error:
-            outcome["result"] = error.__cause__.diag.sqlstate
-        finally:
-            connection.close()
+        added.wait(timeout=10)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE licenses SET tier = 'enterprise' WHERE id = %s", [license.pk])
+        return "ok"
 
-    threads = [threading.Thread(target=add_child), threading.Thread(target=downgrade)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    child_added, downgraded = run_together(add_child, downgrade, timeout=30)
     license.refresh_from_db()
     child.refresh_from_db()
-    assert outcome["result"] == "HN203"
+    assert child_added is None
+    assert isinstance(downgraded, DatabaseError) and downgraded.__cause__.diag.sqlstate == "HN203", downgraded
     assert (license.tier, child.parent_id) == ("asp", license.customer_id)

@@ -2,17 +2,17 @@
 
 import base64
 import io
-import threading
 import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 
 from honua import crypto
 from licensing import selectors, services
 from licensing.management.commands.reencrypt_secrets import ADVISORY_LOCK_KEY
 from licensing.models import License, LicenseEvent, RegistryCredential, RegistryCredentialEvent
+from tests.conftest import held_elsewhere, sql_rows
 from tests.licensing.factories import CustomerFactory, LicenseFactory
 
 pytestmark = pytest.mark.django_db
@@ -199,29 +199,11 @@ def test_dry_run_counts_and_changes_nothing(settings):
 
 def test_reencryption_does_not_overlap_itself():
     """While another session holds the command's advisory lock, a second run stops with a clear message."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        other = connections.create_connection("default")
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-                held.set()
-                release.wait(10)
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
-        finally:
-            other.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert held.wait(10)
+    # A session-level lock, as a running command holds it; closing the other connection releases it.
+    with held_elsewhere(lambda: sql_rows("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])):
         with pytest.raises(CommandError, match="already running") as info:
             call_command("reencrypt_secrets", stdout=io.StringIO())
         assert info.value.returncode == 3
-    finally:
-        release.set()
-        thread.join(10)
 
 
 def test_reprs_never_show_secrets():

@@ -228,6 +228,17 @@ def test_suspend_and_reinstate():
         services.license_reinstate(license=license)
 
 
+def test_suspend_and_revoke_record_when_and_why_on_the_stored_license():
+    """Suspending and revoking stamp their time and append the reason to the notes, one line each."""
+    license = services.license_suspend(license=LicenseFactory(notes="VIP"), reason="unpaid invoice")
+    assert License.objects.get(pk=license.pk).suspended_at is not None
+    license = services.license_reinstate(license=license)
+    services.license_revoke(license=license, reason="fraud")
+    stored = License.objects.get(pk=license.pk)
+    assert stored.notes == "VIP\nSuspended: unpaid invoice\nRevoked: fraud"
+    assert (stored.status, stored.suspended_at) == ("revoked", None) and stored.revoked_at is not None
+
+
 def test_reinstate_refused_when_another_license_is_usable():
     """A suspended license cannot come back while the customer has another usable license."""
     old = services.license_suspend(license=LicenseFactory())

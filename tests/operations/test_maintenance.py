@@ -3,10 +3,8 @@
 import csv
 import gzip
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from io import StringIO
 
@@ -17,7 +15,7 @@ from django.db import connection
 from honua.maintenance_runner import LOCK_CLASS_ID
 from honua.models import MaintenanceRun
 from operations.maintenance import export_archive_to_files
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import start_manage
 from tests.licensing.factories import CustomerFactory
 
 
@@ -57,16 +55,7 @@ def _old_and_recent_accesses(old: int, recent: int) -> None:
 
 
 def _maintenance_process(db_url: str, *args: str, **env: str) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST"))}
-    full_env.update(DATABASE_URL=db_url, **env)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_maintenance", *args],
-        cwd=PROJECT_ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_manage("run_maintenance", *args, env={"DATABASE_URL": db_url, **env})
 
 
 def _kill_mid_way(process: subprocess.Popen, progressed) -> None:
