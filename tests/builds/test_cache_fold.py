@@ -7,7 +7,7 @@ import pytest
 
 from builds.models import BuildCacheAccessRollup
 from tests.builds.test_running_index import _plan_of, nested_plans
-from tests.builds.test_scheduler import _sql
+from tests.conftest import sql_rows as _sql
 
 pytestmark = pytest.mark.django_db
 

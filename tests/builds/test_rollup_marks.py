@@ -4,22 +4,16 @@ them, and a late row for a folded day still marks that day."""
 import datetime as dt
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from tests.builds.factories import BuildFactory
+from tests.conftest import sql_rows as _rows
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db
 
 MARKS = ("build_daily_rollup_mark", "build_results_rollup_mark", "build_results_rollup_mark_row")
 DIGEST = "sha256:" + "c" * 64
-
-
-def _rows(sql, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def _mark_calls() -> dict:

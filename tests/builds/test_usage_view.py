@@ -4,20 +4,14 @@ as one join (the quota function inlined) and through the partial index of cache-
 import datetime as dt
 
 import pytest
-from django.db import connection
 
 from tests.builds.test_quota_usage import _build, _month_start
+from tests.conftest import sql_rows as _rows
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db
 
 QUOTA_COLUMNS = "monthly_quota, builds_this_month, builds_remaining, period_start, period_end"
-
-
-def _rows(query, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return cursor.fetchall()
 
 
 def test_usage_matches_the_quota_function_and_counts_this_months_cache_hits():
