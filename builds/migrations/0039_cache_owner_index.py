@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            database_operations=[RunSQLFile("builds", "0039_cache_owner_index")],
+            database_operations=[],
         ),
+        RunSQLFile("builds", "0039_cache_owner_index"),
     ]
