@@ -12,7 +12,7 @@ schedule; then prints one table with both sizes, the ratio, and the issue's targ
     .venv/bin/python bench/scale.py --quick                         # 2% of the volumes, a smoke run
 
 Uses DATABASE_URL's server if set, else the embedded PostgreSQL; works in a database of its own per size
-(`honua_bench_scale_<size>`, dropped at the end unless --keep).
+(`<DATABASE_URL's database>_bench_scale_<size>`, dropped at the end unless --keep).
 """
 
 import argparse
@@ -60,7 +60,11 @@ DASHBOARD_RANGES = ("24h", "30d")
 DASHBOARD_REPEAT = 5
 
 
-def manage(url: str, *args: str, timeout: int = 900) -> tuple[float, subprocess.CompletedProcess]:
+def manage(
+    url: str, *args: str, timeout: int = 900, accept: tuple[int, ...] = (0, 1)
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``manage.py args`` against ``url``: (seconds, the finished process). A return code outside ``accept``
+    stops the benchmark (run_maintenance returns 1 when a task failed, which the figures then show)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env["DATABASE_URL"] = url
     start = time.monotonic()
@@ -68,7 +72,7 @@ def manage(url: str, *args: str, timeout: int = 900) -> tuple[float, subprocess.
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     elapsed = time.monotonic() - start
-    if result.returncode not in (0, 1):
+    if result.returncode not in accept:
         sys.exit(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return elapsed, result
 
@@ -265,14 +269,19 @@ def measure_dashboard(url: str) -> dict[str, float]:
 
 def run_size(size: str, fraction: str, keep: bool, results: dict) -> None:
     """Measure ``size`` into ``results`` (filled as it goes, so a step that times out leaves the figures before it)."""
-    database = f"honua_bench_scale_{size.replace('-', '_')}"
+    # Named after DATABASE_URL's database (as the queue benchmark's), so two checkouts on one server do not drop
+    # each other's benchmark database.
+    base = urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/") if os.environ.get("DATABASE_URL") else "honua"
+    database = f"{base or 'honua'}_bench_scale_{size.replace('-', '_')}"
     url = server_url(database)
     recreate(url, database)
     print(f"\n=== {size} (fraction {fraction}) in {database} ===")
     try:
         results["migrate_s"], _ = manage(url, "migrate", "--no-input", "-v", "0")
         print(f"migrate from an empty database: {results['migrate_s']:.1f} s (wall, including Django start-up)")
-        elapsed, seeded = manage(url, "seed_demo", "--scale", size, "--seed", "1", "--fraction", fraction, timeout=3600)
+        elapsed, seeded = manage(
+            url, "seed_demo", "--scale", size, "--seed", "1", "--fraction", fraction, timeout=3600, accept=(0,)
+        )
         results["generate_s"] = elapsed
         print(seeded.stdout.strip().splitlines()[-1] if seeded.stdout.strip() else "")
         print(f"generate {size} (fraction {fraction}): {elapsed:.1f} s wall")
