@@ -329,6 +329,11 @@ def export_archive_to_files(directory: Path) -> list[Path]:
                     [month, end],
                 )
             archived = [(row[0], ["" if value is None else _csv_value(value) for value in row]) for row in cursor]
+            if not archived:  # an empty month partition (created ahead by a batch, or by the seed): no file
+                if partition is not None:
+                    cursor.execute(f'ALTER TABLE build_access_log_archive DETACH PARTITION "{partition}"')
+                    cursor.execute(f'DROP TABLE "{partition}"')
+                continue
             temporary = path.with_name(path.name + ".tmp")
             seen = None
             with gzip.open(temporary, "wt", newline="") as handle:

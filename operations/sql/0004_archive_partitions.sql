@@ -134,7 +134,7 @@ LANGUAGE sql STABLE
 AS $$
     SELECT b.partition, b.lower_bound, b.upper_bound
     FROM partition_bounds('build_access_log') b
-    WHERE NOT b.is_default AND b.upper_bound <= p_cutoff
+    WHERE NOT b.is_default AND b.upper_bound <= p_cutoff AND b.lower_bound > '-infinity'
       AND b.lower_bound = date_trunc('month', b.lower_bound, 'UTC')
       AND b.upper_bound = b.lower_bound + interval '1 month'
       AND NOT EXISTS (SELECT 1 FROM partition_bounds('build_access_log_archive') a
@@ -218,6 +218,17 @@ BEGIN
         EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', p_partition, v_check);
     END IF;
 
+    -- The month's rows stop counting in the cache access rollup, as the rollup_cache_access_delete trigger does
+    -- for rows deleted (a DETACH fires no trigger): one upsert per (customer, entry) in this session's shard
+    -- (pg_backend_pid() % 64, as the triggers). The partition is locked against writes first (SHARE: readers go
+    -- on), so the rows subtracted, counted and moved are the same; this scan comes before the DETACH below, so
+    -- build_access_log is not locked while it runs.
+    EXECUTE format('LOCK TABLE %s IN SHARE MODE', p_partition);
+    EXECUTE format('INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)'
+                   ' SELECT o.customer_id, o.cache_entry_id, pg_backend_pid() %% 64, -count(*) FILTER (WHERE o.hit),'
+                   ' -count(*) FILTER (WHERE NOT o.hit) FROM %s o GROUP BY o.customer_id, o.cache_entry_id'
+                   ' ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE'
+                   ' SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses', p_partition);
     -- The rows archived by this move (not those the archive held already).
     EXECUTE format('SELECT count(*) FROM %s', p_partition) INTO v_rows;
 
