@@ -1,6 +1,6 @@
 """Cross-app maintenance tasks (run by ``run_maintenance``; the SQL they call is in builds/sql and operations/sql).
 
-daily: ``maintain_partitions``;
+daily: ``maintain_partitions``, ``split_legacy_partitions``;
 weekly: ``cleanup_old_build_logs``, ``vacuum_analyze``, ``index_bloat_report``;
 monthly: ``archive_build_access_log``, ``purge_soft_deleted_records``.
 """
@@ -40,6 +40,8 @@ BAD_ARCHIVE_MODE = "HONUA_ACCESS_LOG_ARCHIVE must be 'table' or 'file', got {val
 # The tables partitioned by month (builds 0031, intake 0010) and the months created ahead of the current one.
 PARTITIONED_TABLES = ("build_events", "build_metrics", "build_logs", "build_access_log", "conversation_messages")
 PARTITION_MONTHS_AHEAD = 2
+# The tables whose conversion may have left a <table>_legacy partition (builds 0031, intake 0010, operations 0004).
+LEGACY_TABLES = (*PARTITIONED_TABLES, "build_access_log_archive")
 # An index is worth a REINDEX CONCURRENTLY when at least this share of it, and this many bytes, is bloat.
 BLOAT_MIN_RATIO = 0.3
 BLOAT_MIN_BYTES = 8 * 1024 * 1024
@@ -149,6 +151,57 @@ def maintain_partitions(*, dry_run: bool) -> TaskResult:
         created + moved + dropped,
         f"{created} partitions created, {moved} rows moved out of DEFAULT, {dropped} emptied access-log months dropped",
     )
+
+
+@maintenance_task(
+    "split_legacy_partitions",
+    schedule="daily",
+    description="Copy the rows of each <table>_legacy partition into monthly partitions in batches; once the copy "
+    "has caught up, swap the months in for legacy in one short transaction and drop legacy.",
+    transactional=False,
+)
+def split_legacy_partitions(*, dry_run: bool) -> TaskResult:
+    """``partition_split_prepare``, then ``partition_split_copy`` batch by batch (each its own transaction with the
+    maintenance lock_timeout; at most ``HONUA_LEGACY_SPLIT_MAX_ROWS`` rows a run, the next run resumes after the
+    highest id copied), then ``partition_split_finish`` when a table's copy has caught up. Rows = rows copied."""
+    batch_size = int(settings.HONUA_MAINTENANCE_BATCH_SIZE)
+    budget = int(settings.HONUA_LEGACY_SPLIT_MAX_ROWS) or None
+    legacies = []
+    with connection.cursor() as cursor:
+        for table in LEGACY_TABLES:
+            cursor.execute("SELECT partition_legacy(%s)::text", [table])
+            legacy = cursor.fetchone()[0]
+            if legacy is not None:
+                legacies.append((table, legacy))
+    if dry_run:
+        rows = sum(_scalar(f'SELECT count(*) FROM "{legacy}"') for _, legacy in legacies)
+        return TaskResult(rows, f"would split {len(legacies)} legacy partition(s)")
+    copied = months = 0
+    unfinished = []
+    for table, _legacy in legacies:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT partition_split_prepare(%s)", [table])
+        while True:
+            if budget is not None and copied >= budget:
+                break
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+                size = batch_size if budget is None else min(batch_size, budget - copied)
+                cursor.execute("SELECT partition_split_copy(%s, %s)", [table, size])
+                rows = cursor.fetchone()[0]
+            copied += rows
+            if rows == 0:
+                break
+        if budget is not None and copied >= budget:
+            unfinished.append(table)
+            continue
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT partition_split_finish(%s)", [table])
+            months += cursor.fetchone()[0]
+    left = f"; left for the next run: {', '.join(unfinished)}" if unfinished else ""
+    return TaskResult(copied, f"{len(legacies) - len(unfinished)} legacy partition(s) split into {months} months{left}")
 
 
 @maintenance_task(
