@@ -219,13 +219,15 @@ BEGIN
     END IF;
 
     -- The month's rows stop counting in the cache access rollup, as the rollup_cache_access_delete trigger does
-    -- for rows deleted (a DETACH fires no trigger): one upsert per (customer, entry) in this session's shard
-    -- (pg_backend_pid() % 64, as the triggers). The partition is locked against writes first (SHARE: readers go
-    -- on), so the rows subtracted, counted and moved are the same; this scan comes before the DETACH below, so
-    -- build_access_log is not locked while it runs.
+    -- for rows deleted (a DETACH fires no trigger): one upsert per (customer, entry) of the month, into the folded
+    -- shard (-1), which lookups never write (they count in shards 0..63), so no cache lookup waits on these rows
+    -- until the commit; fold_cache_access_rollup sums into the same rows. The partition is locked against writes
+    -- first (SHARE: readers go on), so the rows subtracted, counted and moved are the same; this comes before the
+    -- DETACH below, so build_access_log is not locked while it runs. It is the costly part of the move: one rollup
+    -- row written per (customer, entry) the month saw.
     EXECUTE format('LOCK TABLE %s IN SHARE MODE', p_partition);
     EXECUTE format('INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)'
-                   ' SELECT o.customer_id, o.cache_entry_id, pg_backend_pid() %% 64, -count(*) FILTER (WHERE o.hit),'
+                   ' SELECT o.customer_id, o.cache_entry_id, -1, -count(*) FILTER (WHERE o.hit),'
                    ' -count(*) FILTER (WHERE NOT o.hit) FROM %s o GROUP BY o.customer_id, o.cache_entry_id'
                    ' ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE'
                    ' SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses', p_partition);
