@@ -75,6 +75,9 @@ DECLARE
     v_copied bigint;
     v_columns text;
 BEGIN
+    IF to_regclass(v_split) IS NULL THEN
+        RETURN NULL;  -- the copy was dropped (to start it again): nothing to keep in step until the next run
+    END IF;
     EXECUTE format('SELECT max(id) FROM %I', v_split) INTO v_copied;
     IF TG_OP IN ('DELETE', 'UPDATE') AND OLD.id <= v_copied THEN
         EXECUTE format('DELETE FROM %I WHERE id = $1 AND %I = ($2::jsonb ->> %L)::timestamptz', v_split, v_column,
@@ -229,7 +232,7 @@ BEGIN
         INTO v_differs;
     IF v_differs THEN
         RAISE EXCEPTION 'split of %: the copy in % differs from %', p_parent, v_split, v_legacy
-            USING ERRCODE = 'P0001', HINT = 'drop the split table; the next run copies again';
+            USING ERRCODE = 'P0001', HINT = 'DROP TABLE the split table: the next run copies legacy again';
     END IF;
     EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p_parent, v_legacy);
     FOR v_month IN SELECT b.partition, b.lower_bound, b.upper_bound FROM partition_bounds(v_split) b

@@ -28,7 +28,7 @@ BEGIN
         INTO v_differs;
     IF v_differs THEN
         RAISE EXCEPTION 'split of %: the copy in % differs from %', p_parent, v_split, v_legacy
-            USING ERRCODE = 'P0001', HINT = 'drop the split table; the next run copies again';
+            USING ERRCODE = 'P0001', HINT = 'DROP TABLE the split table: the next run copies legacy again';
     END IF;
     EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p_parent, v_legacy);
     FOR v_month IN SELECT b.partition, b.lower_bound, b.upper_bound FROM partition_bounds(v_split) b

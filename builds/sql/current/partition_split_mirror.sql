@@ -12,6 +12,9 @@ DECLARE
     v_copied bigint;
     v_columns text;
 BEGIN
+    IF to_regclass(v_split) IS NULL THEN
+        RETURN NULL;  -- the copy was dropped (to start it again): nothing to keep in step until the next run
+    END IF;
     EXECUTE format('SELECT max(id) FROM %I', v_split) INTO v_copied;
     IF TG_OP IN ('DELETE', 'UPDATE') AND OLD.id <= v_copied THEN
         EXECUTE format('DELETE FROM %I WHERE id = $1 AND %I = ($2::jsonb ->> %L)::timestamptz', v_split, v_column,
