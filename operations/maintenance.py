@@ -1,6 +1,6 @@
 """Cross-app maintenance tasks (run by ``run_maintenance``; the SQL they call is in builds/sql and operations/sql).
 
-daily: ``maintain_partitions``;
+daily: ``maintain_partitions``, ``split_legacy_partitions``;
 weekly: ``cleanup_old_build_logs``, ``vacuum_analyze``, ``index_bloat_report``;
 monthly: ``archive_build_access_log``, ``purge_soft_deleted_records``.
 """
@@ -40,6 +40,8 @@ BAD_ARCHIVE_MODE = "HONUA_ACCESS_LOG_ARCHIVE must be 'table' or 'file', got {val
 # The tables partitioned by month (builds 0031, intake 0010) and the months created ahead of the current one.
 PARTITIONED_TABLES = ("build_events", "build_metrics", "build_logs", "build_access_log", "conversation_messages")
 PARTITION_MONTHS_AHEAD = 2
+# The tables whose conversion may have left a <table>_legacy partition (builds 0031, intake 0010, operations 0004).
+LEGACY_TABLES = (*PARTITIONED_TABLES, "build_access_log_archive")
 # An index is worth a REINDEX CONCURRENTLY when at least this share of it, and this many bytes, is bloat.
 BLOAT_MIN_RATIO = 0.3
 BLOAT_MIN_BYTES = 8 * 1024 * 1024
@@ -152,6 +154,57 @@ def maintain_partitions(*, dry_run: bool) -> TaskResult:
 
 
 @maintenance_task(
+    "split_legacy_partitions",
+    schedule="daily",
+    description="Copy the rows of each <table>_legacy partition into monthly partitions in batches; once the copy "
+    "has caught up, swap the months in for legacy in one short transaction and drop legacy.",
+    transactional=False,
+)
+def split_legacy_partitions(*, dry_run: bool) -> TaskResult:
+    """``partition_split_prepare``, then ``partition_split_copy`` batch by batch (each its own transaction with the
+    maintenance lock_timeout; at most ``HONUA_LEGACY_SPLIT_MAX_ROWS`` rows a run, the next run resumes after the
+    highest id copied), then ``partition_split_finish`` when a table's copy has caught up. Rows = rows copied."""
+    batch_size = int(settings.HONUA_MAINTENANCE_BATCH_SIZE)
+    budget = int(settings.HONUA_LEGACY_SPLIT_MAX_ROWS) or None
+    legacies = []
+    with connection.cursor() as cursor:
+        for table in LEGACY_TABLES:
+            cursor.execute("SELECT partition_legacy(%s)::text", [table])
+            legacy = cursor.fetchone()[0]
+            if legacy is not None:
+                legacies.append((table, legacy))
+    if dry_run:
+        rows = sum(_scalar(f'SELECT count(*) FROM "{legacy}"') for _, legacy in legacies)
+        return TaskResult(rows, f"would split {len(legacies)} legacy partition(s)")
+    copied = months = 0
+    unfinished = []
+    for table, _legacy in legacies:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT partition_split_prepare(%s)", [table])
+        while True:
+            if budget is not None and copied >= budget:
+                break
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+                size = batch_size if budget is None else min(batch_size, budget - copied)
+                cursor.execute("SELECT partition_split_copy(%s, %s)", [table, size])
+                rows = cursor.fetchone()[0]
+            copied += rows
+            if rows == 0:
+                break
+        if budget is not None and copied >= budget:
+            unfinished.append(table)
+            continue
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT partition_split_finish(%s)", [table])
+            months += cursor.fetchone()[0]
+    left = f"; left for the next run: {', '.join(unfinished)}" if unfinished else ""
+    return TaskResult(copied, f"{len(legacies) - len(unfinished)} legacy partition(s) split into {months} months{left}")
+
+
+@maintenance_task(
     "purge_soft_deleted_records",
     schedule="monthly",
     description="Permanently delete rows soft-deleted more than 30 days ago (customers and licenses once unused).",
@@ -220,8 +273,8 @@ def _archive_mode() -> str:
 @maintenance_task(
     "archive_build_access_log",
     schedule="monthly",
-    description="Move build_access_log rows older than the retention (90 days) to the archive table, then (file "
-    "mode) to one gzip CSV per month, before they leave the live table.",
+    description="Move build_access_log rows older than the retention (90 days) to the archive table (a month "
+    "wholly older by partition, the edge month in batches), then (file mode) to one gzip CSV per month.",
     transactional=False,
 )
 def archive_build_access_log(*, dry_run: bool) -> TaskResult:
@@ -232,12 +285,35 @@ def archive_build_access_log(*, dry_run: bool) -> TaskResult:
             "SELECT count(*) FROM build_access_log WHERE accessed_at < now() - make_interval(days => %s)", [days]
         )
         return TaskResult(rows, f"would archive to the {mode}")
+    prepare_whole_months(days)
     rows = drain("archive_build_access_log", days)
     if mode == "table":
         return TaskResult(rows, "archived to build_access_log_archive")
     directory = Path(settings.HONUA_ACCESS_LOG_ARCHIVE_DIR)
     files = export_archive_to_files(directory)
     return TaskResult(rows, f"archived to {len(files)} file(s) in {directory}")
+
+
+def prepare_whole_months(days: int) -> int:
+    """Give each month of build_access_log that will move to the archive whole its CHECK constraint (NOT VALID, a
+    short transaction) and validate it in a transaction of its own: a scan under SHARE UPDATE EXCLUSIVE, which lets
+    readers and writers go on. The move (``archive_build_access_log``) then changes only the catalog while it holds
+    build_access_log's lock. Returns how many months were validated."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT partition::text, access_log_archive_bound_name(partition)"
+            " FROM access_log_archive_whole_months(now() - make_interval(days => %s))",
+            [days],
+        )
+        months = cursor.fetchall()
+    for partition, check in months:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute("SELECT access_log_archive_add_bound(%s)", [partition])
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            cursor.execute(f'ALTER TABLE "{partition}" VALIDATE CONSTRAINT "{check}"')
+    return len(months)
 
 
 def archive_file(directory: Path, month: datetime) -> Path:
@@ -254,33 +330,63 @@ def _file_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             yield int(row[0]), row
 
 
-def export_archive_to_files(directory: Path) -> list[Path]:
-    """Write each month in build_access_log_archive to its gzip CSV file, then delete those rows from the table.
-
-    Crash-safe: a month's file is the union (by id, in id order) of the file already there and the archived rows,
-    written to a temporary file and renamed into place before the rows are deleted, in one transaction. A kill
-    at any point leaves every row in the table or the file (or both, and the next run merges without duplicates).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
+def _archive_months() -> list[tuple[datetime, str | None]]:
+    """The archived months, oldest first, each with its partition when the archive holds it as one whole month
+    partition (None: the month's rows lie in a partition covering more, the archive's legacy partition)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT DISTINCT date_trunc('month', accessed_at AT TIME ZONE 'UTC') FROM build_access_log_archive"
-            " ORDER BY 1"
+            "SELECT lower_bound AT TIME ZONE 'UTC', partition::text FROM partition_bounds('build_access_log_archive')"
+            " WHERE lower_bound > '-infinity' AND upper_bound = lower_bound + interval '1 month'"
+            " AND lower_bound = date_trunc('month', lower_bound, 'UTC')"
         )
-        months = [row[0] for row in cursor.fetchall()]
+        whole = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT partition::text FROM partition_bounds('build_access_log_archive') b"
+            " WHERE b.lower_bound = '-infinity' OR b.upper_bound <> b.lower_bound + interval '1 month'"
+            " OR b.lower_bound <> date_trunc('month', b.lower_bound, 'UTC')"
+        )
+        wider = [row[0] for row in cursor.fetchall()]
+        spread: set[datetime] = set()
+        for partition in wider:
+            cursor.execute(f"SELECT DISTINCT date_trunc('month', accessed_at AT TIME ZONE 'UTC') FROM \"{partition}\"")
+            spread.update(row[0] for row in cursor.fetchall())
+    months: dict[datetime, str | None] = dict.fromkeys(spread)
+    months.update(whole)  # a month never lies in both: the legacy partition ends where the month partitions start
+    return sorted(months.items())
+
+
+def export_archive_to_files(directory: Path) -> list[Path]:
+    """Write each month in build_access_log_archive to its gzip CSV file, then remove it from the archive: a month
+    partition is detached and dropped whole, rows of the archive's legacy partition are deleted.
+
+    Crash-safe: a month's file is the union (by id, in id order) of the file already there and the archived rows,
+    written to a temporary file and renamed into place before the rows leave the table, in one transaction that
+    locks them against change (the partition in SHARE mode, legacy rows FOR UPDATE). A kill at any point leaves
+    every row in the table or the file (or both, and the next run merges without duplicates).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for month in months:
+    for month, partition in _archive_months():
         path = archive_file(directory, month)
         end = (month.replace(day=1) + timedelta(days=32)).replace(day=1)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM build_access_log_archive"
-                " WHERE accessed_at >= %s::timestamp AT TIME ZONE 'UTC' AND accessed_at < %s::timestamp AT TIME ZONE"
-                " 'UTC' ORDER BY id FOR UPDATE",
-                [month, end],
-            )
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
+            if partition is not None:
+                cursor.execute(f'LOCK TABLE "{partition}" IN SHARE MODE')
+                cursor.execute(f'SELECT {", ".join(ARCHIVE_COLUMNS)} FROM "{partition}" ORDER BY id')
+            else:
+                cursor.execute(
+                    f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM build_access_log_archive"
+                    " WHERE accessed_at >= %s::timestamp AT TIME ZONE 'UTC'"
+                    " AND accessed_at < %s::timestamp AT TIME ZONE 'UTC' ORDER BY id FOR UPDATE",
+                    [month, end],
+                )
             archived = [(row[0], ["" if value is None else _csv_value(value) for value in row]) for row in cursor]
-            ids = [row_id for row_id, _ in archived]
+            if not archived:  # an empty month partition (created ahead by a batch, or by the seed): no file
+                if partition is not None:
+                    cursor.execute(f'ALTER TABLE build_access_log_archive DETACH PARTITION "{partition}"')
+                    cursor.execute(f'DROP TABLE "{partition}"')
+                continue
             temporary = path.with_name(path.name + ".tmp")
             seen = None
             with gzip.open(temporary, "wt", newline="") as handle:
@@ -294,7 +400,15 @@ def export_archive_to_files(directory: Path) -> list[Path]:
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
             _fsync_directory(directory)
-            cursor.execute("DELETE FROM build_access_log_archive WHERE id = ANY(%s)", [ids])
+            if partition is not None:
+                cursor.execute(f'ALTER TABLE build_access_log_archive DETACH PARTITION "{partition}"')
+                cursor.execute(f'DROP TABLE "{partition}"')
+            else:
+                cursor.execute(
+                    "DELETE FROM build_access_log_archive WHERE id = ANY(%s) AND accessed_at >= %s::timestamp AT"
+                    " TIME ZONE 'UTC' AND accessed_at < %s::timestamp AT TIME ZONE 'UTC'",
+                    [[row_id for row_id, _ in archived], month, end],
+                )
         written.append(path)
     return written
 

@@ -10,7 +10,9 @@ from django.db.models.functions import Now
 class AccessLogArchive(models.Model):
     """A ``build_access_log`` row moved out of the live table by the monthly archiving (same id and columns).
 
-    In table mode it stays here; in file mode it waits here until its month is written to a compressed file.
+    In table mode it stays here; in file mode it waits here until its month is written to a compressed file. The
+    table is partitioned by month on ``accessed_at`` (operations 0004): a month of the live log arrives whole, by
+    detach and attach, and the database's primary key is ``(id, accessed_at)``; ids stay unique (the log's).
     """
 
     id = models.BigIntegerField(primary_key=True)

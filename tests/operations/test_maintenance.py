@@ -177,7 +177,8 @@ def test_archive_to_files_writes_one_gzip_per_month_and_survives_a_crash(tmp_pat
         return [int(row[0]) for row in rows[1:]]
 
     assert (file_ids("2026-01"), file_ids("2026-02")) == ([ids[0]], ids[1:])
-    # A crash after the file was renamed but before the archive rows were deleted: the rows are still there.
+    # A crash after the file was renamed but before the archive's month was dropped: the month is still there.
+    _execute("SELECT partition_create_month('build_access_log_archive', '2026-02-01 00:00+00')")
     _execute(
         "INSERT INTO build_access_log_archive (id, manifest_hash, customer_id, hit, accessed_at)"
         " VALUES (%s, repeat('a', 64), gen_random_uuid(), true, timestamptz '2026-02-01 01:00:00+00')",
