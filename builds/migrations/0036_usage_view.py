@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     """
 
     dependencies = [
-        ("builds", "0033_dashboard_rollup"),
+        ("builds", "0034_legacy_split"),
     ]
 
     operations = [
