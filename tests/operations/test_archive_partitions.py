@@ -303,3 +303,29 @@ def test_the_archive_conversion_keeps_every_row_of_a_populated_archive():
     MigrationExecutor(connection).migrate(leaves)
     _rows("TRUNCATE build_access_log_archive")
     _rows("DROP TABLE build_access_log_archive_legacy")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fold_first", [True, False])
+def test_a_pair_whose_lookups_were_all_in_a_moved_month_leaves_the_rollup(fold_first):
+    """A customer whose every lookup is in a month that moves whole counts nothing afterwards, and its rollup row
+    goes: at once when the row was folded before the move, at the next fold when its lookups were still in a
+    session shard. Nothing is left counting zero, and the rollup still equals the log."""
+    _fresh_layout()
+    stays, leaves = LicenseFactory().customer_id, LicenseFactory().customer_id
+    _accesses(stays, 30)
+    _rows(
+        "INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)"
+        " SELECT repeat('b', 64), %s, NULL, g %% 2 = 0, g, date_trunc('month', now() - interval '200 days', 'UTC')"
+        " + g * interval '1 hour' FROM generate_series(1, 20) g",
+        [leaves],
+    )
+    call_command("run_maintenance", "daily", "--only", "maintain_partitions", stdout=StringIO())
+    if fold_first:
+        _rows("SELECT fold_cache_access_rollup()")
+    _drain(1000)
+    _rows("SELECT fold_cache_access_rollup()")
+    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE customer_id = %s", [leaves]) == [(0,)]
+    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE hits = 0 AND misses = 0") == [(0,)]
+    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE customer_id = %s", [stays]) == [(1,)]
+    assert _rollup_matches_the_log()

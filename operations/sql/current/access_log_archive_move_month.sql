@@ -14,6 +14,7 @@ DECLARE
     v_name text;
     v_existing regclass;
     v_rows bigint;
+    v_emptied bigint[];
     v_index record;
     v_brin text;
 BEGIN
@@ -39,11 +40,20 @@ BEGIN
     -- DETACH below, so build_access_log is not locked while it runs. It is the costly part of the move: one rollup
     -- row written per (customer, entry) the month saw.
     EXECUTE format('LOCK TABLE %s IN SHARE MODE', p_partition);
-    EXECUTE format('INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)'
+    -- A pair whose every lookup was in this month now counts nothing: its row goes (fold_cache_access_rollup only
+    -- looks for emptied rows among those it folds, builds.0040_cache_fold).
+    EXECUTE format('WITH subtracted AS ('
+                   ' INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)'
                    ' SELECT o.customer_id, o.cache_entry_id, -1, -count(*) FILTER (WHERE o.hit),'
                    ' -count(*) FILTER (WHERE NOT o.hit) FROM %s o GROUP BY o.customer_id, o.cache_entry_id'
                    ' ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE'
-                   ' SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses', p_partition);
+                   ' SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses'
+                   ' RETURNING r.id, r.hits, r.misses)'
+                   ' SELECT array_agg(id) FROM subtracted WHERE hits = 0 AND misses = 0', p_partition)
+        INTO v_emptied;
+    IF v_emptied IS NOT NULL THEN
+        DELETE FROM build_cache_access_rollup r WHERE r.id = ANY (v_emptied) AND r.hits = 0 AND r.misses = 0;
+    END IF;
     -- The rows archived by this move (not those the archive held already).
     EXECUTE format('SELECT count(*) FROM %s', p_partition) INTO v_rows;
 
