@@ -8,6 +8,49 @@ DROP FUNCTION IF EXISTS build_daily_rollup_mark_days(date[]);
 DROP FUNCTION IF EXISTS build_activity_hourly_figures(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS build_cache_daily_figures(timestamptz, timestamptz);
 DROP INDEX IF EXISTS build_queue_cache_served_idx;
+DROP INDEX IF EXISTS build_results_created_idx;
+
+CREATE OR REPLACE FUNCTION build_activity_daily_figures(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (
+    customer_id uuid, day date, succeeded bigint, failed bigint, timed_out bigint, cancelled bigint,
+    duration_ms_sum bigint, timed bigint, queue_wait_ms bigint[], wait_p50_ms float8, wait_p95_ms float8,
+    cache_served bigint
+)
+LANGUAGE sql STABLE AS $$
+WITH results AS (
+    SELECT b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date AS day,
+           count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE r.status = 'failed') AS failed,
+           count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+           coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
+           count(r.duration_ms) AS timed,
+           coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
+                    '{}') AS queue_wait_ms,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p50_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p95_ms,
+           GROUPING(b.customer_id) AS all_customers
+      FROM build_results r
+      JOIN build_queue b ON b.id = r.build_id
+     WHERE r.created_at >= p_from AND r.created_at < p_to
+     GROUP BY GROUPING SETS ((b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date),
+                             ((r.created_at AT TIME ZONE 'UTC')::date))
+), served AS (
+    SELECT b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS cache_served,
+           GROUPING(b.customer_id) AS all_customers
+      FROM build_queue b
+     WHERE b.cache_hit AND b.created_at >= p_from AND b.created_at < p_to
+     GROUP BY GROUPING SETS ((b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date),
+                             ((b.created_at AT TIME ZONE 'UTC')::date))
+)
+SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
+       coalesce(r.day, s.day), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
+       coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
+       coalesce(r.queue_wait_ms, '{}'), r.wait_p50_ms, r.wait_p95_ms, coalesce(s.cache_served, 0)
+  FROM results r
+  FULL JOIN served s
+    ON s.day = r.day AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+$$;
 
 -- build_daily_rollup_reset (TRUNCATE of build_queue or build_results): nothing is folded any more.
 CREATE OR REPLACE FUNCTION build_daily_rollup_reset()

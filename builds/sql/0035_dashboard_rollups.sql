@@ -7,10 +7,67 @@
 CREATE INDEX IF NOT EXISTS build_queue_cache_served_idx ON build_queue (created_at) INCLUDE (customer_id)
     WHERE cache_hit;
 
+-- Today's results (the live part of every range) by a range of this index: the BRIN index on created_at only
+-- helps where results were written in time order, and the seeded history is not (correlation 0.006), so the
+-- planner read the whole (build_id, created_at) index instead, a cost that grew with the history.
+CREATE INDEX IF NOT EXISTS build_results_created_idx ON build_results (created_at);
+
 -- build_cache_daily_days: how many closed days build_cache_daily keeps (the dashboard reads 30, today included).
 CREATE OR REPLACE FUNCTION build_cache_daily_days()
 RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 40 $$;
+
+-- The figures functions (build_activity_daily_figures of 0033 included, same figures) plan their query for the
+-- bounds they are given (EXECUTE ... USING): the dashboard calls them laterally for the live days, bounds that a
+-- plan of the calling query (or a generic plan) only learns at run time, so it was estimated over every partition
+-- of the log, over jit_above_cost (PostgreSQL spent 2.5 s compiling a plan that ran in 34 ms), and read the
+-- results by a whole index instead of today's rows. Planned with the bounds, today's call prunes to today's
+-- partition and rows; JIT stays off (a call reads a day). ROWS: what a call returns, about.
+CREATE OR REPLACE FUNCTION build_activity_daily_figures(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (
+    customer_id uuid, day date, succeeded bigint, failed bigint, timed_out bigint, cancelled bigint,
+    duration_ms_sum bigint, timed bigint, queue_wait_ms bigint[], wait_p50_ms float8, wait_p95_ms float8,
+    cache_served bigint
+)
+LANGUAGE plpgsql STABLE ROWS 31 SET jit = off AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    WITH results AS (
+        SELECT b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date AS day,
+               count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE r.status = 'failed') AS failed,
+               count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
+               count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+               coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
+               count(r.duration_ms) AS timed,
+               coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
+                        '{}') AS queue_wait_ms,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p50_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p95_ms,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_results r
+          JOIN build_queue b ON b.id = r.build_id
+         WHERE r.created_at >= $1 AND r.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date),
+                                 ((r.created_at AT TIME ZONE 'UTC')::date))
+    ), served AS (
+        SELECT b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS cache_served,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_queue b
+         WHERE b.cache_hit AND b.created_at >= $1 AND b.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date),
+                                 ((b.created_at AT TIME ZONE 'UTC')::date))
+    )
+    SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
+           coalesce(r.day, s.day), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
+           coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
+           coalesce(r.queue_wait_ms, '{}'), r.wait_p50_ms, r.wait_p95_ms, coalesce(s.cache_served, 0)
+      FROM results r
+      FULL JOIN served s
+        ON s.day = r.day AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+    $q$ USING p_from, p_to;
+END;
+$$;
 
 -- build_activity_hourly_figures: build_activity_daily_figures by the UTC hour of the result's (and cache-served
 -- build's) created_at, for [p_from, p_to): per (customer, hour) and per hour over every customer (customer_id
@@ -20,51 +77,59 @@ RETURNS TABLE (
     customer_id uuid, hour timestamptz, succeeded bigint, failed bigint, timed_out bigint, cancelled bigint,
     duration_ms_sum bigint, timed bigint, queue_wait_ms bigint[], cache_served bigint
 )
-LANGUAGE sql STABLE AS $$
-WITH results AS (
-    SELECT b.customer_id, date_bin(interval '1 hour', r.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
-           count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE r.status = 'failed') AS failed,
-           count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
-           count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
-           coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
-           count(r.duration_ms) AS timed,
-           coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
-                    '{}') AS queue_wait_ms,
-           GROUPING(b.customer_id) AS all_customers
-      FROM build_results r
-      JOIN build_queue b ON b.id = r.build_id
-     WHERE r.created_at >= p_from AND r.created_at < p_to
-     GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
-), served AS (
-    SELECT b.customer_id, date_bin(interval '1 hour', b.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
-           count(*) AS cache_served, GROUPING(b.customer_id) AS all_customers
-      FROM build_queue b
-     WHERE b.cache_hit AND b.created_at >= p_from AND b.created_at < p_to
-     GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
-)
-SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
-       coalesce(r.hour, s.hour), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
-       coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
-       coalesce(r.queue_wait_ms, '{}'), coalesce(s.cache_served, 0)
-  FROM results r
-  FULL JOIN served s
-    ON s.hour = r.hour AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+LANGUAGE plpgsql STABLE ROWS 48 SET jit = off AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    WITH results AS (
+        SELECT b.customer_id, date_bin(interval '1 hour', r.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
+               count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE r.status = 'failed') AS failed,
+               count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
+               count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+               coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
+               count(r.duration_ms) AS timed,
+               coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
+                        '{}') AS queue_wait_ms,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_results r
+          JOIN build_queue b ON b.id = r.build_id
+         WHERE r.created_at >= $1 AND r.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
+    ), served AS (
+        SELECT b.customer_id, date_bin(interval '1 hour', b.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
+               count(*) AS cache_served, GROUPING(b.customer_id) AS all_customers
+          FROM build_queue b
+         WHERE b.cache_hit AND b.created_at >= $1 AND b.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
+    )
+    SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
+           coalesce(r.hour, s.hour), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
+           coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
+           coalesce(r.queue_wait_ms, '{}'), coalesce(s.cache_served, 0)
+      FROM results r
+      FULL JOIN served s
+        ON s.hour = r.hour AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+    $q$ USING p_from, p_to;
+END;
 $$;
 
 -- build_cache_daily_figures: the dashboard's cache figures per UTC day of accessed_at for the lookups in
 -- [p_from, p_to): hits, misses, and the hit entries' build_duration_ms summed (an entry that is gone saves 0).
 CREATE OR REPLACE FUNCTION build_cache_daily_figures(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (day date, hits bigint, misses bigint, saved_ms bigint)
-LANGUAGE sql STABLE AS $$
-SELECT (a.accessed_at AT TIME ZONE 'UTC')::date,
-       count(*) FILTER (WHERE a.hit),
-       count(*) FILTER (WHERE NOT a.hit),
-       coalesce(sum(e.build_duration_ms) FILTER (WHERE a.hit), 0)::bigint
-  FROM build_access_log a
-  LEFT JOIN build_cache_registry e ON e.id = a.cache_entry_id AND a.hit
- WHERE a.accessed_at >= p_from AND a.accessed_at < p_to
- GROUP BY 1
+LANGUAGE plpgsql STABLE ROWS 2 SET jit = off AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    SELECT (a.accessed_at AT TIME ZONE 'UTC')::date,
+           count(*) FILTER (WHERE a.hit),
+           count(*) FILTER (WHERE NOT a.hit),
+           coalesce(sum(e.build_duration_ms) FILTER (WHERE a.hit), 0)::bigint
+      FROM build_access_log a
+      LEFT JOIN build_cache_registry e ON e.id = a.cache_entry_id AND a.hit
+     WHERE a.accessed_at >= $1 AND a.accessed_at < $2
+     GROUP BY 1
+    $q$ USING p_from, p_to;
+END;
 $$;
 
 -- build_daily_rollup_mark_days: mark the folded closed days among p_days dirty (what build_daily_rollup_mark and

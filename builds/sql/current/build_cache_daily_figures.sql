@@ -4,15 +4,20 @@
 
 CREATE OR REPLACE FUNCTION public.build_cache_daily_figures(p_from timestamp with time zone, p_to timestamp with time zone)
  RETURNS TABLE(day date, hits bigint, misses bigint, saved_ms bigint)
- LANGUAGE sql
- STABLE
+ LANGUAGE plpgsql
+ STABLE ROWS 2
+ SET jit TO 'off'
 AS $function$
-SELECT (a.accessed_at AT TIME ZONE 'UTC')::date,
-       count(*) FILTER (WHERE a.hit),
-       count(*) FILTER (WHERE NOT a.hit),
-       coalesce(sum(e.build_duration_ms) FILTER (WHERE a.hit), 0)::bigint
-  FROM build_access_log a
-  LEFT JOIN build_cache_registry e ON e.id = a.cache_entry_id AND a.hit
- WHERE a.accessed_at >= p_from AND a.accessed_at < p_to
- GROUP BY 1
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    SELECT (a.accessed_at AT TIME ZONE 'UTC')::date,
+           count(*) FILTER (WHERE a.hit),
+           count(*) FILTER (WHERE NOT a.hit),
+           coalesce(sum(e.build_duration_ms) FILTER (WHERE a.hit), 0)::bigint
+      FROM build_access_log a
+      LEFT JOIN build_cache_registry e ON e.id = a.cache_entry_id AND a.hit
+     WHERE a.accessed_at >= $1 AND a.accessed_at < $2
+     GROUP BY 1
+    $q$ USING p_from, p_to;
+END;
 $function$;
