@@ -344,12 +344,59 @@ class ConversationActivity:
         return sum(scored) / len(scored) if scored else None
 
 
+# Day buckets from conversation_daily for the folded days that are not marked dirty, and conversation_daily_figures
+# over the conversations for the rest (today, the days after folded_through, the dirty days): the figures of the
+# query over the window's conversations (intake/sql/0011_conversation_daily.sql). One row per day.
+CONVERSATION_DAILY_SQL = """
+WITH st AS (
+    SELECT s.folded_through AS through FROM conversation_daily_state s WHERE s.id = 1
+), live AS (
+    SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
+           AS from_, 'infinity'::timestamptz AS to_
+      FROM st
+    UNION ALL
+    SELECT d.day::timestamp AT TIME ZONE 'UTC', (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+      FROM conversation_daily_dirty d, st
+     WHERE d.day >= %(start_day)s AND d.day <= st.through
+), rows_ AS (
+    SELECT c.day, c.conversations, c.tokens, c.cost, c.satisfaction_sum, c.satisfaction_count
+      FROM conversation_daily c, st
+     WHERE c.day >= %(start_day)s AND c.day <= st.through
+       AND NOT EXISTS (SELECT 1 FROM conversation_daily_dirty d WHERE d.day = c.day)
+    UNION ALL
+    SELECT f.day, f.conversations, f.tokens, f.cost, f.satisfaction_sum, f.satisfaction_count
+      FROM live l CROSS JOIN LATERAL conversation_daily_figures(l.from_, l.to_) f
+)
+SELECT r.day, r.conversations, r.tokens, r.cost,
+       r.satisfaction_sum::numeric / nullif(r.satisfaction_count, 0)::numeric
+  FROM rows_ r
+"""
+
+
 def conversation_activity(win: Window) -> ConversationActivity:
-    """Conversations started per bucket with their tokens, cost and average satisfaction."""
+    """Conversations started per bucket with their tokens, cost and average satisfaction. Day buckets read the
+    closed days from ``conversation_daily`` and today (and any day not folded) from the conversations."""
     index = {bucket: i for i, bucket in enumerate(win.buckets)}
     n = len(win.buckets)
     counts, tokens, cost = [0] * n, [0] * n, [0.0] * n
     satisfaction: list[float | None] = [None] * n
+    if win.kind == "day":
+        days = {bucket.date(): i for i, bucket in enumerate(win.buckets)}
+        with read_connection().cursor() as cursor:
+            cursor.execute(CONVERSATION_DAILY_SQL, {"start": win.start, "start_day": win.start.date()})
+            for day, n_conversations, n_tokens, day_cost, day_satisfaction in cursor.fetchall():
+                i = days.get(day)
+                if i is not None:
+                    counts[i], tokens[i], cost[i] = n_conversations, int(n_tokens), float(day_cost)
+                    satisfaction[i] = float(day_satisfaction) if day_satisfaction is not None else None
+        return ConversationActivity(
+            window=win,
+            conversations=counts,
+            tokens=tokens,
+            cost=cost,
+            satisfaction=satisfaction,
+            unpriced_messages=messages_unpriced_count(since=win.start),  # issue 17
+        )
     rows = (
         Conversation.objects.filter(started_at__gte=win.start, deleted_at__isnull=True)
         .annotate(bucket=Trunc("started_at", win.kind, tzinfo=UTC))
