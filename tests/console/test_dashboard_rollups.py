@@ -402,3 +402,28 @@ def test_the_conversation_rollup_answers_closed_days_and_refolds_the_same(conver
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM conversation_daily WHERE day <> %s ORDER BY day", [_midnight(5).date()])
         assert [row[:-1] for row in cursor.fetchall()] == [row for row in first if row[0] != _midnight(5).date()]
+
+
+def test_the_hourly_task_folds_conversations_in_batches_and_bad_arguments_change_nothing(conversations):
+    """run_maintenance's conversation_fold_daily folds every closed day (in 31-day batches) and a second run only
+    re-folds; a bad argument is refused with a clear error and folds nothing."""
+    from django.db import DatabaseError, transaction
+
+    from intake import services
+
+    with connection.cursor() as cursor:  # as before the first fold (the migration folded the empty history)
+        cursor.execute("UPDATE conversation_daily_state SET folded_through = NULL")
+        cursor.execute("DELETE FROM conversation_daily_dirty")
+    assert services.conversation_daily_backlog() == 0  # nothing folded yet: the fold finds the first day
+    assert services.conversation_daily_fold() > 31
+    assert services.conversation_daily_backlog() == 0
+    assert services.conversation_daily_fold() == 2  # the re-fold window only
+    win = selectors.window("day", WINDOW)
+    assert selectors.conversation_activity(win) == released_conversations(win)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT folded_through FROM conversation_daily_state")
+        (through,) = cursor.fetchone()
+        with pytest.raises(DatabaseError, match="max_days >= 1"), transaction.atomic():
+            cursor.execute("SELECT fold_conversation_daily(0)")
+        cursor.execute("SELECT folded_through FROM conversation_daily_state")
+        assert cursor.fetchone()[0] == through
