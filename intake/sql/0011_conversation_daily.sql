@@ -125,11 +125,16 @@ BEGIN
 END;
 $$;
 
--- Backfill: fold the whole history now, 31 days a statement (the hourly fold keeps it current from here).
+-- Backfill: fold the whole history now, 31 days a statement (the hourly fold keeps it current from here). Without
+-- conversations nothing is folded (folded_through stays NULL): a load that follows with the triggers off (the
+-- seed) is then read live until the first fold, instead of standing behind days folded empty.
 DO $$
 DECLARE
     v_closed date := ((now() - interval '15 minutes') AT TIME ZONE 'UTC')::date - 1;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM conversations) THEN
+        RETURN;
+    END IF;
     LOOP
         PERFORM fold_conversation_daily(31, 0);
         EXIT WHEN (SELECT s.folded_through FROM conversation_daily_state s WHERE s.id = 1) >= v_closed;
