@@ -1,6 +1,8 @@
 """Reads for the operator console. Each selector is one query (two at most) whose cost does not grow with the
-history: live builds through the partial indexes on queued/running builds, time windows through the
-``created_at``/``accessed_at`` BRIN indexes, and no count over a whole big table.
+history: live builds through the partial indexes on queued/running builds; the dashboard's day and hour windows
+from rollups of the closed days (``build_activity_daily``, ``build_activity_hourly``, ``build_cache_daily``,
+``conversation_daily``) plus today's rows through btree ranges; the last hour through the ``created_at`` BRIN
+index; and no count over a whole big table.
 """
 
 import dataclasses
