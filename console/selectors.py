@@ -230,8 +230,7 @@ class CacheActivity:
 CACHE_DAILY_SQL = """
 WITH bounds AS (
     SELECT greatest(%(start_day)s::date, (now() AT TIME ZONE 'UTC')::date - build_cache_daily_days()) AS first,
-           s.folded_through AS last
-      FROM build_daily_rollup_state s WHERE s.id = 1
+           (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS last
 ), live AS (
     SELECT %(start)s::timestamptz AS from_, 'infinity'::timestamptz AS to_
       FROM bounds b WHERE b.last IS NULL OR b.last < b.first
@@ -351,7 +350,7 @@ class ConversationActivity:
 # query over the window's conversations (intake/sql/0011_conversation_daily.sql). One row per day.
 CONVERSATION_DAILY_SQL = """
 WITH st AS (
-    SELECT s.folded_through AS through FROM conversation_daily_state s WHERE s.id = 1
+    SELECT (SELECT s.folded_through FROM conversation_daily_state s WHERE s.id = 1) AS through
 ), live AS (
     SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
            AS from_, 'infinity'::timestamptz AS to_
@@ -545,7 +544,7 @@ WHERE created_at >= %(start)s AND cache_hit {customer_filter}
 # (builds/sql/0033_dashboard_rollup.sql). One row per day for the selection, then the whole range (day NULL).
 BUILD_ACTIVITY_DAILY_SQL = """
 WITH st AS (
-    SELECT s.folded_through AS through FROM build_daily_rollup_state s WHERE s.id = 1
+    SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
 ), live_days AS (
     SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
            AS from_, 'infinity'::timestamptz AS to_
@@ -586,7 +585,7 @@ SELECT NULL, NULL, NULL, NULL, NULL,
 # One row per bucket for the selection, then the whole range (bucket NULL).
 BUILD_ACTIVITY_HOURLY_SQL = """
 WITH st AS (
-    SELECT s.folded_through AS through FROM build_daily_rollup_state s WHERE s.id = 1
+    SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
 ), live AS (
     SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
            AS from_, 'infinity'::timestamptz AS to_
