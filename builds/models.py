@@ -686,7 +686,33 @@ class BuildCacheEntry(models.Model):
 
     class Meta:
         db_table = "build_cache_registry"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # The dashboard's time saved per day (build_cache_daily) sums the hit entries' durations: a change to
+            # one, or a deleted entry, marks the folded days it was hit (builds/sql/0035_dashboard_rollups.sql).
+            FunctionTrigger(
+                name="build_cache_registry_rollup_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("build_duration_ms"),
+                execute="build_cache_registry_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_cache_registry_rollup_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows"),
+                execute="build_cache_registry_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_cache_registry_rollup_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="build_cache_daily_saved_reset",
+            ),
+        ]
         ordering = ["-created_at"]
         verbose_name_plural = "build cache entries"
         indexes = [
@@ -804,6 +830,39 @@ class BuildAccessLog(models.Model):
                 operation=pgtrigger.Truncate,
                 level=pgtrigger.Statement,
                 func="DELETE FROM build_cache_access_rollup; RETURN NULL;",
+            ),
+            # The dashboard's cache figures per closed day (build_cache_daily): a lookup inserted into a past day,
+            # moved or deleted marks the folded day (builds/sql/0035_dashboard_rollups.sql). Today's lookups, the hot
+            # path, do not get past the insert trigger's WHEN.
+            FunctionTrigger(
+                name="build_access_log_rollup_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.accessed_at < date_trunc('day', now(), 'UTC')"),
+                execute="build_access_log_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_access_log_rollup_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+                execute="build_access_log_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_access_log_rollup_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows"),
+                execute="build_access_log_rollup_mark",
+            ),
+            FunctionTrigger(
+                name="build_access_log_rollup_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="build_cache_daily_reset",
             ),
         ]
 
@@ -945,6 +1004,56 @@ class BuildActivityDaily(models.Model):
                 fields=["day", "customer_id"], name="build_activity_daily_key", nulls_distinct=False
             ),
         ]
+
+
+class BuildActivityHourly(models.Model):
+    """The dashboard's build activity of one hour of a closed UTC day (issue 15), for its 24-hour and 7-day ranges:
+    one row per (hour, customer) and one per hour over every customer (``customer_id`` NULL), the same figures as
+    ``BuildActivityDaily`` by the hour of the result's ``created_at`` (``queue_wait_ms`` sorted, so a percentile
+    over one hour or six is the same ``percentile_cont`` over the same values). Folded, re-folded and marked dirty
+    by day with ``build_daily_rollup`` (builds/sql/0035_dashboard_rollups.sql): a folded day's hours are replaced
+    whole."""
+
+    id = models.BigAutoField(primary_key=True)
+    customer_id = models.UUIDField(null=True, blank=True)
+    hour = models.DateTimeField()
+    succeeded = models.BigIntegerField()
+    failed = models.BigIntegerField()
+    timed_out = models.BigIntegerField()
+    cancelled = models.BigIntegerField()
+    duration_ms_sum = models.BigIntegerField()
+    timed = models.BigIntegerField(help_text="Attempts with a duration (the average's count).")
+    queue_wait_ms = ArrayField(models.BigIntegerField(), default=list)
+    cache_served = models.BigIntegerField()
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_activity_hourly"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "customer_id"], name="build_activity_hourly_key", nulls_distinct=False
+            ),
+        ]
+
+
+class BuildCacheDaily(models.Model):
+    """The dashboard's cache figures of one closed UTC day (issue 15): lookups of ``build_access_log`` by the day
+    of ``accessed_at``, hits, misses, and the build time the hits saved (the hit entry's ``build_duration_ms``).
+
+    Kept for the last ``build_cache_daily_days()`` closed days only (the dashboard reads 30): the fold drops older
+    days, and the marks ignore changes to them, so the access log's archive of old months costs no re-fold.
+    Folded, re-folded and marked dirty with ``build_daily_rollup``; a lookup of a folded day inserted, moved or
+    deleted, or a hit entry whose duration changed or which was deleted, marks the day
+    (builds/sql/0035_dashboard_rollups.sql)."""
+
+    day = models.DateField(primary_key=True)
+    hits = models.BigIntegerField()
+    misses = models.BigIntegerField()
+    saved_ms = models.BigIntegerField()
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "build_cache_daily"
 
 
 class BuildCacheHitCounter(models.Model):

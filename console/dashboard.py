@@ -24,8 +24,9 @@ PANEL_PERMISSIONS = {
 STATUS_CLASSES = {"succeeded": "s-ok", "failed": "s-fail", "timed_out": "s-timeout", "cancelled": "s-cancel"}
 
 
-# The 30-day cache and conversation panels read a month of the two biggest tables; the dashboard re-fetches its
-# panels every few seconds, so those figures are kept for a minute (per process) instead of re-read each time.
+# The 30-day cache and conversation panels change slowly (their closed days come from rollups, only today is read
+# live); the dashboard re-fetches its panels every few seconds, so those figures are kept for a minute (per
+# process) instead of re-read each time.
 SLOW_PANELS_SECONDS = 60
 
 

@@ -1,6 +1,8 @@
 """Reads for the operator console. Each selector is one query (two at most) whose cost does not grow with the
-history: live builds through the partial indexes on queued/running builds, time windows through the
-``created_at``/``accessed_at`` BRIN indexes, and no count over a whole big table.
+history: live builds through the partial indexes on queued/running builds; the dashboard's day and hour windows
+from rollups of the closed days (``build_activity_daily``, ``build_activity_hourly``, ``build_cache_daily``,
+``conversation_daily``) plus today's rows through btree ranges; the last hour through the ``created_at`` BRIN
+index; and no count over a whole big table.
 """
 
 import dataclasses
@@ -221,12 +223,48 @@ class CacheActivity:
         return sum(self.saved_ms) / 3_600_000
 
 
+# Day buckets from build_cache_daily for the folded days (within the days it keeps) that are not marked dirty, and
+# build_cache_daily_figures over the log for the rest (today, the days after folded_through, the dirty days): the
+# figures of CACHE_ACTIVITY_SQL at a cost that follows the days, not a month of lookups
+# (builds/sql/0035_dashboard_rollups.sql). One row per day.
+CACHE_DAILY_SQL = """
+WITH bounds AS (
+    SELECT greatest(%(start_day)s::date, (now() AT TIME ZONE 'UTC')::date - build_cache_daily_days()) AS first,
+           (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS last
+), live AS (
+    SELECT %(start)s::timestamptz AS from_, 'infinity'::timestamptz AS to_
+      FROM bounds b WHERE b.last IS NULL OR b.last < b.first
+    UNION ALL
+    SELECT %(start)s::timestamptz, b.first::timestamp AT TIME ZONE 'UTC'
+      FROM bounds b WHERE b.last >= b.first AND %(start)s::timestamptz < b.first::timestamp AT TIME ZONE 'UTC'
+    UNION ALL
+    SELECT (b.last + 1)::timestamp AT TIME ZONE 'UTC', 'infinity'::timestamptz
+      FROM bounds b WHERE b.last >= b.first
+    UNION ALL
+    SELECT d.day::timestamp AT TIME ZONE 'UTC', (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+      FROM build_daily_rollup_dirty d, bounds b WHERE d.day >= b.first AND d.day <= b.last
+)
+SELECT c.day, c.hits, c.misses, c.saved_ms
+  FROM build_cache_daily c, bounds b
+ WHERE c.day >= b.first AND c.day <= b.last
+   AND NOT EXISTS (SELECT 1 FROM build_daily_rollup_dirty d WHERE d.day = c.day)
+UNION ALL
+SELECT f.day, f.hits, f.misses, f.saved_ms
+  FROM live l CROSS JOIN LATERAL build_cache_daily_figures(l.from_, l.to_) f
+"""
+
+
 def cache_activity(win: Window) -> CacheActivity:
-    """Cache lookups per bucket from ``build_access_log``: hits, misses and the build time the hits saved."""
-    index = {bucket: i for i, bucket in enumerate(win.buckets)}
+    """Cache lookups per bucket from ``build_access_log``: hits, misses and the build time the hits saved. Day
+    buckets read the closed days from ``build_cache_daily`` and today (and any day not folded) from the log."""
     hits, misses, saved = ([0] * len(win.buckets) for _ in range(3))
     with read_connection().cursor() as cursor:
-        cursor.execute(CACHE_ACTIVITY_SQL, {"kind": win.kind, "start": win.start})
+        if win.kind == "day":
+            index = {bucket.date(): i for i, bucket in enumerate(win.buckets)}
+            cursor.execute(CACHE_DAILY_SQL, {"start": win.start, "start_day": win.start.date()})
+        else:
+            index = {bucket: i for i, bucket in enumerate(win.buckets)}
+            cursor.execute(CACHE_ACTIVITY_SQL, {"kind": win.kind, "start": win.start})
         for bucket, h, m, s in cursor.fetchall():
             i = index.get(bucket)
             if i is not None:
@@ -307,12 +345,59 @@ class ConversationActivity:
         return sum(scored) / len(scored) if scored else None
 
 
+# Day buckets from conversation_daily for the folded days that are not marked dirty, and conversation_daily_figures
+# over the conversations for the rest (today, the days after folded_through, the dirty days): the figures of the
+# query over the window's conversations (intake/sql/0011_conversation_daily.sql). One row per day.
+CONVERSATION_DAILY_SQL = """
+WITH st AS (
+    SELECT (SELECT s.folded_through FROM conversation_daily_state s WHERE s.id = 1) AS through
+), live AS (
+    SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
+           AS from_, 'infinity'::timestamptz AS to_
+      FROM st
+    UNION ALL
+    SELECT d.day::timestamp AT TIME ZONE 'UTC', (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+      FROM conversation_daily_dirty d, st
+     WHERE d.day >= %(start_day)s AND d.day <= st.through
+), rows_ AS (
+    SELECT c.day, c.conversations, c.tokens, c.cost, c.satisfaction_sum, c.satisfaction_count
+      FROM conversation_daily c, st
+     WHERE c.day >= %(start_day)s AND c.day <= st.through
+       AND NOT EXISTS (SELECT 1 FROM conversation_daily_dirty d WHERE d.day = c.day)
+    UNION ALL
+    SELECT f.day, f.conversations, f.tokens, f.cost, f.satisfaction_sum, f.satisfaction_count
+      FROM live l CROSS JOIN LATERAL conversation_daily_figures(l.from_, l.to_) f
+)
+SELECT r.day, r.conversations, r.tokens, r.cost,
+       r.satisfaction_sum::numeric / nullif(r.satisfaction_count, 0)::numeric
+  FROM rows_ r
+"""
+
+
 def conversation_activity(win: Window) -> ConversationActivity:
-    """Conversations started per bucket with their tokens, cost and average satisfaction."""
+    """Conversations started per bucket with their tokens, cost and average satisfaction. Day buckets read the
+    closed days from ``conversation_daily`` and today (and any day not folded) from the conversations."""
     index = {bucket: i for i, bucket in enumerate(win.buckets)}
     n = len(win.buckets)
     counts, tokens, cost = [0] * n, [0] * n, [0.0] * n
     satisfaction: list[float | None] = [None] * n
+    if win.kind == "day":
+        days = {bucket.date(): i for i, bucket in enumerate(win.buckets)}
+        with read_connection().cursor() as cursor:
+            cursor.execute(CONVERSATION_DAILY_SQL, {"start": win.start, "start_day": win.start.date()})
+            for day, n_conversations, n_tokens, day_cost, day_satisfaction in cursor.fetchall():
+                i = days.get(day)
+                if i is not None:
+                    counts[i], tokens[i], cost[i] = n_conversations, int(n_tokens), float(day_cost)
+                    satisfaction[i] = float(day_satisfaction) if day_satisfaction is not None else None
+        return ConversationActivity(
+            window=win,
+            conversations=counts,
+            tokens=tokens,
+            cost=cost,
+            satisfaction=satisfaction,
+            unpriced_messages=messages_unpriced_count(since=win.start),  # issue 17
+        )
     rows = (
         Conversation.objects.filter(started_at__gte=win.start, deleted_at__isnull=True)
         .annotate(bucket=Trunc("started_at", win.kind, tzinfo=UTC))
@@ -459,7 +544,7 @@ WHERE created_at >= %(start)s AND cache_hit {customer_filter}
 # (builds/sql/0033_dashboard_rollup.sql). One row per day for the selection, then the whole range (day NULL).
 BUILD_ACTIVITY_DAILY_SQL = """
 WITH st AS (
-    SELECT s.folded_through AS through FROM build_daily_rollup_state s WHERE s.id = 1
+    SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
 ), live_days AS (
     SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
            AS from_, 'infinity'::timestamptz AS to_
@@ -485,6 +570,58 @@ WITH st AS (
 SELECT r.day, r.succeeded, r.failed, r.timed_out, r.cancelled, r.wait_p50_ms, r.wait_p95_ms,
        NULL::numeric, NULL::bigint, NULL::bigint
   FROM rows_ r
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
+       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
+       sum(r.duration_ms_sum), sum(r.timed), sum(r.cache_served)
+  FROM rows_ r
+"""
+
+
+# The ranges of hour-multiple buckets (24h by the hour, 7d by six hours) from build_activity_hourly for the folded
+# days that are not marked dirty, and build_activity_hourly_figures over the results for the rest (today, the days
+# after folded_through, the dirty days): the figures of BUILD_ACTIVITY_SQL (builds/sql/0035_dashboard_rollups.sql).
+# One row per bucket for the selection, then the whole range (bucket NULL).
+BUILD_ACTIVITY_HOURLY_SQL = """
+WITH st AS (
+    SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
+), live AS (
+    SELECT greatest(%(start)s::timestamptz, coalesce((st.through + 1)::timestamp AT TIME ZONE 'UTC', '-infinity'))
+           AS from_, 'infinity'::timestamptz AS to_
+      FROM st
+    UNION ALL
+    SELECT greatest(%(start)s::timestamptz, d.day::timestamp AT TIME ZONE 'UTC'),
+           (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+      FROM build_daily_rollup_dirty d, st
+     WHERE d.day >= %(start_day)s AND d.day <= st.through
+), rows_ AS (
+    SELECT h.hour, h.succeeded, h.failed, h.timed_out, h.cancelled, h.duration_ms_sum, h.timed, h.queue_wait_ms,
+           h.cache_served
+      FROM build_activity_hourly h, st
+     WHERE h.hour >= %(start)s AND h.hour < (st.through + 1)::timestamp AT TIME ZONE 'UTC'
+       AND h.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+       AND NOT EXISTS (SELECT 1 FROM build_daily_rollup_dirty d WHERE d.day = (h.hour AT TIME ZONE 'UTC')::date)
+    UNION ALL
+    SELECT f.hour, f.succeeded, f.failed, f.timed_out, f.cancelled, f.duration_ms_sum, f.timed, f.queue_wait_ms,
+           f.cache_served
+      FROM live l
+     CROSS JOIN LATERAL build_activity_hourly_figures(l.from_, l.to_) f
+     WHERE f.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+), binned AS (
+    SELECT date_bin(%(step)s, r.hour, %(origin)s) AS bucket, r.* FROM rows_ r
+), counts AS (
+    SELECT b.bucket, sum(b.succeeded) AS succeeded, sum(b.failed) AS failed, sum(b.timed_out) AS timed_out,
+           sum(b.cancelled) AS cancelled
+      FROM binned b GROUP BY b.bucket
+), waits AS (
+    SELECT b.bucket, percentile_cont(0.5) WITHIN GROUP (ORDER BY w) AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY w) AS p95
+      FROM binned b, unnest(b.queue_wait_ms) w GROUP BY b.bucket
+)
+SELECT c.bucket, c.succeeded, c.failed, c.timed_out, c.cancelled, w.p50, w.p95, NULL::numeric, NULL::numeric,
+       NULL::numeric
+  FROM counts c LEFT JOIN waits w ON w.bucket = c.bucket
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL,
        (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
@@ -566,12 +703,15 @@ class _ActivityTally:
 
 
 def build_activity(range_key: str, *, customer_id=None, now: dt.datetime | None = None) -> BuildActivity:
-    """Throughput, failures and queue-wait p50/p95 per bucket of the range, for every customer or one.
-    One pass over the range's results (the ``created_at`` BRIN index), plus a count of cache-served builds."""
+    """Throughput, failures and queue-wait p50/p95 per bucket of the range, for every customer or one. The 30-day
+    range reads the daily rollup, the 24-hour and 7-day ranges the hourly one, for the folded days, and today's
+    results live; the last hour reads its results (the ``created_at`` BRIN index) and cache-served builds."""
     chosen = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
     buckets = chosen.window(now=now)
     if chosen.step == dt.timedelta(days=1):
         return _build_activity_daily(chosen, buckets, customer_id)
+    if chosen.step >= dt.timedelta(hours=1):
+        return _build_activity_hourly(chosen, buckets, customer_id)
     index = {bucket: i for i, bucket in enumerate(buckets)}
     tally = _ActivityTally(len(buckets))
     params = {
@@ -620,6 +760,37 @@ def _build_activity_daily(chosen: Range, buckets: list[dt.datetime], customer_id
                 continue
             for status, count in zip(FINISHED_STATUSES, (succeeded, failed, timed_out, cancelled), strict=True):
                 tally.by_status[status][i] += count
+            if succeeded + failed + timed_out + cancelled:
+                tally.wait(i, wait_p50, wait_p95)
+    return tally.activity(chosen, buckets, cache_served)
+
+
+def _build_activity_hourly(chosen: Range, buckets: list[dt.datetime], customer_id) -> BuildActivity:
+    """``build_activity`` for a range of buckets a whole number of hours wide (24h, 7d), from the hourly rollup of
+    the folded days and the live rows of the rest (BUILD_ACTIVITY_HOURLY_SQL); the same figures as the query over
+    the range's results."""
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    tally = _ActivityTally(len(buckets))
+    cache_served = 0
+    params = {
+        "step": chosen.step,
+        "origin": dt.datetime(2000, 1, 1, tzinfo=UTC),
+        "start": buckets[0],
+        "start_day": buckets[0].date(),
+        "customer": customer_id,
+    }
+    with read_connection().cursor() as cursor:
+        cursor.execute(BUILD_ACTIVITY_HOURLY_SQL, params)
+        for bucket, succeeded, failed, timed_out, cancelled, wait_p50, wait_p95, duration, timed, served in cursor:
+            if bucket is None:  # the whole range
+                tally.totals(wait_p50, wait_p95, duration, timed)
+                cache_served = int(served or 0)
+                continue
+            i = index.get(bucket.astimezone(UTC))
+            if i is None:
+                continue
+            for status, count in zip(FINISHED_STATUSES, (succeeded, failed, timed_out, cancelled), strict=True):
+                tally.by_status[status][i] += int(count)
             if succeeded + failed + timed_out + cancelled:
                 tally.wait(i, wait_p50, wait_p95)
     return tally.activity(chosen, buckets, cache_served)

@@ -1,8 +1,10 @@
-"""Intake maintenance: expire idle conversations (SQL ``expire_old_conversations``)."""
+"""Intake maintenance: expire idle conversations (SQL ``expire_old_conversations``) and fold the dashboard's
+conversations per day (``fold_conversation_daily``)."""
 
 from django.db import connection, transaction
 
 from honua.registry import maintenance_task
+from intake import services
 
 IDLE_HOURS = 24
 
@@ -21,3 +23,16 @@ def run(*, dry_run: bool) -> int:
         if dry_run:
             transaction.set_rollback(True)
     return changed
+
+
+@maintenance_task(
+    "conversation_fold_daily",
+    schedule="hourly",
+    description="Fold closed days of conversations into conversation_daily (the dashboard's 30 days), re-folding "
+    "the last two days and any day a late change marked.",
+    transactional=False,
+)
+def fold_daily(*, dry_run: bool) -> int:
+    if dry_run:
+        return services.conversation_daily_backlog()
+    return services.conversation_daily_fold()

@@ -15,7 +15,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import Exact
 
-from builds.models import HEX64, Build
+from builds.models import HEX64, Build, FunctionTrigger
 from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.models import Customer
@@ -63,7 +63,42 @@ class Conversation(models.Model):
 
     class Meta:
         db_table = "conversations"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # The dashboard's conversations per day (ConversationDaily): a change to a conversation of a folded day
+            # marks the day (intake/sql/0011_conversation_daily.sql). Today's conversations, and every change that
+            # touches none of the figures (status, last message), do not get past the WHEN.
+            FunctionTrigger(
+                name="conversation_daily_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.started_at < date_trunc('day', now(), 'UTC')"),
+                execute="conversation_daily_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_daily_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(
+                    "started_at", "deleted_at", "prompt_tokens", "completion_tokens", "total_cost", "satisfaction_score"
+                ),
+                execute="conversation_daily_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_daily_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                condition=pgtrigger.Q(old__deleted_at__isnull=True),
+                execute="conversation_daily_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_daily_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="conversation_daily_reset",
+            ),
+        ]
         ordering = ["-started_at"]
         indexes = [
             models.Index(fields=["customer", "-started_at"], name="conversations_customer_idx"),
@@ -161,6 +196,46 @@ UPDATE_CONVERSATION_STATS = """
     END IF;
     RETURN NULL;
 """
+
+
+class ConversationDaily(models.Model):
+    """The dashboard's conversations of one closed UTC day (issue 15), as ``console.selectors.conversation_activity``
+    reads ``conversations``: those started that day and not deleted, their tokens (prompt + completion) and cost,
+    and the scored ones' satisfaction sum and count (their numeric quotient is ``avg``'s).
+    ``fold_conversation_daily()`` (hourly) folds closed days in order, a bounded number per call, and re-folds the
+    last days and every day marked in ``ConversationDailyDirty`` (intake/sql/0011_conversation_daily.sql)."""
+
+    day = models.DateField(primary_key=True)
+    conversations = models.BigIntegerField()
+    tokens = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=30, decimal_places=6)
+    satisfaction_sum = models.BigIntegerField(help_text="Sum of the scored conversations' satisfaction.")
+    satisfaction_count = models.BigIntegerField(help_text="Scored conversations (the average is sum / count).")
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "conversation_daily"
+
+
+class ConversationDailyState(models.Model):
+    """The single row saying up to which UTC day (inclusive) ``conversation_daily`` is folded; NULL: nothing yet."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    folded_through = models.DateField(null=True, blank=True)
+
+    class Meta:
+        db_table = "conversation_daily_state"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="conversation_daily_state_one_row")]
+
+
+class ConversationDailyDirty(models.Model):
+    """A folded day whose conversations changed since it was folded: read live until it is re-folded."""
+
+    day = models.DateField(primary_key=True)
+    marked_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "conversation_daily_dirty"
 
 
 class ConversationMessage(models.Model):

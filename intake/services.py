@@ -516,3 +516,31 @@ def manifest_create(*, conversation: Conversation, manifest: dict) -> BuildManif
             manifest=manifest,
             manifest_hash=manifest_hash(manifest),
         )
+
+
+def conversation_daily_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
+    """Fold closed days into ``conversation_daily`` (``fold_conversation_daily``), one bounded batch of at most
+    ``max_days`` new days per transaction until none is left; the last ``refold_days`` folded days and the days
+    marked dirty are folded again in the first batch. Returns the days folded. Resumable: each batch commits its
+    days with the new ``folded_through``."""
+    total = 0
+    refold = refold_days
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT fold_conversation_daily(%s, %s)", [max_days, refold])
+            (folded,) = cursor.fetchone()
+        total += folded
+        if folded <= refold:  # nothing beyond the re-folded days: caught up
+            return total
+        refold = 0
+
+
+def conversation_daily_backlog() -> int:
+    """Days ``conversation_daily_fold`` would fold now: the dirty ones plus the closed days not folded yet."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM conversation_daily_dirty)"
+            " + coalesce(((now() - interval '15 minutes') AT TIME ZONE 'UTC')::date - 1"
+            " - (SELECT folded_through FROM conversation_daily_state WHERE id = 1), 0)"
+        )
+        return max(cursor.fetchone()[0], 0)

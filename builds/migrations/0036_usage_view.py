@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     """
 
     dependencies = [
-        ("builds", "0034_legacy_split"),
+        ("builds", "0035_dashboard_rollups"),
     ]
 
     operations = [

@@ -248,4 +248,4 @@ def test_thirty_day_panels_are_kept_for_a_minute_but_build_figures_are_not(opera
         operator_client.get(url)
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert "build_access_log" not in sql and "conversations" not in sql
-    assert "build_results" in sql
+    assert "build_activity_hourly_figures" in sql  # the 24-hour build figures: today's results, read live

@@ -122,6 +122,14 @@ CREATE TRIGGER partition_move_mark BEFORE UPDATE OF accessed_at ON build_access_
 
 CREATE TRIGGER pgtrigger_build_access_log_keep_rollup_key_21b2f BEFORE UPDATE ON build_access_log FOR EACH ROW WHEN (old.cache_entry_id IS DISTINCT FROM new.cache_entry_id OR old.customer_id IS DISTINCT FROM new.customer_id OR old.hit IS DISTINCT FROM new.hit) EXECUTE FUNCTION pgtrigger_build_access_log_keep_rollup_key_21b2f();
 
+CREATE TRIGGER pgtrigger_build_access_log_rollup_mark_delete_bdcba AFTER DELETE ON build_access_log REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION build_access_log_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_access_log_rollup_mark_insert_09fd6 AFTER INSERT ON build_access_log FOR EACH ROW WHEN (new.accessed_at < date_trunc('day'::text, now(), 'UTC'::text)) EXECUTE FUNCTION build_access_log_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_access_log_rollup_mark_update_c9940 AFTER UPDATE ON build_access_log REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION build_access_log_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_access_log_rollup_truncate_e6f5b AFTER TRUNCATE ON build_access_log FOR EACH STATEMENT EXECUTE FUNCTION build_cache_daily_reset();
+
 CREATE TRIGGER pgtrigger_rollup_cache_access_delete_9c930 AFTER DELETE ON build_access_log REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_rollup_cache_access_delete_9c930();
 
 CREATE TRIGGER pgtrigger_rollup_cache_access_f43ba AFTER INSERT ON build_access_log FOR EACH ROW EXECUTE FUNCTION pgtrigger_rollup_cache_access_f43ba();

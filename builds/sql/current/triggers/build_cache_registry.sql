@@ -19,4 +19,10 @@ AS $function$
                 END;
             $function$;
 
+CREATE TRIGGER pgtrigger_build_cache_registry_rollup_mark_delete_cdb31 AFTER DELETE ON build_cache_registry REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION build_cache_registry_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_cache_registry_rollup_mark_update_dd547 AFTER UPDATE ON build_cache_registry FOR EACH ROW WHEN (old.build_duration_ms IS DISTINCT FROM new.build_duration_ms) EXECUTE FUNCTION build_cache_registry_rollup_mark();
+
+CREATE TRIGGER pgtrigger_build_cache_registry_rollup_truncate_764fb AFTER TRUNCATE ON build_cache_registry FOR EACH STATEMENT EXECUTE FUNCTION build_cache_daily_saved_reset();
+
 CREATE TRIGGER pgtrigger_update_updated_at_column_61b2a BEFORE UPDATE ON build_cache_registry FOR EACH ROW EXECUTE FUNCTION pgtrigger_update_updated_at_column_61b2a();

@@ -19,4 +19,12 @@ AS $function$
                 END;
             $function$;
 
+CREATE TRIGGER pgtrigger_conversation_daily_mark_delete_e3b56 AFTER DELETE ON conversations FOR EACH ROW WHEN (old.deleted_at IS NULL) EXECUTE FUNCTION conversation_daily_mark();
+
+CREATE TRIGGER pgtrigger_conversation_daily_mark_insert_d1082 AFTER INSERT ON conversations FOR EACH ROW WHEN (new.started_at < date_trunc('day'::text, now(), 'UTC'::text)) EXECUTE FUNCTION conversation_daily_mark();
+
+CREATE TRIGGER pgtrigger_conversation_daily_mark_update_ba13e AFTER UPDATE ON conversations FOR EACH ROW WHEN (old.completion_tokens IS DISTINCT FROM new.completion_tokens OR old.deleted_at IS DISTINCT FROM new.deleted_at OR old.prompt_tokens IS DISTINCT FROM new.prompt_tokens OR old.satisfaction_score IS DISTINCT FROM new.satisfaction_score OR old.started_at IS DISTINCT FROM new.started_at OR old.total_cost IS DISTINCT FROM new.total_cost) EXECUTE FUNCTION conversation_daily_mark();
+
+CREATE TRIGGER pgtrigger_conversation_daily_truncate_1ee9d AFTER TRUNCATE ON conversations FOR EACH STATEMENT EXECUTE FUNCTION conversation_daily_reset();
+
 CREATE TRIGGER pgtrigger_update_updated_at_column_fc328 BEFORE UPDATE ON conversations FOR EACH ROW EXECUTE FUNCTION pgtrigger_update_updated_at_column_fc328();
