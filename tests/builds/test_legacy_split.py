@@ -99,12 +99,11 @@ def test_split_moves_every_legacy_row_into_its_month_and_drops_legacy(legacy, se
         f"build_access_entry_idx_{suffix}",
         f"{month}_pkey",
     ]
-    assert (
-        _rows("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'pgtrigger%%'", [month])[0][
-            0
-        ]
-        == 3
-    )
+    # Each row trigger of the parent (statement triggers are not cloned to partitions), as on any other month.
+    triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'pgtrigger%%'"
+    parent_row_triggers = _rows(triggers + " AND tgtype & 1 = 1", ["build_access_log"])[0][0]
+    assert parent_row_triggers >= 3
+    assert _rows(triggers, [month])[0][0] == parent_row_triggers
     assert not _rows("SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'", [month])
 
     layouts = {table: _layout(table) for table in COLUMN}
