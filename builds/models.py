@@ -506,7 +506,8 @@ class BuildResult(models.Model):
             ),
         ]
         # A result added to, changed in or removed from a day already folded into build_activity_daily marks the
-        # day for re-folding (builds/sql/0033_dashboard_rollup.sql); one statement-level call per statement.
+        # day for re-folding (builds/sql/0033_dashboard_rollup.sql): an update or a delete by one statement-level call,
+        # an insert by a row trigger that only fires for a result dated before today.
         triggers = [
             # A row trigger whose condition is false for a result created today (every completion's): the
             # statement trigger it replaces built a transition table on every completion (builds.0038_rollup_marks).
