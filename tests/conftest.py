@@ -160,3 +160,13 @@ def _drop_test_database_with_force(self, test_database_name, verbosity):
 
 
 DatabaseCreation._destroy_test_db = _drop_test_database_with_force
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Django's cache is per process and outlives a test: the dashboard keeps its panels in it for a minute, so a
+    test that renders the dashboard (the console's, the intake's price panel) would read panels an earlier test in
+    the same worker left. Each test starts with it empty."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -29,11 +29,3 @@ def admin_user_in_group(db) -> User:
 def operator_client(client, operator):
     client.force_login(operator)
     return client
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dashboard_cache():
-    """The dashboard keeps its 30-day panels for a minute (per process): each test starts without them."""
-    from django.core.cache import cache
-
-    cache.clear()
