@@ -170,3 +170,36 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@contextlib.contextmanager
+def nested_plans():
+    """Collect the plan of every statement run inside, nested ones (in PL/pgSQL functions) included."""
+    plans: list[str] = []
+    raw = connection.connection
+
+    def keep(diagnostic):
+        if "Query Text:" in (diagnostic.message_primary or ""):
+            plans.append(diagnostic.message_primary)
+
+    raw.add_notice_handler(keep)
+    settings = {
+        "auto_explain.log_min_duration": "0",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_level": "notice",
+    }
+    try:
+        sql_rows("LOAD 'auto_explain'")
+        for name, value in settings.items():
+            sql_rows("SELECT set_config(%s, %s, true)", [name, value])
+        yield plans
+    finally:
+        sql_rows("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
+        raw.remove_notice_handler(keep)
+
+
+def plan_of(plans: list[str], fragment: str) -> str:
+    """The one collected plan whose statement contains ``fragment``."""
+    found = [plan for plan in plans if fragment in plan.split("Query Text:", 1)[1].split("\n  ", 1)[0]]
+    assert found, f"no plan for a statement containing {fragment!r} among {len(plans)}"
+    return found[0]

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from builds.models import BuildCacheAccessRollup
-from tests.builds.test_running_index import _plan_of, nested_plans
+from tests.conftest import nested_plans, plan_of
 from tests.conftest import sql_rows as _sql
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ def test_the_fold_reads_the_shards_rows_through_their_index_and_no_whole_table(f
     with nested_plans() as plans:
         _sql("SELECT fold_cache_access_rollup()")
     text = "\n".join(plans)
-    assert "build_cache_access_delta_idx" in _plan_of(plans, "WITH moved AS")
+    assert "build_cache_access_delta_idx" in plan_of(plans, "WITH moved AS")
     assert "Seq Scan on build_cache_access_rollup" not in text, text
 
 

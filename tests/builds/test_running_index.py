@@ -7,49 +7,14 @@ the last vacuum (938 buffers per completion on the benchmark's queue). The plans
 to this connection as notices.
 """
 
-import contextlib
-
 import pytest
 from django.db import connection
 
 from builds.models import Build
 from tests.builds.test_scheduler import DIGEST, REF, _claim, _enqueue, _license
-from tests.conftest import sql_rows
+from tests.conftest import nested_plans, plan_of, sql_rows
 
 pytestmark = pytest.mark.django_db
-
-
-@contextlib.contextmanager
-def nested_plans():
-    """Collect the plan of every statement run inside, nested ones (in PL/pgSQL functions) included."""
-    plans: list[str] = []
-    raw = connection.connection
-
-    def keep(diagnostic):
-        if "Query Text:" in (diagnostic.message_primary or ""):
-            plans.append(diagnostic.message_primary)
-
-    raw.add_notice_handler(keep)
-    settings = {
-        "auto_explain.log_min_duration": "0",
-        "auto_explain.log_nested_statements": "on",
-        "auto_explain.log_level": "notice",
-    }
-    try:
-        sql_rows("LOAD 'auto_explain'")
-        for name, value in settings.items():
-            sql_rows("SELECT set_config(%s, %s, true)", [name, value])
-        yield plans
-    finally:
-        sql_rows("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
-        raw.remove_notice_handler(keep)
-
-
-def _plan_of(plans: list[str], fragment: str) -> str:
-    """The one collected plan whose statement contains ``fragment``."""
-    found = [plan for plan in plans if fragment in plan.split("Query Text:", 1)[1].split("\n  ", 1)[0]]
-    assert found, f"no plan for a statement containing {fragment!r} among {len(plans)}"
-    return found[0]
 
 
 @pytest.fixture
@@ -88,17 +53,17 @@ def _uses_primary_key(plan: str) -> None:
 def test_completion_updates_the_build_through_its_primary_key(running_builds):
     with nested_plans() as plans:
         sql_rows("SELECT complete_build_v2(%s, 'w', 'succeeded', %s, %s)", [running_builds[0], REF, DIGEST])
-    _uses_primary_key(_plan_of(plans, "UPDATE build_queue b"))
+    _uses_primary_key(plan_of(plans, "UPDATE build_queue b"))
     assert Build.objects.get(pk=running_builds[0]).status == "succeeded"
 
 
 def test_heartbeat_and_release_lock_the_build_through_its_primary_key(running_builds):
     with nested_plans() as plans:
         assert sql_rows("SELECT update_build_progress(%s, 'w', 40, 'compile')", [running_builds[1]])[0][0] is True
-    _uses_primary_key(_plan_of(plans, "FROM build_queue b"))
+    _uses_primary_key(plan_of(plans, "FROM build_queue b"))
     with nested_plans() as plans:
         assert sql_rows("SELECT release_build(%s, 'w')", [running_builds[2]])[0][0] is True
-    _uses_primary_key(_plan_of(plans, "UPDATE build_queue b"))
+    _uses_primary_key(plan_of(plans, "UPDATE build_queue b"))
 
 
 def test_the_rescue_and_the_operators_worker_list_still_scan_running_builds_by_their_index(running_builds):
@@ -106,7 +71,7 @@ def test_the_rescue_and_the_operators_worker_list_still_scan_running_builds_by_t
     (not a scan of the whole history) however many builds have finished."""
     with nested_plans() as plans:
         sql_rows("SELECT handle_build_timeouts()")
-    assert "build_queue_running_idx" in _plan_of(plans, "WITH stale AS"), plans
+    assert "build_queue_running_idx" in plan_of(plans, "WITH stale AS"), plans
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a 65-row table: ask only whether the index applies
         for query in (
