@@ -214,6 +214,15 @@ class QueueClient(SqlApiClient):
     def release_build(self, build_id: Any, worker_id: str, reason: str) -> bool:
         return bool(self.value(("SELECT release_build(%s, %s, %s)", [build_id, worker_id, reason])))
 
+    # Wait
+    def build_wait(self, waiter: str) -> None:
+        """``build_wait``: this agent has an idle slot; send ``slot`` wake-ups (renew within a minute)."""
+        self.value(("SELECT build_wait(%s)", [waiter]), overrides=OUTPUT_ERRORS)
+
+    def build_wait_end(self, waiter: str) -> None:
+        """``build_wait_end``: this agent's slots are busy again."""
+        self.value(("SELECT build_wait_end(%s)", [waiter]))
+
     # Operators
     def cancel_build(self, build_id: Any, reason: str | None) -> str:
         return self.value(("SELECT cancel_build(%s, %s)", [build_id, reason]), overrides=_P0001_STATE)

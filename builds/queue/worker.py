@@ -2,7 +2,11 @@
 
 - Idle slots sleep on a condition that a listener thread signals for each ``NOTIFY build_queue`` (sent by
   ``enqueue_build`` at commit), so a new build is claimed within milliseconds; they also poll every
-  ``poll_interval`` seconds as a safety net (a notification can be missed while every slot is busy).
+  ``poll_interval`` seconds as a safety net (a notification can be missed while every slot is busy). While a
+  slot waits, the worker is registered with ``build_wait`` (before the slot's last look for a build), so that a
+  freed license slot is announced too; the listener renews the registration and ends it (``build_wait_end``) once
+  no slot has waited for ``WAIT_LINGER`` seconds. A fleet with every slot busy is registered nowhere, and its
+  completions send no wake-up (each would make the others' commits wait: builds/sql/0043_slot_waiters.sql).
 - A heartbeat thread re-reports each running build's progress every ``heartbeat_interval`` seconds, so a long
   stage without progress is not mistaken for a dead worker; it also runs ``handle_build_timeouts`` every
   ``reap_interval`` seconds, so builds of crashed workers are rescued within their heartbeat timeout plus that
@@ -43,6 +47,8 @@ logger = logging.getLogger("builds.worker")  # the name operators configure; unc
 T = TypeVar("T")
 
 CHANNEL = "build_queue"
+WAIT_RENEW = 20.0  # seconds between renewals of the build_wait registration (it lapses after a minute)
+WAIT_LINGER = 2.0  # seconds without a waiting slot before the registration ends
 # Build output goes through the SQL API (docs/sql-api.md, "Build output"), like any agent's.
 LOG_CHUNK_BYTES = 64 * 1024  # append_build_log's limit per call
 LOG_FLUSH_BYTES = 32 * 1024  # send buffered output when this much has gathered...
@@ -300,6 +306,11 @@ class Worker:
         self._prefetched: list[tuple[ClaimedBuild, str]] = []
         self._leases: dict = {}
         self._idle_slots = 0
+        # The build_wait registration: when it was last renewed (None: not registered) and when a slot last waited.
+        # _wait_lock orders the registration's database calls with the changes to these.
+        self._wait_lock = threading.Lock()
+        self._wait_renewed: float | None = None
+        self._waited_at = 0.0
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -350,6 +361,7 @@ class Worker:
         finally:
             self.finished.set()
             self.stopping.set()
+            threads[0].join(5)  # the listener ends the wake-up registration on its way out
         return dict(self.counts)
 
     def _say(self, message: str) -> None:
@@ -431,6 +443,8 @@ class Worker:
                     if build is None:
                         if self.exit_when_idle and self._idle():
                             break
+                        if self._start_waiting():
+                            continue  # registered just now: one more look, then wait
                         with self.wake:
                             if not self.stopping.is_set():
                                 self._idle_slots += 1
@@ -459,6 +473,51 @@ class Worker:
     def _claim(self, slot_id: str, limit: int = 1) -> list[ClaimedBuild]:
         self._prepare_session()
         return CALLS.claim_builds(slot_id, limit)
+
+    def _start_waiting(self) -> bool:
+        """Register this worker with ``build_wait`` unless it is: True when it registered just now, so the slot
+        looks for a build once more before it waits (a slot freed before the registration is found by that look,
+        one freed after it is announced). A failure is logged and the slot polls."""
+        with self._wait_lock:
+            self._waited_at = time.monotonic()
+            if self._wait_renewed is not None:
+                return False
+            try:
+                CALLS.build_wait(self.worker_id)
+            except (DatabaseError, DatabaseUnavailable) as exc:
+                self._log_db_error("could not register for wake-ups; polling", exc)
+                connection.close()
+                return False
+            self._wait_renewed = self._waited_at
+            return True
+
+    def _tend_waiting(self) -> None:
+        """(Listener thread.) Renew the registration while a slot waits; end it once none has waited for
+        WAIT_LINGER seconds."""
+        with self.wake:
+            waiting = self._idle_slots > 0
+        with self._wait_lock:
+            if self._wait_renewed is None:
+                return
+            now = time.monotonic()
+            if waiting:
+                self._waited_at = now
+                if now - self._wait_renewed >= WAIT_RENEW:
+                    CALLS.build_wait(self.worker_id)
+                    self._wait_renewed = now
+            elif now - self._waited_at >= WAIT_LINGER:
+                CALLS.build_wait_end(self.worker_id)
+                self._wait_renewed = None
+
+    def _end_waiting(self) -> None:
+        with self._wait_lock:
+            if self._wait_renewed is None:
+                return
+            try:
+                CALLS.build_wait_end(self.worker_id)
+            except (DatabaseError, DatabaseUnavailable) as exc:  # it lapses by itself within a minute
+                self._log_db_error("could not end the wake-up registration", exc)
+            self._wait_renewed = None
 
     def _idle(self) -> bool:
         """Drain mode: nothing was claimable and none of this worker's slots is running a build (a running build
@@ -639,10 +698,12 @@ class Worker:
                     for _notice in raw.notifies(timeout=0.5):
                         with self.wake:
                             self.wake.notify()
+                    self._tend_waiting()
             except Exception as exc:
                 self._log_db_error("listener lost its connection; reconnecting", exc)
                 connection.close()
                 time.sleep(1)
+        self._end_waiting()
         connection.close()
 
     def _heartbeat(self) -> None:

@@ -377,11 +377,13 @@ def test_quota_counter_follows_cancellations_and_cache_hits():
 
 @pytest.mark.django_db(transaction=True)
 def test_wake_ups_for_release_requeue_retry_and_a_freed_slot():
-    """release, a rescued lease, a retryable failure and a freed slot each NOTIFY build_queue with a JSON payload."""
+    """release, a rescued lease, a retryable failure and a freed slot (while an agent waits for one) each NOTIFY
+    build_queue with a JSON payload."""
     core = _license("core")
     first, second = _enqueue(core.customer, 2)
     with psycopg.connect(database_url(), autocommit=True) as listener:
         listener.execute("LISTEN build_queue")
+        listener.execute("SELECT build_wait('listener')")
         list(listener.notifies(timeout=0.2))
         _claim()
         sql_rows("SELECT release_build(%s, 'w')", [first])
