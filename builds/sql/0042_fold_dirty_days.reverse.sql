@@ -1,5 +1,6 @@
--- Reverse of 0042_fold_dirty_days.sql: the fold as 0035_dashboard_rollups defined it (re-folding the last two days
--- by default), build_performance_summary as 0032_daily_rollup defined it, and without the new function and indexes.
+-- Reverse of 0042_fold_dirty_days.sql: the fold and the activity figures functions as 0035_dashboard_rollups
+-- defined them (the fold re-folding the last two days by default), build_performance_summary as 0032_daily_rollup
+-- defined it, and without the new functions and indexes.
 
 DROP INDEX IF EXISTS build_activity_hourly_all_idx;
 DROP INDEX IF EXISTS build_activity_daily_all_idx;
@@ -166,3 +167,89 @@ $function$;
 
 DROP FUNCTION IF EXISTS build_daily_rollup_last_closed(timestamptz, interval);
 DROP FUNCTION IF EXISTS build_daily_rollup_oldest_open();
+
+CREATE OR REPLACE FUNCTION public.build_activity_daily_figures(p_from timestamp with time zone, p_to timestamp with time zone)
+ RETURNS TABLE(customer_id uuid, day date, succeeded bigint, failed bigint, timed_out bigint, cancelled bigint, duration_ms_sum bigint, timed bigint, queue_wait_ms bigint[], wait_p50_ms double precision, wait_p95_ms double precision, cache_served bigint)
+ LANGUAGE plpgsql
+ STABLE ROWS 31
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    WITH results AS (
+        SELECT b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date AS day,
+               count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE r.status = 'failed') AS failed,
+               count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
+               count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+               coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
+               count(r.duration_ms) AS timed,
+               coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
+                        '{}') AS queue_wait_ms,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p50_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY r.queue_wait_ms) AS wait_p95_ms,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_results r
+          JOIN build_queue b ON b.id = r.build_id
+         WHERE r.created_at >= $1 AND r.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, (r.created_at AT TIME ZONE 'UTC')::date),
+                                 ((r.created_at AT TIME ZONE 'UTC')::date))
+    ), served AS (
+        SELECT b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS cache_served,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_queue b
+         WHERE b.cache_hit AND b.created_at >= $1 AND b.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, (b.created_at AT TIME ZONE 'UTC')::date),
+                                 ((b.created_at AT TIME ZONE 'UTC')::date))
+    )
+    SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
+           coalesce(r.day, s.day), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
+           coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
+           coalesce(r.queue_wait_ms, '{}'), r.wait_p50_ms, r.wait_p95_ms, coalesce(s.cache_served, 0)
+      FROM results r
+      FULL JOIN served s
+        ON s.day = r.day AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+    $q$ USING p_from, p_to;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.build_activity_hourly_figures(p_from timestamp with time zone, p_to timestamp with time zone)
+ RETURNS TABLE(customer_id uuid, hour timestamp with time zone, succeeded bigint, failed bigint, timed_out bigint, cancelled bigint, duration_ms_sum bigint, timed bigint, queue_wait_ms bigint[], cache_served bigint)
+ LANGUAGE plpgsql
+ STABLE ROWS 48
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    WITH results AS (
+        SELECT b.customer_id, date_bin(interval '1 hour', r.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
+               count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE r.status = 'failed') AS failed,
+               count(*) FILTER (WHERE r.status = 'timed_out') AS timed_out,
+               count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+               coalesce(sum(r.duration_ms), 0)::bigint AS duration_ms_sum,
+               count(r.duration_ms) AS timed,
+               coalesce(array_agg(r.queue_wait_ms ORDER BY r.queue_wait_ms) FILTER (WHERE r.queue_wait_ms IS NOT NULL),
+                        '{}') AS queue_wait_ms,
+               GROUPING(b.customer_id) AS all_customers
+          FROM build_results r
+          JOIN build_queue b ON b.id = r.build_id
+         WHERE r.created_at >= $1 AND r.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
+    ), served AS (
+        SELECT b.customer_id, date_bin(interval '1 hour', b.created_at, timestamptz '2000-01-01 00:00+00') AS hour,
+               count(*) AS cache_served, GROUPING(b.customer_id) AS all_customers
+          FROM build_queue b
+         WHERE b.cache_hit AND b.created_at >= $1 AND b.created_at < $2
+         GROUP BY GROUPING SETS ((b.customer_id, 2), (2))
+    )
+    SELECT CASE WHEN coalesce(r.all_customers, s.all_customers) = 1 THEN NULL ELSE coalesce(r.customer_id, s.customer_id) END,
+           coalesce(r.hour, s.hour), coalesce(r.succeeded, 0), coalesce(r.failed, 0), coalesce(r.timed_out, 0),
+           coalesce(r.cancelled, 0), coalesce(r.duration_ms_sum, 0), coalesce(r.timed, 0),
+           coalesce(r.queue_wait_ms, '{}'), coalesce(s.cache_served, 0)
+      FROM results r
+      FULL JOIN served s
+        ON s.hour = r.hour AND s.all_customers = r.all_customers AND s.customer_id IS NOT DISTINCT FROM r.customer_id
+    $q$ USING p_from, p_to;
+END;
+$function$;
