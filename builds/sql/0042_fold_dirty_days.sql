@@ -14,7 +14,9 @@
 -- newly closed a call writes no row at all.
 
 -- build_daily_rollup_oldest_open: when the oldest transaction still open in this database (other than the
--- caller's) began; NULL when there is none. It reads pg_stat_activity, which shows the start of another role's
+-- caller's) that has written anything (it has a transaction id) began; NULL when there is none. One that has
+-- written nothing yet can only write its rows of a past day from now on, and those the mark triggers see, so an
+-- idle or read-only session holds no day open. It reads pg_stat_activity, which shows the start of another role's
 -- transactions only to members of pg_read_all_stats: the role that runs maintenance must be the writers' role
 -- or such a member (docs/operations.md). Prepared transactions are not counted (the project prepares none).
 CREATE OR REPLACE FUNCTION build_daily_rollup_oldest_open()
@@ -26,7 +28,8 @@ BEGIN
     PERFORM pg_stat_clear_snapshot();  -- the sessions as they are now, not as first read in this transaction
     SELECT min(a.xact_start) INTO v_oldest
       FROM pg_stat_activity a
-     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend';
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+       AND a.backend_xid IS NOT NULL;
     RETURN v_oldest;
 END;
 $$;

@@ -206,15 +206,18 @@ def _last_closed_tomorrow() -> dt.date:
 
 
 def test_a_day_is_not_closed_while_a_transaction_begun_before_its_end_is_open(history):
-    """A transaction of another session that began today holds today open (the fold would not fold it yet, and
-    the view keeps reading it live); once it ends, today closes. The caller's own transaction does not count."""
+    """A transaction of another session that began today and has written (it has a transaction id) holds today
+    open (the fold would not fold it yet, and the view keeps reading it live); once it ends, today closes. One that
+    has written nothing holds nothing open (its later writes to a past day are marked), nor does the caller's own."""
     today = _midnight(0).date()
     assert _last_closed_tomorrow() == today
-    with held_elsewhere(lambda: _rows("SELECT 1")):
+    with held_elsewhere(lambda: _rows("SELECT pg_current_xact_id()")):
         assert _last_closed_tomorrow() == today - dt.timedelta(days=1)
         assert _rows("SELECT build_daily_rollup_oldest_open() >= now()")[0][0] is True  # began after this test's
     assert _last_closed_tomorrow() == today
     assert _rows("SELECT build_daily_rollup_oldest_open()")[0][0] is None
+    with held_elsewhere(lambda: _rows("SELECT count(*) FROM build_queue")):
+        assert _last_closed_tomorrow() == today
 
 
 def test_the_summary_reads_the_rollup_without_an_anti_join(history):

@@ -12,7 +12,8 @@ BEGIN
     PERFORM pg_stat_clear_snapshot();  -- the sessions as they are now, not as first read in this transaction
     SELECT min(a.xact_start) INTO v_oldest
       FROM pg_stat_activity a
-     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend';
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+       AND a.backend_xid IS NOT NULL;
     RETURN v_oldest;
 END;
 $function$;
