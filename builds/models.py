@@ -911,10 +911,11 @@ class BuildDailyRollup(models.Model):
 
     A build belongs to the day of its ``finished_at`` (UTC), as in the view. ``fold_build_daily_rollup()`` (hourly)
     folds closed days in order, a bounded number per call, and moves ``BuildDailyRollupState.folded_through``;
-    it re-folds the last days and every day marked in ``BuildDailyRollupDirty`` (a finished build of a folded day
-    changed or was deleted), so a day re-folded gives the same row. The view reads these rows for the folded days
-    and the queue itself for the rest (builds/sql/0032_daily_rollup.sql). The sums let a range's averages be
-    derived from several days. No foreign key: the view joins the customer, like the queue's rows did.
+    it re-folds every day marked in ``BuildDailyRollupDirty`` (a finished build of a folded day changed or was
+    deleted) and no other (builds/sql/0042_fold_dirty_days.sql), and a day re-folded gives the same row. The view
+    reads these rows for the folded days and the queue itself for the rest (builds/sql/0032_daily_rollup.sql). The
+    sums let a range's averages be derived from several days. No foreign key: the view joins the customer, like
+    the queue's rows did.
     """
 
     id = models.BigAutoField(primary_key=True)

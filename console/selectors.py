@@ -542,6 +542,8 @@ WHERE created_at >= %(start)s AND cache_hit {customer_filter}
 # build_activity_daily_figures over the results for the rest (the days after folded_through and the dirty days):
 # the same figures as BUILD_ACTIVITY_SQL, at a cost that follows the days, not the builds of a month
 # (builds/sql/0033_dashboard_rollup.sql). One row per day for the selection, then the whole range (day NULL).
+# Every customer's rows (customer NULL) come from the partial index build_activity_daily_all_idx, and the range's
+# two percentiles from one sort of its waits (builds/sql/0042_fold_dirty_days.sql).
 BUILD_ACTIVITY_DAILY_SQL = """
 WITH st AS (
     SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
@@ -558,7 +560,7 @@ WITH st AS (
            a.wait_p50_ms, a.wait_p95_ms, a.cache_served
       FROM build_activity_daily a, st
      WHERE a.day >= %(start_day)s AND a.day <= st.through
-       AND a.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+       AND (a.customer_id = %(customer)s::uuid OR (%(customer)s::uuid IS NULL AND a.customer_id IS NULL))
        AND NOT EXISTS (SELECT 1 FROM build_daily_rollup_dirty d WHERE d.day = a.day)
     UNION ALL
     SELECT f.day, f.succeeded, f.failed, f.timed_out, f.cancelled, f.duration_ms_sum, f.timed, f.queue_wait_ms,
@@ -571,18 +573,20 @@ SELECT r.day, r.succeeded, r.failed, r.timed_out, r.cancelled, r.wait_p50_ms, r.
        NULL::numeric, NULL::bigint, NULL::bigint
   FROM rows_ r
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
-       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
-       sum(r.duration_ms_sum), sum(r.timed), sum(r.cache_served)
-  FROM rows_ r
+SELECT NULL, NULL, NULL, NULL, NULL, t.waits[1], t.waits[2], t.duration_ms_sum, t.timed, t.cache_served
+  FROM (SELECT (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY w)
+                  FROM rows_ x, unnest(x.queue_wait_ms) w) AS waits,
+               sum(r.duration_ms_sum) AS duration_ms_sum, sum(r.timed) AS timed,
+               sum(r.cache_served) AS cache_served
+          FROM rows_ r) t
 """
 
 
 # The ranges of hour-multiple buckets (24h by the hour, 7d by six hours) from build_activity_hourly for the folded
 # days that are not marked dirty, and build_activity_hourly_figures over the results for the rest (today, the days
 # after folded_through, the dirty days): the figures of BUILD_ACTIVITY_SQL (builds/sql/0035_dashboard_rollups.sql).
-# One row per bucket for the selection, then the whole range (bucket NULL).
+# One row per bucket for the selection, then the whole range (bucket NULL). As the daily query: the every-customer
+# rows through build_activity_hourly_all_idx, one sort of the range's waits.
 BUILD_ACTIVITY_HOURLY_SQL = """
 WITH st AS (
     SELECT (SELECT s.folded_through FROM build_daily_rollup_state s WHERE s.id = 1) AS through
@@ -600,7 +604,7 @@ WITH st AS (
            h.cache_served
       FROM build_activity_hourly h, st
      WHERE h.hour >= %(start)s AND h.hour < (st.through + 1)::timestamp AT TIME ZONE 'UTC'
-       AND h.customer_id IS NOT DISTINCT FROM %(customer)s::uuid
+       AND (h.customer_id = %(customer)s::uuid OR (%(customer)s::uuid IS NULL AND h.customer_id IS NULL))
        AND NOT EXISTS (SELECT 1 FROM build_daily_rollup_dirty d WHERE d.day = (h.hour AT TIME ZONE 'UTC')::date)
     UNION ALL
     SELECT f.hour, f.succeeded, f.failed, f.timed_out, f.cancelled, f.duration_ms_sum, f.timed, f.queue_wait_ms,
@@ -623,11 +627,12 @@ SELECT c.bucket, c.succeeded, c.failed, c.timed_out, c.cancelled, w.p50, w.p95, 
        NULL::numeric
   FROM counts c LEFT JOIN waits w ON w.bucket = c.bucket
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
-       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY w) FROM rows_ x, unnest(x.queue_wait_ms) w),
-       sum(r.duration_ms_sum), sum(r.timed), sum(r.cache_served)
-  FROM rows_ r
+SELECT NULL, NULL, NULL, NULL, NULL, t.waits[1], t.waits[2], t.duration_ms_sum, t.timed, t.cache_served
+  FROM (SELECT (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY w)
+                  FROM rows_ x, unnest(x.queue_wait_ms) w) AS waits,
+               sum(r.duration_ms_sum) AS duration_ms_sum, sum(r.timed) AS timed,
+               sum(r.cache_served) AS cache_served
+          FROM rows_ r) t
 """
 
 

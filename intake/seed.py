@@ -181,3 +181,20 @@ seed_step(
         ORDER BY v.started_at, v.g, k""",
     ],
 )
+
+# The dashboard's conversations per day (conversation_daily) folded for the closed days, as the hourly maintenance
+# would have done on a real database: without it the seeded database's dashboard read a month of conversations live
+# until the first hourly run. Guarded like the builds' rollup step (a database migrated only to a point before
+# intake.0011 is seeded too). The last step, after every row it counts.
+seed_step(
+    "conversation daily rollup",
+    order=720,
+    after=["conversation messages", "intents and requirement extractions", "build manifests"],
+    statements=[
+        """DO $$ BEGIN
+            IF to_regproc('public.fold_conversation_daily') IS NOT NULL THEN
+                PERFORM fold_conversation_daily(400, 0);
+            END IF;
+        END $$"""
+    ],
+)

@@ -20,8 +20,8 @@ def handle_build_timeouts(*, dry_run: bool) -> int:
 @maintenance_task(
     "build_fold_daily_rollup",
     schedule="hourly",
-    description="Fold closed days of finished builds into build_daily_rollup (build_performance_summary), "
-    "re-folding the last two days and any day a late change marked.",
+    description="Fold the newly closed days and the days a late change marked into the build rollups "
+    "(build_performance_summary and the dashboard); nothing else is re-folded.",
     transactional=False,
 )
 def fold_daily_rollup(*, dry_run: bool) -> int:

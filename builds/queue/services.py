@@ -230,11 +230,11 @@ def build_change_priority(*, build: Build | uuid.UUID | str, priority: int) -> N
     _client().reprioritize_build(_pk(build), priority)
 
 
-def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
-    """Fold closed days into ``build_daily_rollup`` (``fold_build_daily_rollup``), one bounded batch of at most
-    ``max_days`` new days per transaction until none is left; the last ``refold_days`` folded days and the days
-    marked dirty are folded again in the first batch. Returns the days folded. Resumable: each batch commits its
-    days with the new ``folded_through``."""
+def build_daily_rollup_fold(*, max_days: int = 31, refold_days: int = 0) -> int:
+    """Fold into the build rollups (``fold_build_daily_rollup``) the days marked dirty and the days newly closed,
+    one bounded batch of at most ``max_days`` of each per transaction until none is left; ``refold_days`` > 0 also
+    re-folds that many last folded days in the first batch. Returns the days folded: 0, with no row written, when
+    nothing changed since the last fold. Resumable: each batch commits its days with the new ``folded_through``."""
     total = 0
     refold = refold_days
     while True:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from builds.models import Build
 from builds.queue import services
 from tests.builds.factories import BuildFactory, finished_build
-from tests.conftest import raises_db_error
+from tests.conftest import held_elsewhere, raises_db_error
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db
@@ -196,4 +196,37 @@ def test_the_hourly_task_folds_and_bad_arguments_change_nothing(history):
     assert folded_through() is None
     services.build_daily_rollup_fold(max_days=2)
     assert folded_through() is not None and folded_through() >= _midnight(2).date()
+    assert summary() == direct()
+
+
+def _last_closed_tomorrow() -> dt.date:
+    """The last day closed a day from now with no grace period: today, unless a transaction that began today is
+    still open in this database (it may hold rows of today the mark triggers let by)."""
+    return _rows("SELECT build_daily_rollup_last_closed(now() + interval '1 day', interval '0')")[0][0]
+
+
+def test_a_day_is_not_closed_while_a_transaction_begun_before_its_end_is_open(history):
+    """A transaction of another session that began today and has written (it has a transaction id) holds today
+    open (the fold would not fold it yet, and the view keeps reading it live); once it ends, today closes. One that
+    has written nothing holds nothing open (its later writes to a past day are marked), nor does the caller's own."""
+    today = _midnight(0).date()
+    assert _last_closed_tomorrow() == today
+    with held_elsewhere(lambda: _rows("SELECT pg_current_xact_id()")):
+        assert _last_closed_tomorrow() == today - dt.timedelta(days=1)
+        assert _rows("SELECT build_daily_rollup_oldest_open() >= now()")[0][0] is True  # began after this test's
+    assert _last_closed_tomorrow() == today
+    assert _rows("SELECT build_daily_rollup_oldest_open()")[0][0] is None
+    with held_elsewhere(lambda: _rows("SELECT count(*) FROM build_queue")):
+        assert _last_closed_tomorrow() == today
+
+
+def test_the_summary_reads_the_rollup_without_an_anti_join(history):
+    """The folded days less the dirty ones come from comparing each rollup row's day with the dirty days read once,
+    not from a join per rollup row (builds.0042); the rows stay the released definition's with a day marked."""
+    fold()
+    plan = "\n".join(row[0] for row in _rows("EXPLAIN SELECT * FROM build_performance_summary"))
+    assert "Anti Join" not in plan and "InitPlan" in plan
+    a, _, _ = history
+    finished_build(a, "failed", finished_at=_midnight(2) + dt.timedelta(hours=1), wait_s=1, duration_s=2)
+    assert _rows("SELECT day FROM build_daily_rollup_dirty") == [(_midnight(2).date(),)]
     assert summary() == direct()

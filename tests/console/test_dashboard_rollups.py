@@ -3,7 +3,9 @@
 figures of the live queries they replace (kept here as oracles), for every customer and each one, before and after
 folding, with activity on many days and hours including yesterday's last and today's first; late changes to a
 folded day (a result recorded after midnight for yesterday, a lookup logged late, moved or deleted, a hit entry's
-duration changed or the entry deleted) are read live at once and folded by the next fold."""
+duration changed or the entry deleted) are read live at once and folded by the next fold. The hourly fold folds
+only the days marked or newly closed (builds.0042): its rollups equal a fold from scratch, and with nothing marked
+it writes no row."""
 
 import datetime as dt
 
@@ -258,6 +260,129 @@ def test_truncating_the_log_empties_the_cache_rollup(history):
     assert _cache_rows() == []
     win = selectors.window("day", WINDOW)
     assert selectors.cache_activity(win) == released_cache(win)
+
+
+# --- the fold folds only dirty and newly closed days (builds/sql/0042_fold_dirty_days.sql) ------------------------
+
+ROLLUP_QUERIES = {
+    "build_daily_rollup": "SELECT customer_id, day, total_builds, succeeded, failed, timed_out, cancelled, cache_hits,"
+    " success_rate, avg_duration_seconds, p50_duration_seconds, p95_duration_seconds, avg_queue_wait_seconds,"
+    " p95_queue_wait_seconds, started_builds, duration_seconds_sum, queue_wait_seconds_sum FROM build_daily_rollup"
+    " ORDER BY day, customer_id",
+    "build_activity_daily": "SELECT customer_id, day, succeeded, failed, timed_out, cancelled, duration_ms_sum, timed,"
+    " queue_wait_ms, wait_p50_ms, wait_p95_ms, cache_served FROM build_activity_daily"
+    " ORDER BY day, customer_id NULLS FIRST",
+    "build_activity_hourly": "SELECT customer_id, hour, succeeded, failed, timed_out, cancelled, duration_ms_sum,"
+    " timed, queue_wait_ms, cache_served FROM build_activity_hourly ORDER BY hour, customer_id NULLS FIRST",
+    "build_cache_daily": "SELECT day, hits, misses, saved_ms FROM build_cache_daily ORDER BY day",
+}
+
+
+def _rollups() -> dict[str, list[tuple]]:
+    with connection.cursor() as cursor:
+        result = {}
+        for table, query in ROLLUP_QUERIES.items():
+            cursor.execute(query)
+            result[table] = cursor.fetchall()
+        return result
+
+
+DAY_OF_ROW = {
+    "build_daily_rollup": "day",
+    "build_activity_daily": "day",
+    "build_activity_hourly": "(hour AT TIME ZONE 'UTC')::date",
+    "build_cache_daily": "day",
+}
+
+
+def _row_versions(*, except_day: dt.date | None = None) -> dict[str, set]:
+    """Every rollup row's physical version (ctid), but those of ``except_day``: an update, or a delete and an
+    insert, gives a row a new one. The state row's too."""
+    with connection.cursor() as cursor:
+        result = {}
+        for table, day in DAY_OF_ROW.items():
+            cursor.execute(f"SELECT ctid::text FROM {table} WHERE {day} IS DISTINCT FROM %s", [except_day])
+            result[table] = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT ctid::text FROM build_daily_rollup_state")
+        result["build_daily_rollup_state"] = {row[0] for row in cursor.fetchall()}
+        return result
+
+
+def hourly_fold() -> int:
+    """One call as the hourly task makes it (its defaults: no re-fold window), with no grace period."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT fold_build_daily_rollup(p_max_days => 31, p_grace => interval '0')")
+        return cursor.fetchone()[0]
+
+
+def _late_changes(a, b, entries) -> None:
+    """Late changes to folded days of every kind the triggers mark: a result and a cache-served build recorded
+    for yesterday, a build of four days ago retried, a lookup logged late, one moved and one deleted, and a hit
+    entry's build time changed."""
+    from builds.models import BuildResult
+
+    late = Build.objects.filter(customer_id=a.customer_id, finished_at__gte=_midnight(0)).first()
+    BuildResult.objects.create(
+        build=late, status="failed", queue_wait_ms=5, duration_ms=6, created_at=_midnight(0) - dt.timedelta(seconds=1)
+    )
+    _served(b, _midnight(1) + dt.timedelta(hours=4))
+    retried = Build.objects.filter(finished_at__gte=_midnight(4), finished_at__lt=_midnight(3)).first()
+    Build.objects.filter(pk=retried.pk).update(status="queued", finished_at=None, started_at=None)
+    _lookups([entries[2]], a.customer_id, _midnight(2) + dt.timedelta(hours=5), n_hits=2, n_misses=1)
+    moved = BuildAccessLog.objects.filter(accessed_at__gte=_midnight(7), accessed_at__lt=_midnight(6)).first()
+    BuildAccessLog.objects.filter(pk=moved.pk, accessed_at=moved.accessed_at).update(accessed_at=_midnight(8))
+    gone = BuildAccessLog.objects.filter(accessed_at__gte=_midnight(5), accessed_at__lt=_midnight(4)).first()
+    BuildAccessLog.objects.filter(pk=gone.pk, accessed_at=gone.accessed_at).delete()
+    BuildCacheEntry.objects.filter(pk=entries[1].pk).update(build_duration_ms=1_800_000)
+
+
+def test_the_hourly_fold_after_late_changes_equals_a_full_refold(history):
+    """Folded, then changed late on many past days, then folded as the hourly task does (dirty days only, no
+    re-fold window): all four rollups equal a fold of every day from scratch (the oracle), nothing is left
+    marked, and every panel equals its live query."""
+    a, b, entries = history
+    fold()
+    _late_changes(a, b, entries)
+    marked = len(dirty_days())
+    assert marked >= 6
+    assert hourly_fold() == marked
+    assert not dirty_days()
+    incremental = _rollups()
+    assert all(incremental.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM build_daily_rollup; DELETE FROM build_activity_daily; DELETE FROM build_activity_hourly;"
+            " DELETE FROM build_cache_daily; UPDATE build_daily_rollup_state SET folded_through = NULL"
+        )
+    while hourly_fold():
+        pass
+    assert _rollups() == incremental
+    _assert_all_equal(a, b)
+
+
+def test_an_hourly_fold_with_nothing_dirty_touches_no_rollup_row(history):
+    """Once caught up, an hourly fold with no day marked and no day newly closed folds nothing and writes no row
+    of any rollup (nor the state row); after one late change it rewrites that day's rows and no other day's."""
+    a, b, entries = history
+    fold()
+    before = _row_versions()
+    assert hourly_fold() == 0
+    assert _row_versions() == before
+    assert hourly_fold() == 0
+    assert _row_versions() == before
+
+    changed_day = _midnight(3).date()
+    before = _row_versions(except_day=changed_day)
+    hits_before = {day: hits for day, hits, _, _ in _cache_rows()}
+    _lookups([entries[0]], a.customer_id, _midnight(3) + dt.timedelta(hours=1), n_hits=1, n_misses=1)
+    assert dirty_days() == [changed_day]
+    assert hourly_fold() == 1
+    assert _row_versions(except_day=changed_day) == before
+    assert {day: hits for day, hits, _, _ in _cache_rows()} == {
+        **hits_before,
+        changed_day: hits_before[changed_day] + 1,
+    }
+    _assert_all_equal(a, b)
 
 
 # --- conversations -----------------------------------------------------------------------------------------------

@@ -203,7 +203,8 @@ def test_seeded_scheduler_counters_match_the_queue_so_the_claim_works():
 @pytest.mark.django_db
 def test_the_seed_folds_its_closed_days_into_the_daily_rollups():
     """The six-month seed leaves build_performance_summary and the dashboard reading folded days, as the hourly
-    maintenance would: every closed day with finished builds has its rollup rows and nothing is left to fold."""
+    maintenance would: every closed day with finished builds has its rollup rows, every closed day with
+    conversations its conversation_daily row (its last step), and nothing is left to fold."""
     generate(seed=5, fraction=0.01)
     folded_through = _rows("SELECT folded_through FROM build_daily_rollup_state WHERE id = 1")[0][0]
     assert folded_through is not None
@@ -214,6 +215,15 @@ def test_the_seed_folds_its_closed_days_into_the_daily_rollups():
     )[0][0]
     assert closed_days > 100
     assert _rows("SELECT count(DISTINCT day) FROM build_daily_rollup")[0][0] == closed_days
+    conversations_through = _rows("SELECT folded_through FROM conversation_daily_state WHERE id = 1")[0][0]
+    assert conversations_through is not None
+    conversation_days = _rows(
+        "SELECT count(DISTINCT (started_at AT TIME ZONE 'UTC')::date) FROM conversations"
+        " WHERE deleted_at IS NULL AND (started_at AT TIME ZONE 'UTC')::date <= %s",
+        [conversations_through],
+    )[0][0]
+    assert conversation_days > 30
+    assert _rows("SELECT count(*) FROM conversation_daily WHERE conversations > 0")[0][0] == conversation_days
 
 
 @pytest.mark.django_db
