@@ -713,6 +713,35 @@ class BuildCacheEntry(models.Model):
                 level=pgtrigger.Statement,
                 execute="build_cache_daily_saved_reset",
             ),
+            # cache_statistics' time saved per customer and month (BuildCacheAccessMonthly) follows each entry's
+            # current duration: a new, changed or deleted entry reprices its folded hits
+            # (builds/sql/0041_cache_month_rollup.sql).
+            FunctionTrigger(
+                name="build_cache_access_reprice_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                execute="build_cache_access_reprice",
+            ),
+            FunctionTrigger(
+                name="build_cache_access_reprice_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("id", "build_duration_ms"),
+                execute="build_cache_access_reprice",
+            ),
+            FunctionTrigger(
+                name="build_cache_access_reprice_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                execute="build_cache_access_reprice",
+            ),
+            FunctionTrigger(
+                name="build_cache_access_reprice_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="build_cache_access_unprice",
+            ),
         ]
         ordering = ["-created_at"]
         verbose_name_plural = "build cache entries"
@@ -724,6 +753,14 @@ class BuildCacheEntry(models.Model):
             ),
             models.Index(fields=["last_accessed_at"], name="build_cache_lru_idx", condition=Q(deleted_at__isnull=True)),
             models.Index(fields=["owner", "-created_at"], name="build_cache_owner_idx"),
+            # cache_statistics' storage per owner, read by an index-only scan: the live entries' owners, visibility
+            # and sizes, a fraction of the registry's pages (builds.0041_cache_month_rollup).
+            models.Index(
+                fields=["owner"],
+                include=["visibility", "size_bytes"],
+                condition=Q(deleted_at__isnull=True),
+                name="build_cache_owner_storage_idx",
+            ),
             GinIndex(fields=["architectures"], name="build_cache_arch_gin"),
         ]
         constraints = [
@@ -792,15 +829,17 @@ class BuildAccessLog(models.Model):
                     IF partition_row_moving() THEN
                         RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
                     END IF;
-                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
-                    VALUES (NEW.customer_id, NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    VALUES (date_trunc('month', NEW.accessed_at, 'UTC'), NEW.customer_id,
+                            NEW.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
                             NEW.hit::int, (NOT NEW.hit)::int)
-                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
                         SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
                     RETURN NULL;
                 """,
             ),
-            # Deleted lookups (the monthly archive) stop counting: subtract them, one upsert per (customer, entry).
+            # Deleted lookups (the archive's batches of a partial month) stop counting: subtract them, one upsert per
+            # (month, customer, entry). A whole month leaves by cache_access_rollup_retire_month instead.
             pgtrigger.Trigger(
                 name="rollup_cache_access_delete",
                 when=pgtrigger.After,
@@ -808,12 +847,39 @@ class BuildAccessLog(models.Model):
                 level=pgtrigger.Statement,
                 referencing=pgtrigger.Referencing(old="old_rows"),
                 func=f"""
-                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
-                    SELECT o.customer_id, o.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    SELECT date_trunc('month', o.accessed_at, 'UTC'), o.customer_id,
+                           o.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
                            -count(*) FILTER (WHERE o.hit), -count(*) FILTER (WHERE NOT o.hit)
                       FROM old_rows o
-                     GROUP BY o.customer_id, o.cache_entry_id
-                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                     GROUP BY 1, 2, 3
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
+                        SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
+                    RETURN NULL;
+                """,
+            ),
+            # A lookup whose time moves to another month is counted in that month (the rollup is kept per month so
+            # that a month archived whole leaves it by a delete of its rows): the old month's count moves with it.
+            pgtrigger.Trigger(
+                name="rollup_cache_access_move",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                level=pgtrigger.Statement,
+                referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+                func=f"""
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    SELECT d.month, d.customer_id, d.cache_entry_id, pg_backend_pid() % {CACHE_COUNTER_SHARDS},
+                           sum(d.hits), sum(d.misses)
+                      FROM (SELECT date_trunc('month', n.accessed_at, 'UTC') AS month,
+                                   n.customer_id, n.cache_entry_id, n.hit::int AS hits, (NOT n.hit)::int AS misses
+                              FROM new_rows n
+                            UNION ALL
+                            SELECT date_trunc('month', o.accessed_at, 'UTC'),
+                                   o.customer_id, o.cache_entry_id, -o.hit::int, -(NOT o.hit)::int
+                              FROM old_rows o) d
+                     GROUP BY 1, 2, 3
+                    HAVING sum(d.hits) <> 0 OR sum(d.misses) <> 0
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
                         SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
                     RETURN NULL;
                 """,
@@ -830,7 +896,7 @@ class BuildAccessLog(models.Model):
                 when=pgtrigger.After,
                 operation=pgtrigger.Truncate,
                 level=pgtrigger.Statement,
-                func="DELETE FROM build_cache_access_rollup; RETURN NULL;",
+                func="DELETE FROM build_cache_access_rollup; DELETE FROM build_cache_access_monthly; RETURN NULL;",
             ),
             # The dashboard's cache figures per closed day (build_cache_daily): a lookup inserted into a past day,
             # moved or deleted marks the folded day (builds/sql/0035_dashboard_rollups.sql). Today's lookups, the hot
@@ -869,18 +935,23 @@ class BuildAccessLog(models.Model):
 
 
 class BuildCacheAccessRollup(models.Model):
-    """Lookups of the access log counted per (customer, cache entry), for ``cache_statistics``.
+    """Lookups of the access log counted per (UTC month, customer, cache entry), for ``cache_statistics``.
+
+    Partitioned by ``month`` (one partition per month, created ahead by ``maintain_partitions``, and a DEFAULT one),
+    like the log; the database's primary key is (id, month), the ORM's ``id``.
 
     The ``rollup_cache_access`` trigger counts each new lookup in the shard of its database session
     (``pg_backend_pid() % CACHE_COUNTER_SHARDS``), so concurrent lookups of one hot entry never queue behind one row;
-    deleting log rows (the monthly archive) subtracts them, so the rollup always equals the retained log, exactly
-    and in the same transaction. ``fold_cache_access_rollup()`` (hourly) moves the shards into the folded row
-    (shard -1) and drops rows that count nothing. Hits are kept per entry, not as durations, so time saved is
-    always ``sum(hits * the entry's current build_duration_ms)``. ``cache_entry_id`` is NULL for misses without
-    an entry; no foreign key, like the log.
+    deleting log rows (the archive's batches) subtracts them and moving a lookup to another month moves its count,
+    so the rollup always equals the retained log, exactly and in the same transaction. ``fold_cache_access_rollup()``
+    (hourly) moves the shards into the folded row (shard -1), adds them to ``BuildCacheAccessMonthly`` and drops
+    rows that count nothing. A month archived whole leaves by ``cache_access_rollup_retire_month()``: its partition
+    is detached and dropped (builds/sql/0041_cache_month_rollup.sql). ``cache_entry_id`` is NULL for misses without an
+    entry; no foreign key, like the log.
     """
 
     id = models.BigAutoField(primary_key=True)
+    month = models.DateTimeField(help_text="The start of the lookups' UTC month; the partition key.")
     customer_id = models.UUIDField()
     cache_entry_id = models.UUIDField(null=True, blank=True)
     shard = models.SmallIntegerField(help_text="The counting session's shard; -1 is the folded row.")
@@ -890,10 +961,13 @@ class BuildCacheAccessRollup(models.Model):
     class Meta:
         db_table = "build_cache_access_rollup"
         constraints = [
+            # Includes the partition key, as PostgreSQL requires of a unique index on a partitioned table. In the
+            # database it is a unique index, not a constraint, so that each month's partition's own unique index
+            # attaches to it (builds/sql/0041_cache_month_rollup.sql); ON CONFLICT infers it all the same.
             models.UniqueConstraint(
-                fields=["customer_id", "cache_entry_id", "shard"],
+                fields=["month", "customer_id", "cache_entry_id", "shard"],
                 nulls_distinct=False,
-                name="build_cache_access_rollup_key",
+                name="build_cache_access_rollup_month_key",
             ),
             models.CheckConstraint(
                 condition=Q(shard__gte=-1, shard__lt=CACHE_COUNTER_SHARDS), name="build_cache_access_rollup_shard"
@@ -901,8 +975,36 @@ class BuildCacheAccessRollup(models.Model):
         ]
         indexes = [
             # The shards' rows not folded yet: the hourly fold finds them without reading every folded row
-            # (builds.0040_cache_fold).
+            # (builds.0040_cache_fold), and cache_statistics prices them at the entries' durations.
             models.Index(fields=["shard"], name="build_cache_access_delta_idx", condition=Q(shard__gte=0)),
+            # An entry's folded hits, which a change of its duration reprices (build_cache_access_reprice).
+            models.Index(fields=["cache_entry_id"], name="build_cache_access_entry_idx", condition=Q(shard=-1)),
+        ]
+
+
+class BuildCacheAccessMonthly(models.Model):
+    """One customer's folded lookups of one UTC month, with the time they saved: what ``cache_statistics`` reads.
+
+    ``fold_cache_access_rollup()`` adds the folded shards of ``BuildCacheAccessRollup`` here, priced at each
+    entry's ``build_duration_ms`` at the fold; the ``build_cache_access_reprice`` trigger on the registry adds
+    (new - old duration) x the entry's folded hits of each row when a duration changes (and removes a deleted
+    entry's), so ``time_saved_ms`` is always the folded hits x the entries' current durations. The view adds the
+    shards not folded yet, priced as it reads them. A month archived whole deletes its rows (one per customer).
+    Invariant: the sums of the folded ``BuildCacheAccessRollup`` rows of a (month, customer) are this row's hits
+    and misses.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    month = models.DateTimeField(help_text="The start of the lookups' UTC month.")
+    customer_id = models.UUIDField()
+    hits = models.BigIntegerField(default=0)
+    misses = models.BigIntegerField(default=0)
+    time_saved_ms = models.BigIntegerField(default=0, help_text="The hits x their entries' current durations.")
+
+    class Meta:
+        db_table = "build_cache_access_monthly"
+        constraints = [
+            models.UniqueConstraint(fields=["month", "customer_id"], name="build_cache_access_monthly_key"),
         ]
 
 

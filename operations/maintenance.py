@@ -40,6 +40,9 @@ BAD_ARCHIVE_MODE = "HONUA_ACCESS_LOG_ARCHIVE must be 'table' or 'file', got {val
 # The tables partitioned by month (builds 0031, intake 0010) and the months created ahead of the current one.
 PARTITIONED_TABLES = ("build_events", "build_metrics", "build_logs", "build_access_log", "conversation_messages")
 PARTITION_MONTHS_AHEAD = 2
+# Partitioned by month too, but with no history of their own to convert: months created ahead and DEFAULT drained
+# like the tables above (the cache access rollup, builds 0041, whose month an archived month's drop removes).
+ROLLUP_PARTITIONED_TABLES = ("build_cache_access_rollup",)
 # The tables whose conversion may have left a <table>_legacy partition (builds 0031, intake 0010, operations 0004).
 LEGACY_TABLES = (*PARTITIONED_TABLES, "build_access_log_archive")
 # An index is worth a REINDEX CONCURRENTLY when at least this share of it, and this many bytes, is bloat.
@@ -117,10 +120,10 @@ def maintain_partitions(*, dry_run: bool) -> TaskResult:
     access_days = _days("HONUA_ACCESS_LOG_RETENTION_DAYS")
     created = moved = 0
     if dry_run:
-        for table in PARTITIONED_TABLES:
+        for table in (*PARTITIONED_TABLES, *ROLLUP_PARTITIONED_TABLES):
             moved += _scalar(f"SELECT count(*) FROM {table}_default")
         return TaskResult(moved, f"would move {moved} rows out of the DEFAULT partitions")
-    for table in PARTITIONED_TABLES:
+    for table in (*PARTITIONED_TABLES, *ROLLUP_PARTITIONED_TABLES):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [maintenance_lock_timeout()])
             cursor.execute("SELECT ensure_partitions(%s, %s)", [table, PARTITION_MONTHS_AHEAD])

@@ -12,14 +12,16 @@ from tests.conftest import sql_rows as _sql
 pytestmark = pytest.mark.django_db
 
 FOLDED = 20_000
+# The rollup is kept per UTC month (builds.0041_cache_month_rollup): these rows are this month's.
+MONTH = "date_trunc('month', now(), 'UTC')"
 
 
 @pytest.fixture
 def folded_history():
     """FOLDED folded rows (shard -1), as years of lookups leave, and statistics that say so."""
     _sql(
-        "INSERT INTO build_cache_access_rollup (customer_id, cache_entry_id, shard, hits, misses)"
-        " SELECT gen_random_uuid(), gen_random_uuid(), -1, 1 + g %% 5, g %% 3 FROM generate_series(1, %s) g",
+        "INSERT INTO build_cache_access_rollup (month, customer_id, cache_entry_id, shard, hits, misses)"
+        f" SELECT {MONTH}, gen_random_uuid(), gen_random_uuid(), -1, 1 + g %% 5, g %% 3 FROM generate_series(1, %s) g",
         [FOLDED],
     )
     _sql("ANALYZE build_cache_access_rollup")
@@ -27,21 +29,25 @@ def folded_history():
 
 def _delta(customer, entry, shard, hits, misses):
     _sql(
-        "INSERT INTO build_cache_access_rollup (customer_id, cache_entry_id, shard, hits, misses)"
-        " VALUES (%s, %s, %s, %s, %s)",
+        "INSERT INTO build_cache_access_rollup (month, customer_id, cache_entry_id, shard, hits, misses)"
+        f" VALUES ({MONTH}, %s, %s, %s, %s, %s)",
         [customer, entry, shard, hits, misses],
     )
 
 
 def test_the_fold_reads_the_shards_rows_through_their_index_and_no_whole_table(folded_history):
     """Neither of the fold's statements scans the rollup: the shards' rows come from build_cache_access_delta_idx,
-    and empty rows are looked for among the rows just folded."""
+    and empty rows are looked for among the rows just folded. (The rollup is partitioned by month: the empty
+    partitions of the months ahead, zero pages, may be read whole.)"""
     _delta(uuid.uuid4(), uuid.uuid4(), 3, 2, 1)
+    holding = [name for (name,) in _sql("SELECT DISTINCT tableoid::regclass::text FROM build_cache_access_rollup")]
+    assert holding
     with nested_plans() as plans:
         _sql("SELECT fold_cache_access_rollup()")
     text = "\n".join(plans)
     assert "build_cache_access_delta_idx" in plan_of(plans, "WITH moved AS")
-    assert "Seq Scan on build_cache_access_rollup" not in text, text
+    for partition in holding:
+        assert f"Seq Scan on {partition} " not in text, text
 
 
 def test_the_fold_sums_the_shards_and_drops_only_rows_it_emptied(folded_history):

@@ -3,6 +3,7 @@ build_access_log to build_access_log_archive by detach and attach (no row copied
 build_access_log_legacy in batches, the file export drops whole archive months, and the archive's conversion."""
 
 import csv
+import datetime as dt
 import gzip
 from io import StringIO
 
@@ -11,6 +12,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from tests.builds.cache_factories import cached
+from tests.builds.test_cache_month_rollup import ORACLE, VIEW
 from tests.licensing.factories import LicenseFactory
 
 TOTALS = "count(*), sum(id), sum(latency_us), count(*) FILTER (WHERE hit), min(accessed_at), max(accessed_at)"
@@ -327,5 +330,102 @@ def test_a_pair_whose_lookups_were_all_in_a_moved_month_leaves_the_rollup(fold_f
     _rows("SELECT fold_cache_access_rollup()")
     assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE customer_id = %s", [leaves]) == [(0,)]
     assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE hits = 0 AND misses = 0") == [(0,)]
-    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE customer_id = %s", [stays]) == [(1,)]
+    # One folded row per month of its lookups (builds.0041_cache_month_rollup keeps the rollup per month).
+    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE customer_id = %s", [stays]) == _rows(
+        "SELECT count(DISTINCT date_trunc('month', accessed_at, 'UTC')) FROM build_access_log WHERE customer_id = %s",
+        [stays],
+    )
     assert _rollup_matches_the_log()
+
+
+def _month_share(month) -> dict:
+    """Each customer's lookups, hits, misses and time saved (at the entries' current durations) in ``month``."""
+    return {
+        customer: (lookups, hits, misses, saved)
+        for customer, lookups, hits, misses, saved in _rows(
+            "SELECT a.customer_id::text, count(*), count(*) FILTER (WHERE a.hit), count(*) FILTER (WHERE NOT a.hit),"
+            " coalesce(sum(e.build_duration_ms) FILTER (WHERE a.hit), 0)"
+            " FROM build_access_log a LEFT JOIN build_cache_registry e ON e.id = a.cache_entry_id"
+            " WHERE a.accessed_at >= %s AND a.accessed_at < %s + interval '1 month' GROUP BY 1",
+            [month, month],
+        )
+    }
+
+
+def _statistics() -> dict:
+    return {
+        key: rest
+        for key, *rest in _rows(
+            "SELECT id, lookups, hits, misses, time_saved_ms, entries, shared_entries, bytes_stored"
+            " FROM cache_statistics"
+        )
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_month_moved_whole_takes_exactly_its_share_out_of_cache_statistics():
+    """Two customers' hits and misses over seven months, folded in part: moving the oldest month whole removes
+    from cache_statistics exactly that month's lookups, hits, misses and time saved of each customer (and of the
+    overall row), nothing else (storage, other months); the rollup's partition of that month is dropped, no rollup
+    row of it is left, and the view still equals the oracle computed from the log."""
+    _fresh_layout()
+    customers = [LicenseFactory(tier="pro").customer_id for _ in range(2)]
+    entry = cached(LicenseFactory(tier="enterprise"), duration=dt.timedelta(seconds=7))
+    for i, customer in enumerate(customers):
+        _rows(
+            "INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)"
+            " SELECT repeat('a', 64), %s, CASE WHEN g %% 3 = 0 THEN %s::uuid END, g %% 3 = 0, g,"
+            " now() - g * make_interval(hours => %s) FROM generate_series(1, 200) g",
+            [customer, entry.pk, 23 + i],
+        )
+    call_command("run_maintenance", "daily", "--only", "maintain_partitions", stdout=StringIO())
+    _rows("SELECT fold_cache_access_rollup()")
+    _rows(  # more lookups of the oldest month, left in a session shard
+        "INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)"
+        " SELECT repeat('b', 64), %s, %s, true, 1, (SELECT min(accessed_at) FROM build_access_log)"
+        " FROM generate_series(1, 3)",
+        [customers[0], entry.pk],
+    )
+    [(partition, month)] = _rows(
+        f"SELECT partition::text, lower_bound FROM access_log_archive_whole_months({CUTOFF})"
+        " WHERE EXISTS (SELECT 1 FROM build_access_log WHERE accessed_at >= lower_bound"
+        " AND accessed_at < upper_bound) ORDER BY lower_bound LIMIT 1"
+    )
+    share = _month_share(month)
+    assert set(share) == {str(c) for c in customers} and share[str(customers[0])][1] > 3
+    before = _statistics()
+    other_months = _rows(
+        "SELECT month, customer_id, cache_entry_id, shard, hits, misses FROM build_cache_access_rollup"
+        " WHERE month <> %s ORDER BY 1, 2, 3, 4",
+        [month],
+    )
+    rollup_month = _rows(
+        "SELECT partition::text FROM partition_bounds('build_cache_access_rollup') WHERE lower_bound = %s", [month]
+    )
+    assert rollup_month
+
+    moved = _rows("SELECT archive_build_access_log(90, 1000)")[0][0]
+
+    assert moved == sum(lookups for lookups, _, _, _ in share.values())
+    assert _rows("SELECT to_regclass(%s)", [partition]) == [(None,)]
+    after = _statistics()
+    expected = dict(before)
+    for customer, (lookups, hits, misses, saved) in share.items():
+        row = before[customer]
+        expected[customer] = [row[0] - lookups, row[1] - hits, row[2] - misses, row[3] - saved, *row[4:]]
+    totals = [sum(column) for column in zip(*share.values(), strict=True)]
+    row = before["overall"]
+    expected["overall"] = [row[0] - totals[0], row[1] - totals[1], row[2] - totals[2], row[3] - totals[3], *row[4:]]
+    assert after == expected
+    assert _rows("SELECT to_regclass(%s)", [rollup_month[0][0]]) == [(None,)]
+    assert _rows("SELECT count(*) FROM build_cache_access_rollup WHERE month = %s", [month]) == [(0,)]
+    assert _rows("SELECT count(*) FROM build_cache_access_monthly WHERE month = %s", [month]) == [(0,)]
+    assert (
+        _rows(
+            "SELECT month, customer_id, cache_entry_id, shard, hits, misses FROM build_cache_access_rollup"
+            " WHERE month <> %s ORDER BY 1, 2, 3, 4",
+            [month],
+        )
+        == other_months
+    )
+    assert sorted(_rows(VIEW)) == sorted(_rows(ORACLE))

@@ -33,12 +33,13 @@ AS $function$
                         END IF;
                     END IF;
 
-                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
-                    SELECT o.customer_id, o.cache_entry_id, pg_backend_pid() % 64,
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    SELECT date_trunc('month', o.accessed_at, 'UTC'), o.customer_id,
+                           o.cache_entry_id, pg_backend_pid() % 64,
                            -count(*) FILTER (WHERE o.hit), -count(*) FILTER (WHERE NOT o.hit)
                       FROM old_rows o
-                     GROUP BY o.customer_id, o.cache_entry_id
-                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                     GROUP BY 1, 2, 3
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
                         SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
                     RETURN NULL;
 
@@ -62,10 +63,44 @@ AS $function$
                     IF partition_row_moving() THEN
                         RETURN NULL;  -- a lookup moved to another month's partition, not a new lookup
                     END IF;
-                    INSERT INTO build_cache_access_rollup AS r (customer_id, cache_entry_id, shard, hits, misses)
-                    VALUES (NEW.customer_id, NEW.cache_entry_id, pg_backend_pid() % 64,
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    VALUES (date_trunc('month', NEW.accessed_at, 'UTC'), NEW.customer_id,
+                            NEW.cache_entry_id, pg_backend_pid() % 64,
                             NEW.hit::int, (NOT NEW.hit)::int)
-                    ON CONFLICT (customer_id, cache_entry_id, shard) DO UPDATE
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
+                        SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
+                    RETURN NULL;
+
+                END;
+            $function$;
+
+CREATE OR REPLACE FUNCTION public.pgtrigger_rollup_cache_access_move_3c02c()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+
+                BEGIN
+                    IF ("public"._pgtrigger_should_ignore(TG_NAME) IS TRUE) THEN
+                        IF (TG_OP = 'DELETE') THEN
+                            RETURN OLD;
+                        ELSE
+                            RETURN NEW;
+                        END IF;
+                    END IF;
+
+                    INSERT INTO build_cache_access_rollup AS r (month, customer_id, cache_entry_id, shard, hits, misses)
+                    SELECT d.month, d.customer_id, d.cache_entry_id, pg_backend_pid() % 64,
+                           sum(d.hits), sum(d.misses)
+                      FROM (SELECT date_trunc('month', n.accessed_at, 'UTC') AS month,
+                                   n.customer_id, n.cache_entry_id, n.hit::int AS hits, (NOT n.hit)::int AS misses
+                              FROM new_rows n
+                            UNION ALL
+                            SELECT date_trunc('month', o.accessed_at, 'UTC'),
+                                   o.customer_id, o.cache_entry_id, -o.hit::int, -(NOT o.hit)::int
+                              FROM old_rows o) d
+                     GROUP BY 1, 2, 3
+                    HAVING sum(d.hits) <> 0 OR sum(d.misses) <> 0
+                    ON CONFLICT (month, customer_id, cache_entry_id, shard) DO UPDATE
                         SET hits = r.hits + EXCLUDED.hits, misses = r.misses + EXCLUDED.misses;
                     RETURN NULL;
 
@@ -85,7 +120,7 @@ AS $function$
                             RETURN NEW;
                         END IF;
                     END IF;
-                    DELETE FROM build_cache_access_rollup; RETURN NULL;
+                    DELETE FROM build_cache_access_rollup; DELETE FROM build_cache_access_monthly; RETURN NULL;
                 END;
             $function$;
 
@@ -133,6 +168,8 @@ CREATE TRIGGER pgtrigger_build_access_log_rollup_truncate_e6f5b AFTER TRUNCATE O
 CREATE TRIGGER pgtrigger_rollup_cache_access_delete_9c930 AFTER DELETE ON build_access_log REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_rollup_cache_access_delete_9c930();
 
 CREATE TRIGGER pgtrigger_rollup_cache_access_f43ba AFTER INSERT ON build_access_log FOR EACH ROW EXECUTE FUNCTION pgtrigger_rollup_cache_access_f43ba();
+
+CREATE TRIGGER pgtrigger_rollup_cache_access_move_3c02c AFTER UPDATE ON build_access_log REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_rollup_cache_access_move_3c02c();
 
 CREATE TRIGGER pgtrigger_rollup_cache_access_truncate_65200 AFTER TRUNCATE ON build_access_log FOR EACH STATEMENT EXECUTE FUNCTION pgtrigger_rollup_cache_access_truncate_65200();
 

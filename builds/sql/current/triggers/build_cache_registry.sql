@@ -19,6 +19,14 @@ AS $function$
                 END;
             $function$;
 
+CREATE TRIGGER pgtrigger_build_cache_access_reprice_delete_aacea AFTER DELETE ON build_cache_registry FOR EACH ROW EXECUTE FUNCTION build_cache_access_reprice();
+
+CREATE TRIGGER pgtrigger_build_cache_access_reprice_insert_bc28a AFTER INSERT ON build_cache_registry FOR EACH ROW EXECUTE FUNCTION build_cache_access_reprice();
+
+CREATE TRIGGER pgtrigger_build_cache_access_reprice_truncate_87199 AFTER TRUNCATE ON build_cache_registry FOR EACH STATEMENT EXECUTE FUNCTION build_cache_access_unprice();
+
+CREATE TRIGGER pgtrigger_build_cache_access_reprice_update_a0cfd AFTER UPDATE ON build_cache_registry FOR EACH ROW WHEN (old.build_duration_ms IS DISTINCT FROM new.build_duration_ms OR old.id IS DISTINCT FROM new.id) EXECUTE FUNCTION build_cache_access_reprice();
+
 CREATE TRIGGER pgtrigger_build_cache_registry_rollup_mark_delete_cdb31 AFTER DELETE ON build_cache_registry REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION build_cache_registry_rollup_mark();
 
 CREATE TRIGGER pgtrigger_build_cache_registry_rollup_mark_update_dd547 AFTER UPDATE ON build_cache_registry FOR EACH ROW WHEN (old.build_duration_ms IS DISTINCT FROM new.build_duration_ms) EXECUTE FUNCTION build_cache_registry_rollup_mark();
