@@ -181,3 +181,19 @@ seed_step(
         ORDER BY v.started_at, v.g, k""",
     ],
 )
+
+# The dashboard's conversation_daily and the intake views' rollups of the closed days (what the hourly maintenance
+# would fold; the load runs with the mark triggers off). Guarded like the daily build rollup's step, for a database
+# migrated only to a point before intake.0011.
+seed_step(
+    "conversation daily rollups",
+    order=720,
+    after=["build manifests", "intents and requirement extractions"],
+    statements=[
+        """DO $$ BEGIN
+            IF to_regproc('public.fold_conversation_daily') IS NOT NULL THEN
+                PERFORM fold_conversation_daily(400, 0);
+            END IF;
+        END $$"""
+    ],
+)
