@@ -210,7 +210,7 @@ $$;
 -- fold_conversation_daily: as in 0011_conversation_daily.sql, for the four rollups: fold up to p_max_days closed
 -- days after folded_through (oldest first), the days marked dirty (at most p_max_days), and re-fold the last
 -- p_refold_days folded days. The hourly task passes no re-fold days (intake.services.conversation_daily_fold): the
--- triggers mark every late change, so an hour with nothing new folds nothing. The first day is the earliest of the
+-- triggers mark every late change, so an hour with nothing new folds and writes nothing. The first day is the earliest of the
 -- conversations', intents' and extractions'. Each day is replaced whole, so folding a day again gives the same rows.
 -- Returns the days folded.
 CREATE OR REPLACE FUNCTION fold_conversation_daily(
@@ -287,7 +287,9 @@ BEGIN
          CROSS JOIN LATERAL extraction_daily_figures((d.day::timestamp AT TIME ZONE 'UTC'),
                                                      ((d.day + 1)::timestamp AT TIME ZONE 'UTC')) f;
     END IF;
-    UPDATE conversation_daily_state SET folded_through = v_new_through WHERE id = 1;
+    -- Nothing new: no new row version either (an hourly run that finds nothing writes nothing).
+    UPDATE conversation_daily_state SET folded_through = v_new_through
+     WHERE id = 1 AND folded_through IS DISTINCT FROM v_new_through;
     RETURN coalesce(cardinality(v_days), 0);
 END;
 $$;

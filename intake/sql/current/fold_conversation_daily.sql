@@ -73,7 +73,9 @@ BEGIN
          CROSS JOIN LATERAL extraction_daily_figures((d.day::timestamp AT TIME ZONE 'UTC'),
                                                      ((d.day + 1)::timestamp AT TIME ZONE 'UTC')) f;
     END IF;
-    UPDATE conversation_daily_state SET folded_through = v_new_through WHERE id = 1;
+    -- Nothing new: no new row version either (an hourly run that finds nothing writes nothing).
+    UPDATE conversation_daily_state SET folded_through = v_new_through
+     WHERE id = 1 AND folded_through IS DISTINCT FROM v_new_through;
     RETURN coalesce(cardinality(v_days), 0);
 END;
 $function$;
