@@ -119,6 +119,9 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["started_at", "model"], name="conversations_day_model_idx"),
             models.Index(fields=["status", "-started_at"], name="conversations_status_idx"),
+            # The deleted conversations only: what the intake views' figures leave out of a day's intents and
+            # extractions (intake/sql/0012_intake_view_rollups.sql).
+            models.Index(fields=["id"], name="conversations_deleted_idx", condition=Q(deleted_at__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(

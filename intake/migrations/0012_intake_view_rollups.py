@@ -13,8 +13,9 @@ class Migration(migrations.Migration):
     15): conversation_model_daily, intent_daily and extraction_daily, folded with conversation_daily under its state
     and dirty days; the marks on intents, extractions and manifests; and the backfill of the folded days
     (intake/sql/0012_intake_view_rollups.sql). The index on requirement_extractions.created_at (the live part's
-    reads) is built in the migration's transaction: the table has about 30,000 rows per six months of the seed's
-    volume, so its SHARE lock lasts well under a second at ten times that.
+    reads) and the partial index of deleted conversations are built in the migration's transaction: the tables have
+    about 30,000 and 10,000 rows per six months of the seed's volume, so their SHARE locks last well under a second
+    at ten times that.
     """
 
     dependencies = [
@@ -95,6 +96,12 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="requirementextraction",
             index=models.Index(fields=["created_at"], name="req_extractions_created_idx"),
+        ),
+        migrations.AddIndex(
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("deleted_at__isnull", False)), fields=["id"], name="conversations_deleted_idx"
+            ),
         ),
         RunSQLFile("intake", "0012_intake_view_rollups"),
         pgtrigger.migrations.RemoveTrigger(

@@ -19,9 +19,8 @@ BEGIN
            count(*) FILTER (WHERE e.verification = 'incorrect'),
            sum(e.confidence)
       FROM requirement_extractions e
-      JOIN LATERAL (SELECT 1 FROM conversations c WHERE c.id = e.conversation_id AND c.deleted_at IS NULL
-                    OFFSET 0) c ON true
      WHERE e.created_at >= $1 AND e.created_at < $2
+       AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = e.conversation_id AND c.deleted_at IS NOT NULL)
      GROUP BY 1, 2
     $q$ USING p_from, p_to;
 END;

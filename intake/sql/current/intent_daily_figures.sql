@@ -16,9 +16,8 @@ BEGIN
            count(DISTINCT i.conversation_id)::integer,
            round(avg(i.confidence), 3)
       FROM conversation_intents i
-      JOIN LATERAL (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id AND c.deleted_at IS NULL
-                    OFFSET 0) c ON true
      WHERE i.created_at >= $1 AND i.created_at < $2
+       AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id AND c.deleted_at IS NOT NULL)
      GROUP BY 1, 2
     $q$ USING p_from, p_to;
 END;
