@@ -1,5 +1,5 @@
 """Intake maintenance: expire idle conversations (SQL ``expire_old_conversations``) and fold the dashboard's
-conversations per day (``fold_conversation_daily``)."""
+conversations per day and the intake views' rollups (``fold_conversation_daily``)."""
 
 from django.db import connection, transaction
 
@@ -28,8 +28,8 @@ def run(*, dry_run: bool) -> int:
 @maintenance_task(
     "conversation_fold_daily",
     schedule="hourly",
-    description="Fold closed days of conversations into conversation_daily (the dashboard's 30 days), re-folding "
-    "the last two days and any day a late change marked.",
+    description="Fold closed days of conversations, intents and extractions into conversation_daily (the "
+    "dashboard's 30 days) and the intake views' rollups, and re-fold the days a late change marked.",
     transactional=False,
 )
 def fold_daily(*, dry_run: bool) -> int:

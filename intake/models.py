@@ -15,7 +15,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import Exact
 
-from builds.models import HEX64, Build, FunctionTrigger
+from builds.models import HEX64, TODAY_STARTS, AllOf, Build, FunctionTrigger
 from honua.fields import uuid_primary_key
 from honua.triggers import update_updated_at_column
 from licensing.models import Customer
@@ -68,6 +68,9 @@ class Conversation(models.Model):
             # The dashboard's conversations per day (ConversationDaily): a change to a conversation of a folded day
             # marks the day (intake/sql/0011_conversation_daily.sql). Today's conversations, and every change that
             # touches none of the figures (status, last message), do not get past the WHEN.
+            # The same days hold conversation_model_daily (conversation_performance_summary), which also counts
+            # messages per model; a delete or restore also marks the days of the conversation's intents and
+            # extractions (intent_daily, extraction_daily: intake/sql/0012_intake_view_rollups.sql).
             FunctionTrigger(
                 name="conversation_daily_mark_insert",
                 when=pgtrigger.After,
@@ -80,7 +83,14 @@ class Conversation(models.Model):
                 when=pgtrigger.After,
                 operation=pgtrigger.Update,
                 condition=pgtrigger.AnyChange(
-                    "started_at", "deleted_at", "prompt_tokens", "completion_tokens", "total_cost", "satisfaction_score"
+                    "started_at",
+                    "deleted_at",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "total_cost",
+                    "satisfaction_score",
+                    "message_count",
+                    "model",
                 ),
                 execute="conversation_daily_mark",
             ),
@@ -109,6 +119,9 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["started_at", "model"], name="conversations_day_model_idx"),
             models.Index(fields=["status", "-started_at"], name="conversations_status_idx"),
+            # The deleted conversations only: what the intake views' figures leave out of a day's intents and
+            # extractions (intake/sql/0012_intake_view_rollups.sql).
+            models.Index(fields=["id"], name="conversations_deleted_idx", condition=Q(deleted_at__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(
@@ -236,6 +249,68 @@ class ConversationDailyDirty(models.Model):
 
     class Meta:
         db_table = "conversation_daily_dirty"
+
+
+class ConversationModelDaily(models.Model):
+    """``conversation_performance_summary``'s row of one closed UTC day and model, as the view computes it from
+    ``conversations`` (intake/sql/0004_intake_views.sql): the conversations started that day and not deleted. Folded
+    with ``ConversationDaily`` (same state, same dirty days) by ``fold_conversation_daily()``; the view reads these
+    rows for the folded days that are not dirty and the conversations themselves for the rest
+    (intake/sql/0012_intake_view_rollups.sql)."""
+
+    pk = models.CompositePrimaryKey("day", "model")
+    day = models.DateField()
+    model = models.CharField(max_length=100)
+    conversations = models.IntegerField()
+    messages = models.BigIntegerField()
+    prompt_tokens = models.BigIntegerField()
+    completion_tokens = models.BigIntegerField()
+    total_tokens = models.BigIntegerField()
+    total_cost = models.DecimalField(max_digits=30, decimal_places=6)
+    rated_conversations = models.IntegerField()
+    avg_satisfaction = models.DecimalField(max_digits=4, decimal_places=2, null=True)
+    submitted_conversations = models.IntegerField()
+    submitted_share = models.DecimalField(max_digits=5, decimal_places=4)
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "conversation_model_daily"
+
+
+class IntentDaily(models.Model):
+    """``intent_analytics``'s row of one closed UTC day (of the intent's ``created_at``) and intent: the intents of
+    conversations not deleted. Folded with ``ConversationDaily`` by ``fold_conversation_daily()``."""
+
+    pk = models.CompositePrimaryKey("day", "intent")
+    day = models.DateField()
+    intent = models.CharField(max_length=32)
+    intents = models.IntegerField()
+    conversations = models.IntegerField()
+    avg_confidence = models.DecimalField(max_digits=4, decimal_places=3)
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "intent_daily"
+
+
+class ExtractionDaily(models.Model):
+    """The production extractions of one closed UTC day (of the extraction's ``created_at``) and requirement type, of
+    conversations not deleted, as ``extraction_accuracy`` sums them over all days: counts per verification and the
+    confidence sum (its average is sum / extractions). Folded with ``ConversationDaily``."""
+
+    pk = models.CompositePrimaryKey("day", "requirement_type")
+    day = models.DateField()
+    requirement_type = models.CharField(max_length=32)
+    extractions = models.BigIntegerField()
+    verified = models.BigIntegerField()
+    correct = models.BigIntegerField()
+    corrected = models.BigIntegerField()
+    incorrect = models.BigIntegerField()
+    confidence_sum = models.DecimalField(max_digits=24, decimal_places=3)
+    folded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "extraction_daily"
 
 
 class ConversationMessage(models.Model):
@@ -435,6 +510,38 @@ class ConversationIntent(models.Model):
 
     class Meta:
         db_table = "conversation_intents"
+        triggers = [
+            # A change that can touch a folded day's intent_daily marks the day
+            # (intake/sql/0012_intake_view_rollups.sql); rows of today (the intake's own writes) do not get past
+            # the WHEN.
+            FunctionTrigger(
+                name="intent_daily_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition(f"NEW.created_at < {TODAY_STARTS}"),
+                execute="intent_daily_mark",
+            ),
+            FunctionTrigger(
+                name="intent_daily_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("created_at", "intent", "confidence", "conversation_id"),
+                execute="intent_daily_mark",
+            ),
+            FunctionTrigger(
+                name="intent_daily_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                execute="intent_daily_mark",
+            ),
+            FunctionTrigger(
+                name="intent_daily_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="conversation_daily_reset",
+            ),
+        ]
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="conv_intents_conv_idx"),
@@ -485,10 +592,46 @@ class RequirementExtraction(models.Model):
 
     class Meta:
         db_table = "requirement_extractions"
+        triggers = [
+            # A change that can touch a folded day's extraction_daily marks the day
+            # (intake/sql/0012_intake_view_rollups.sql); rows of today (the intake's own writes) do not get past
+            # the WHEN.
+            FunctionTrigger(
+                name="extraction_daily_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition(f"NEW.created_at < {TODAY_STARTS}"),
+                execute="extraction_daily_mark",
+            ),
+            FunctionTrigger(
+                name="extraction_daily_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(
+                    "created_at", "requirement_type", "verification", "confidence", "conversation_id"
+                ),
+                execute="extraction_daily_mark",
+            ),
+            FunctionTrigger(
+                name="extraction_daily_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                execute="extraction_daily_mark",
+            ),
+            FunctionTrigger(
+                name="extraction_daily_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="conversation_daily_reset",
+            ),
+        ]
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "requirement_type"], name="req_extractions_conv_idx"),
             models.Index(fields=["requirement_type", "verification"], name="req_extractions_type_idx"),
+            # extraction_accuracy reads the days not folded (today, dirty days) by created_at.
+            models.Index(fields=["created_at"], name="req_extractions_created_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -536,7 +679,42 @@ class BuildManifest(models.Model):
 
     class Meta:
         db_table = "build_manifests"
-        triggers = [update_updated_at_column()]
+        triggers = [
+            update_updated_at_column(),
+            # A conversation's submission counts on its start day in conversation_model_daily: a manifest becoming
+            # submitted (or no longer, or deleted) marks that day when it is folded (0012_intake_view_rollups.sql).
+            FunctionTrigger(
+                name="conversation_submitted_mark_insert",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Q(new__status="submitted"),
+                execute="conversation_submitted_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_submitted_mark_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=AllOf(
+                    pgtrigger.Condition("OLD.status = 'submitted' OR NEW.status = 'submitted'"),
+                    pgtrigger.AnyChange("status", "conversation_id"),
+                ),
+                execute="conversation_submitted_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_submitted_mark_delete",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                condition=pgtrigger.Q(old__status="submitted"),
+                execute="conversation_submitted_mark",
+            ),
+            FunctionTrigger(
+                name="conversation_submitted_truncate",
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                execute="conversation_daily_reset",
+            ),
+        ]
         ordering = ["conversation", "-version"]
         indexes = [
             models.Index(fields=["customer", "-created_at"], name="build_manifests_customer_idx"),

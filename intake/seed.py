@@ -182,12 +182,11 @@ seed_step(
     ],
 )
 
-# The dashboard's conversations per day (conversation_daily) folded for the closed days, as the hourly maintenance
-# would have done on a real database: without it the seeded database's dashboard read a month of conversations live
-# until the first hourly run. Guarded like the builds' rollup step (a database migrated only to a point before
-# intake.0011 is seeded too). The last step, after every row it counts.
+# The dashboard's conversation_daily and the intake views' rollups of the closed days (what the hourly maintenance
+# would fold; the load runs with the mark triggers off). Guarded like the daily build rollup's step, for a database
+# migrated only to a point before intake.0011.
 seed_step(
-    "conversation daily rollup",
+    "conversation daily rollups",
     order=720,
     after=["conversation messages", "intents and requirement extractions", "build manifests"],
     statements=[

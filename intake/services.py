@@ -518,11 +518,12 @@ def manifest_create(*, conversation: Conversation, manifest: dict) -> BuildManif
         )
 
 
-def conversation_daily_fold(*, max_days: int = 31, refold_days: int = 2) -> int:
-    """Fold closed days into ``conversation_daily`` (``fold_conversation_daily``), one bounded batch of at most
-    ``max_days`` new days per transaction until none is left; the last ``refold_days`` folded days and the days
-    marked dirty are folded again in the first batch. Returns the days folded. Resumable: each batch commits its
-    days with the new ``folded_through``."""
+def conversation_daily_fold(*, max_days: int = 31, refold_days: int = 0) -> int:
+    """Fold closed days into ``conversation_daily`` and the intake views' rollups (``fold_conversation_daily``), one
+    bounded batch of at most ``max_days`` new days and ``max_days`` dirty days per transaction until none is left;
+    the last ``refold_days`` folded days are folded again in the first batch (none by default: the triggers mark
+    every late change, so a run with nothing new folds nothing). Returns the days folded. Resumable: each batch
+    commits its days with the new ``folded_through``."""
     total = 0
     refold = refold_days
     while True:

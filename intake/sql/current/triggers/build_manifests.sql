@@ -19,4 +19,12 @@ AS $function$
                 END;
             $function$;
 
+CREATE TRIGGER pgtrigger_conversation_submitted_mark_delete_63cbe AFTER DELETE ON build_manifests FOR EACH ROW WHEN (old.status::text = 'submitted'::text) EXECUTE FUNCTION conversation_submitted_mark();
+
+CREATE TRIGGER pgtrigger_conversation_submitted_mark_insert_91bcd AFTER INSERT ON build_manifests FOR EACH ROW WHEN (new.status::text = 'submitted'::text) EXECUTE FUNCTION conversation_submitted_mark();
+
+CREATE TRIGGER pgtrigger_conversation_submitted_mark_update_3e23c AFTER UPDATE ON build_manifests FOR EACH ROW WHEN ((old.status::text = 'submitted'::text OR new.status::text = 'submitted'::text) AND (old.conversation_id IS DISTINCT FROM new.conversation_id OR old.status::text IS DISTINCT FROM new.status::text)) EXECUTE FUNCTION conversation_submitted_mark();
+
+CREATE TRIGGER pgtrigger_conversation_submitted_truncate_bf4de AFTER TRUNCATE ON build_manifests FOR EACH STATEMENT EXECUTE FUNCTION conversation_daily_reset();
+
 CREATE TRIGGER pgtrigger_update_updated_at_column_30b34 BEFORE UPDATE ON build_manifests FOR EACH ROW EXECUTE FUNCTION pgtrigger_update_updated_at_column_30b34();

@@ -23,7 +23,7 @@ CREATE TRIGGER pgtrigger_conversation_daily_mark_delete_e3b56 AFTER DELETE ON co
 
 CREATE TRIGGER pgtrigger_conversation_daily_mark_insert_d1082 AFTER INSERT ON conversations FOR EACH ROW WHEN (new.started_at < date_trunc('day'::text, now(), 'UTC'::text)) EXECUTE FUNCTION conversation_daily_mark();
 
-CREATE TRIGGER pgtrigger_conversation_daily_mark_update_ba13e AFTER UPDATE ON conversations FOR EACH ROW WHEN (old.completion_tokens IS DISTINCT FROM new.completion_tokens OR old.deleted_at IS DISTINCT FROM new.deleted_at OR old.prompt_tokens IS DISTINCT FROM new.prompt_tokens OR old.satisfaction_score IS DISTINCT FROM new.satisfaction_score OR old.started_at IS DISTINCT FROM new.started_at OR old.total_cost IS DISTINCT FROM new.total_cost) EXECUTE FUNCTION conversation_daily_mark();
+CREATE TRIGGER pgtrigger_conversation_daily_mark_update_ba13e AFTER UPDATE ON conversations FOR EACH ROW WHEN (old.completion_tokens IS DISTINCT FROM new.completion_tokens OR old.deleted_at IS DISTINCT FROM new.deleted_at OR old.message_count IS DISTINCT FROM new.message_count OR old.model::text IS DISTINCT FROM new.model::text OR old.prompt_tokens IS DISTINCT FROM new.prompt_tokens OR old.satisfaction_score IS DISTINCT FROM new.satisfaction_score OR old.started_at IS DISTINCT FROM new.started_at OR old.total_cost IS DISTINCT FROM new.total_cost) EXECUTE FUNCTION conversation_daily_mark();
 
 CREATE TRIGGER pgtrigger_conversation_daily_truncate_1ee9d AFTER TRUNCATE ON conversations FOR EACH STATEMENT EXECUTE FUNCTION conversation_daily_reset();
 
