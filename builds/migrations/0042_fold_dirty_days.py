@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     """
 
     dependencies = [
-        ("builds", "0040_cache_fold"),
+        ("builds", "0041_cache_month_rollup"),
     ]
 
     operations = [

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     for the others' WAL flushes."""
 
     dependencies = [
-        ("builds", "0040_cache_fold"),
+        ("builds", "0042_fold_dirty_days"),
     ]
 
     operations = [
