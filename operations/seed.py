@@ -18,6 +18,7 @@ totals they would keep (conversation totals, cache hit counts) are computed here
 still applies, and every foreign key is satisfied by construction (the tests check both).
 """
 
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -82,12 +83,123 @@ def _month_partitions(cursor, params) -> None:
     )
 
 
+# What the load updates after inserting keeps its indexes. The small tables whose rows it updates (the secrets, the
+# conversations' totals, the cache entries' hit counts) keep all of theirs, and build_queue the one index on the
+# column it updates (cache_entry_id, a partial index that is empty during the load): an update that changes an
+# indexed column is not HOT. Two reasons: an index built over rows updated in place (HOT) by this transaction is
+# marked ``indcheckxmin`` and no query of the same transaction may use it (the summaries need build_queue's), and
+# a HOT update leaves the new row version where a non-HOT one would not, and later steps draw random() in the
+# order they read build_queue, so the data would change.
+KEEP_INDEXES_OF = ("licenses", "registry_credentials", "conversations", "build_cache_registry")
+KEEP_INDEXES = ("build_queue_cache_entry_idx",)
+# Steps from this order on summarise the loaded rows (the scheduler's counters, the daily rollups): they read the
+# tables through their indexes, so the secondary indexes dropped for the load are rebuilt just before them.
+SUMMARY_ORDER = 700
+
+
+# pg_get_indexdef prints ``status IN ('a', 'b')`` (status a varchar) as a text comparison with a cast array,
+# which parses back to a different (equivalent) expression; written as the IN list again it parses back exactly.
+_CAST_ARRAY_IN = re.compile(
+    r"\((\w+)\)::text = ANY \(\(ARRAY\[((?:'(?:[^']|'')*'::character varying(?:, )?)+)\]\)::text\[\]\)"
+)
+_PROBE = "seed_index_probe"
+
+
+def _rebuild_definition(cursor, name: str, definition: str) -> str | None:
+    """SQL that recreates index ``name`` exactly (``pg_get_indexdef`` prints the same), found by building it under
+    another name on the still empty table; None when neither the printed definition nor its IN-list form does."""
+    head = f"INDEX {name} ON "
+    for candidate in dict.fromkeys((definition, _CAST_ARRAY_IN.sub(r"\1 IN (\2)", definition))):
+        cursor.execute(candidate.replace(head, f"INDEX {_PROBE} ON ", 1))
+        cursor.execute(f"SELECT pg_get_indexdef('{_PROBE}'::regclass)")
+        printed = cursor.fetchone()[0]
+        cursor.execute(f"DROP INDEX {_PROBE}")
+        if printed.replace(f"INDEX {_PROBE} ON ", head, 1) == definition:
+            return candidate
+    return None
+
+
+def _defer_indexes(cursor, params) -> None:
+    """Drop the secondary indexes of every seeded table that is still empty, remembering how to rebuild them in
+    ``seed_deferred_indexes`` (which :func:`_rebuild_indexes` reads): building an index once over the loaded rows
+    costs a fraction of maintaining it row by row. Only plain indexes: unique ones and any that back a constraint
+    (primary keys, exclusion constraints) stay, so every constraint is checked during the load as before. A
+    partitioned table's index is dropped at the top (its partitions' indexes go with it) and rebuilt the way
+    ``partition_create_month`` made it: ``ON ONLY`` the parent, each partition's own under its own name, attached.
+    An index whose definition would not come back exactly stays, with its whole partition family."""
+    cursor.execute(
+        """CREATE TEMP TABLE seed_deferred_indexes (name text, definition text, parent text, root text, level int)
+        ON COMMIT DROP"""
+    )
+    for table in TABLES:
+        if table in KEEP_INDEXES_OF:
+            continue
+        # Table names are this module's constants, never input.
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+        if cursor.fetchone()[0]:
+            continue  # not a fresh load: keep its indexes (rebuilding them would re-read its rows)
+        cursor.execute(
+            """WITH RECURSIVE tree AS (  -- the table and, when it is partitioned, its partitions
+                SELECT %(table)s::regclass AS relid, 0 AS level
+                UNION ALL
+                SELECT relid, level FROM pg_partition_tree(%(table)s::regclass) WHERE level > 0
+            ), candidates AS (
+                SELECT i.indexrelid,
+                       (SELECT h.inhparent FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) AS parent, tree.level
+                FROM tree JOIN pg_index i ON i.indrelid = tree.relid
+                WHERE NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisexclusion AND i.indisvalid
+                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+                  AND i.indexrelid::regclass::text <> ALL (%(keep)s)
+            ), family AS (  -- each index with the top index of its partition family
+                SELECT indexrelid, parent, level, indexrelid AS root FROM candidates WHERE parent IS NULL
+                UNION ALL
+                SELECT c.indexrelid, c.parent, c.level, f.root
+                FROM candidates c JOIN family f ON c.parent = f.indexrelid
+            )
+            SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), parent::regclass::text,
+                   root::regclass::text, level
+            FROM family ORDER BY level, 1""",
+            {"table": table, "keep": list(KEEP_INDEXES)},
+        )
+        indexes = cursor.fetchall()
+        rebuild = {name: _rebuild_definition(cursor, name, definition) for name, definition, *_ in indexes}
+        kept_roots = {root for name, _, _, root, _ in indexes if rebuild[name] is None}
+        cursor.executemany(
+            "INSERT INTO seed_deferred_indexes (name, definition, parent, root, level) VALUES (%s, %s, %s, %s, %s)",
+            [
+                (name, rebuild[name], parent, root, level)
+                for name, _, parent, root, level in indexes
+                if root not in kept_roots
+            ],
+        )
+    cursor.execute("SELECT name FROM seed_deferred_indexes WHERE parent IS NULL ORDER BY name")
+    for (name,) in cursor.fetchall():
+        cursor.execute(f"DROP INDEX {name}")
+
+
+def _rebuild_indexes(cursor, params) -> None:
+    """Recreate what :func:`_defer_indexes` dropped, with the same names and definitions (parents first)."""
+    cursor.execute("SELECT name, definition, parent FROM seed_deferred_indexes ORDER BY level, name")
+    for name, definition, parent in cursor.fetchall():
+        cursor.execute(definition)
+        if parent is not None:
+            cursor.execute(f"ALTER INDEX {parent} ATTACH PARTITION {name}")
+
+
 def steps() -> list[tuple[str, tuple[SeedStatement, ...]]]:
-    """The load in order: the monthly partitions, every app's registered seed steps (``<app>/seed.py``, by their
-    ``order``), then fresh statistics for the planner. Each statement: SQL, or a callable(cursor, params)."""
+    """The load in order: the monthly partitions, the secondary indexes set aside, every app's registered seed
+    steps (``<app>/seed.py``, by their ``order``) with the indexes rebuilt before the first step that summarises
+    (``SUMMARY_ORDER``), then fresh statistics for the planner. Each statement: SQL, or a callable(cursor,
+    params)."""
+    app_steps = seed_steps()
+    load = [(step.name, step.statements) for step in app_steps if step.order < SUMMARY_ORDER]
+    summaries = [(step.name, step.statements) for step in app_steps if step.order >= SUMMARY_ORDER]
     return [
         ("monthly partitions", (_month_partitions,)),
-        *((step.name, step.statements) for step in seed_steps()),
+        ("indexes set aside for the load", (_defer_indexes,)),
+        *load,
+        ("indexes rebuilt", (_rebuild_indexes,)),
+        *summaries,
         ("statistics (ANALYZE)", tuple(f"ANALYZE {table}" for table in TABLES)),
     ]
 

@@ -31,13 +31,23 @@ def restore_seed_steps():
 
 def test_each_app_owns_its_steps_and_licensing_comes_first():
     """The steps come from licensing, builds.queue, builds.cache and intake, licensing's before any other, and the
-    orchestration adds only the partitions before and ANALYZE after."""
+    orchestration adds only the partitions and the setting aside of indexes before, their rebuilding before the
+    summaries, and ANALYZE after."""
     names = [step.name for step in registry.seed_steps()]
     assert names[:3] == ["customers", "licenses and registry credentials", "secrets"]
     assert names.index("conversations") < names.index("builds") < names.index("build manifests")
     assert names.index("cache entries drawn") < names.index("builds queued") < names.index("build cache")
     labels = [label for label, _ in seed.steps()]
-    assert labels == ["monthly partitions", *names, "statistics (ANALYZE)"]
+    load = [step.name for step in registry.seed_steps() if step.order < seed.SUMMARY_ORDER]
+    summaries = names[len(load) :]
+    assert labels == [
+        "monthly partitions",
+        "indexes set aside for the load",
+        *load,
+        "indexes rebuilt",
+        *summaries,
+        "statistics (ANALYZE)",
+    ]
 
 
 def test_each_apps_steps_write_only_that_apps_tables():
