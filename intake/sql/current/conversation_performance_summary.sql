@@ -3,7 +3,7 @@
 -- Last defined in intake/sql/0012_intake_view_rollups.sql.
 
 CREATE OR REPLACE VIEW public.conversation_performance_summary AS
- SELECT (g.day || '/'::text) || g.model::text AS id,
+ SELECT k.id,
     g.day,
     g.model::character varying(100) AS model,
     g.conversations,
@@ -64,4 +64,5 @@ CREATE OR REPLACE VIEW public.conversation_performance_summary AS
             f.submitted_share
            FROM conversation_daily_dirty d
              JOIN conversation_daily_state s ON s.id = 1 AND d.day <= s.folded_through
-             CROSS JOIN LATERAL conversation_model_figures((d.day::timestamp without time zone AT TIME ZONE 'UTC'::text), ((d.day + 1)::timestamp without time zone AT TIME ZONE 'UTC'::text)) f(day, model, conversations, messages, prompt_tokens, completion_tokens, total_tokens, total_cost, rated_conversations, avg_satisfaction, submitted_conversations, submitted_share)) g;
+             CROSS JOIN LATERAL conversation_model_figures((d.day::timestamp without time zone AT TIME ZONE 'UTC'::text), ((d.day + 1)::timestamp without time zone AT TIME ZONE 'UTC'::text)) f(day, model, conversations, messages, prompt_tokens, completion_tokens, total_tokens, total_cost, rated_conversations, avg_satisfaction, submitted_conversations, submitted_share)) g
+     CROSS JOIN LATERAL ( SELECT (g.day || '/'::text) || g.model::text AS id) k;

@@ -3,7 +3,7 @@
 -- Last defined in intake/sql/0012_intake_view_rollups.sql.
 
 CREATE OR REPLACE VIEW public.intent_analytics AS
- SELECT (g.day || '/'::text) || g.intent::text AS id,
+ SELECT k.id,
     g.day,
     g.intent::character varying(32) AS intent,
     g.intents,
@@ -36,4 +36,5 @@ CREATE OR REPLACE VIEW public.intent_analytics AS
             f.avg_confidence
            FROM conversation_daily_dirty d
              JOIN conversation_daily_state s ON s.id = 1 AND d.day <= s.folded_through
-             CROSS JOIN LATERAL intent_daily_figures((d.day::timestamp without time zone AT TIME ZONE 'UTC'::text), ((d.day + 1)::timestamp without time zone AT TIME ZONE 'UTC'::text)) f(day, intent, intents, conversations, avg_confidence)) g;
+             CROSS JOIN LATERAL intent_daily_figures((d.day::timestamp without time zone AT TIME ZONE 'UTC'::text), ((d.day + 1)::timestamp without time zone AT TIME ZONE 'UTC'::text)) f(day, intent, intents, conversations, avg_confidence)) g
+     CROSS JOIN LATERAL ( SELECT (g.day || '/'::text) || g.intent::text AS id) k;
