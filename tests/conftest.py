@@ -49,6 +49,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
     return False
 
 
+def start_worker(worker) -> threading.Thread:
+    """Run a reference worker (``builds.queue.worker.Worker``) in a thread of its own, which closes its database
+    connection when the worker returns; stop it with ``worker.request_stop()`` and join the thread."""
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 def run_together(*calls: Callable[[], object], timeout: float = 60.0) -> list:
     """Call each of ``calls`` in its own thread (its own database connection), all released at once by a barrier.
     Returns, in order, what each call returned or the exception it raised; every thread has closed its

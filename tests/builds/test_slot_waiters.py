@@ -2,18 +2,16 @@
 builds/sql/0043_slot_waiters.sql), and the reference worker registers while a slot of its waits."""
 
 import json
-import threading
 import time
 
 import psycopg
 import pytest
-from django.db import connection
 
 from builds.models import Build
 from builds.queue import services
 from builds.queue.executors import SimulatedExecutor
 from builds.queue.worker import WAIT_LINGER, Worker
-from tests.conftest import database_url, raises_sqlstate, sql_rows, wait_for
+from tests.conftest import database_url, raises_sqlstate, sql_rows, start_worker, wait_for
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,25 +94,13 @@ def test_build_wait_forgets_agents_that_died():
     assert _waiters() == ["alive", "new"]
 
 
-def _start(worker):
-    def run():
-        try:
-            worker.run()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def test_an_idle_worker_is_woken_by_a_freed_slot_not_by_polling():
     """A worker idle because the only license with work is at its cap registers, and claims the next build within
     a second of another agent finishing the capped one (its poll is 30 s)."""
     _license, (first, second) = _core_with_queued(2)
     assert sql_rows("SELECT id FROM claim_builds('other-agent', 1)") == [(first,)]
     worker = Worker(executor=SimulatedExecutor(noop=True), poll_interval=30, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert wait_for(lambda: _waiters() == [worker.worker_id], timeout=10)
         time.sleep(0.3)  # the slot is asleep on its 30 s poll
@@ -133,7 +119,7 @@ def test_a_worker_with_every_slot_busy_is_not_registered():
     wake-ups."""
     license = LicenseFactory(tier="pro")
     worker = Worker(executor=SimulatedExecutor(stage_seconds=0.7), poll_interval=30, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert wait_for(lambda: _waiters() == [worker.worker_id], timeout=10)  # idle: registered
         build = services.build_enqueue(customer=license.customer, manifest={"base": "alpine"})

@@ -18,7 +18,7 @@ from builds.queue import selectors, services
 from builds.queue.executors import CommandExecutor, Outcome, SimulatedExecutor
 from builds.queue.worker import Worker
 from tests.builds.factories import BuildFactory
-from tests.conftest import start_manage, wait_for
+from tests.conftest import start_manage, start_worker, wait_for
 from tests.licensing.factories import LicenseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,18 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _wait_for(predicate, timeout=20.0):
     return wait_for(predicate, timeout, interval=0.02)
-
-
-def _start(worker):
-    def run():
-        try:
-            worker.run()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def _statuses():
@@ -80,7 +68,7 @@ def test_an_idle_worker_is_woken_by_notify_not_by_polling():
     """A build enqueued while the worker idles (30 s poll) is claimed within a second, thanks to LISTEN."""
     license = LicenseFactory()
     worker = Worker(executor=SimulatedExecutor(noop=True), poll_interval=30, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         time.sleep(0.5)  # the worker is idle and listening
         build = services.build_enqueue(customer=license.customer, manifest={"base": "alpine"})
@@ -97,7 +85,7 @@ def test_cancelling_a_running_build_stops_the_worker_on_it():
     cancelled."""
     build = BuildFactory()
     worker = Worker(executor=SimulatedExecutor(stage_seconds=0.2), poll_interval=0.2, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert _wait_for(lambda: Build.objects.get(pk=build.pk).status == "running")
         assert services.build_cancel(build=build) == "cancel_requested"
@@ -115,7 +103,7 @@ def test_the_worker_rescues_builds_of_a_dead_worker_within_seconds():
         cursor.execute("SELECT id FROM get_next_build_for_worker('dead-worker')")
     Build.objects.filter(pk=build.pk).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
     worker = Worker(executor=SimulatedExecutor(noop=True), poll_interval=0.2, reap_interval=0.5)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert _wait_for(lambda: Build.objects.get(pk=build.pk).retry_count == 1, timeout=10)
     finally:
@@ -210,7 +198,7 @@ def test_the_worker_can_skip_waiting_for_the_wal_flush():
 def test_one_batch_claim_feeds_every_idle_slot():
     """A slot woken while three others idle claims four builds with one claim_builds call; each slot runs one."""
     worker = Worker(executor=SimulatedExecutor(stage_seconds=0.01), concurrency=4, poll_interval=30, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert _wait_for(lambda: worker._idle_slots == 4)
         license = LicenseFactory(tier="asp")
@@ -244,7 +232,7 @@ def test_output_is_streamed_in_chunks_of_at_most_64_kib_and_read_back_exactly(mo
         return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
 
     worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert _wait_for(lambda: selectors.build_log_text(build) == "first\n", timeout=10), "streamed while running"
         assert Build.objects.get(pk=build.pk).status == "running"
@@ -275,7 +263,7 @@ def test_an_executor_whose_build_was_taken_away_is_stopped_by_its_next_output(mo
         return Outcome(True, image_reference="registry.example/app:1", image_digest="sha256:" + "d" * 64)
 
     worker = Worker(executor=executor, exit_when_idle=True, reap_interval=0)
-    thread = _start(worker)
+    thread = start_worker(worker)
     try:
         assert _wait_for(lambda: selectors.build_log_text(build) == "mine\n", timeout=10)
         Build.objects.filter(pk=build.pk).update(worker_id="another-worker/0")
