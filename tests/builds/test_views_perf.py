@@ -80,16 +80,25 @@ def test_summary_equals_the_released_definition(history):
     )
 
 
+def _scans(plan, relation):
+    """Every node of a JSON plan that reads relation."""
+    found = [plan] if plan.get("Relation Name") == relation else []
+    for child in plan.get("Plans", []):
+        found += _scans(child, relation)
+    return found
+
+
 def test_summary_reads_the_finished_builds_by_index(history):
-    """The plan reads finished builds through an index (since 0032_daily_rollup, build_queue_finished_at_idx for the
-    days not folded into build_daily_rollup), never the whole queue."""
+    """The plan reads build_queue only through the partial indexes of finished builds (since 0032_daily_rollup, for
+    the days not folded into build_daily_rollup), never the whole queue. Which of the two the planner takes depends
+    on its statistics (on PostgreSQL 18 a skip scan of the per-customer-day index can win); either is bounded."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_bitmapscan = off")
-        cursor.execute("EXPLAIN SELECT * FROM build_performance_summary")
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "build_queue_finished_at_idx" in plan
-    assert "Seq Scan on build_queue" not in plan
+        cursor.execute("EXPLAIN (FORMAT JSON) SELECT * FROM build_performance_summary")
+        scans = _scans(cursor.fetchone()[0][0]["Plan"], "build_queue")
+    assert scans
+    assert {scan.get("Index Name") for scan in scans} <= {"build_queue_finished_at_idx", "build_queue_finished_day_idx"}
 
 
 def test_quota_usage_is_planned_as_one_row():
