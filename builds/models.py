@@ -664,7 +664,7 @@ class BuildCacheEntry(models.Model):
     id = uuid_primary_key()
     manifest_hash = models.CharField(max_length=64)
     # No index of its own: build_cache_owner_idx leads with owner_id, and every completion of a build inserts a
-    # registry row into each index (builds.0039_cache_owner_index).
+    # registry row into each index (builds.0039_cache_owner_index, 0044_completion_cost).
     owner = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cache_entries", db_index=False)
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
     image_reference = models.CharField(max_length=500)
@@ -715,11 +715,15 @@ class BuildCacheEntry(models.Model):
             ),
             # cache_statistics' time saved per customer and month (BuildCacheAccessMonthly) follows each entry's
             # current duration: a new, changed or deleted entry reprices its folded hits
-            # (builds/sql/0041_cache_month_rollup.sql).
+            # (builds/sql/0041_cache_month_rollup.sql). An entry made by this transaction (created_at defaults to
+            # the statement's time, never before now(): every registration) has had no lookups, so nothing to
+            # price; only a row inserted with an older created_at (a restored entry) can find folded hits under
+            # its id (builds/sql/0044_completion_cost.sql).
             FunctionTrigger(
                 name="build_cache_access_reprice_insert",
                 when=pgtrigger.After,
                 operation=pgtrigger.Insert,
+                condition=pgtrigger.Condition("NEW.created_at < now()"),
                 execute="build_cache_access_reprice",
             ),
             FunctionTrigger(
@@ -752,16 +756,12 @@ class BuildCacheEntry(models.Model):
                 condition=Q(visibility="shared", deleted_at__isnull=True),
             ),
             models.Index(fields=["last_accessed_at"], name="build_cache_lru_idx", condition=Q(deleted_at__isnull=True)),
-            models.Index(fields=["owner", "-created_at"], name="build_cache_owner_idx"),
-            # cache_statistics' storage per owner, read by an index-only scan: the live entries' owners, visibility
-            # and sizes, a fraction of the registry's pages (builds.0041_cache_month_rollup).
+            # The owner's entries: the foreign key's checks, and cache_statistics' storage per owner by an
+            # index-only scan (the owners, visibility, sizes and deletion marks, a fraction of the registry's
+            # pages). One index for both, so a registration writes one (builds.0044_completion_cost).
             models.Index(
-                fields=["owner"],
-                include=["visibility", "size_bytes"],
-                condition=Q(deleted_at__isnull=True),
-                name="build_cache_owner_storage_idx",
+                fields=["owner"], include=["visibility", "size_bytes", "deleted_at"], name="build_cache_owner_idx"
             ),
-            GinIndex(fields=["architectures"], name="build_cache_arch_gin"),
         ]
         constraints = [
             models.UniqueConstraint(

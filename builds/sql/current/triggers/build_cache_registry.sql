@@ -21,7 +21,7 @@ AS $function$
 
 CREATE TRIGGER pgtrigger_build_cache_access_reprice_delete_aacea AFTER DELETE ON build_cache_registry FOR EACH ROW EXECUTE FUNCTION build_cache_access_reprice();
 
-CREATE TRIGGER pgtrigger_build_cache_access_reprice_insert_bc28a AFTER INSERT ON build_cache_registry FOR EACH ROW EXECUTE FUNCTION build_cache_access_reprice();
+CREATE TRIGGER pgtrigger_build_cache_access_reprice_insert_bc28a AFTER INSERT ON build_cache_registry FOR EACH ROW WHEN (new.created_at < now()) EXECUTE FUNCTION build_cache_access_reprice();
 
 CREATE TRIGGER pgtrigger_build_cache_access_reprice_truncate_87199 AFTER TRUNCATE ON build_cache_registry FOR EACH STATEMENT EXECUTE FUNCTION build_cache_access_unprice();
 

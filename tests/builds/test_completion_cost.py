@@ -1,0 +1,143 @@
+"""A completion's cache registration (builds.0044_completion_cost): an entry created now does not call the month
+rollup's pricing, a restored entry and a changed duration still do, the retirement of the other visibility's
+entry probes the unique key, and cache_statistics reads the owners' storage from the owner index; the view's
+figures stay those of the frozen oracle (tests/builds/test_cache_month_rollup.py)."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from builds.cache.services import cache_access_rollup_fold
+from builds.models import BuildCacheEntry
+from tests.builds.cache_factories import cached, lookup, sha, succeeded_build
+from tests.builds.factories import BuildFactory
+from tests.builds.test_cache_month_rollup import assert_view_is_the_oracle
+from tests.conftest import nested_plans, plan_of
+from tests.conftest import sql_rows as _rows
+from tests.licensing.factories import LicenseFactory
+
+pytestmark = pytest.mark.django_db
+
+PRICING = ("build_cache_access_reprice", "build_cache_access_price")
+DIGEST = "sha256:" + "d" * 64
+SAVED = "SELECT customer_id, sum(time_saved_ms) FROM build_cache_access_monthly GROUP BY 1"
+
+
+def _calls() -> dict:
+    """Calls of the registration's and the pricing's functions counted so far (track_functions). The counts may
+    include calls of this connection's earlier transactions not yet flushed to the shared statistics, so tests
+    compare two readings taken in their own transaction (the backend flushes only between transactions)."""
+    names = [*PRICING, "register_cache_entry"]
+    return dict(_rows("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE funcname = ANY(%s)", [names]))
+
+
+def _calls_since(before: dict) -> dict:
+    """Calls counted since the reading ``before``, functions not called left out."""
+    return {name: calls - before.get(name, 0) for name, calls in _calls().items() if calls != before.get(name, 0)}
+
+
+def test_a_completion_registers_its_entry_without_pricing_it():
+    """Every completion of a build called build_cache_access_price for its new entry (two scans of every month's
+    rollup partition) only to find no hits under an id just made; the insert trigger's condition now says so."""
+    license = LicenseFactory(tier="pro")
+    BuildFactory(license=license)
+    _rows("SET LOCAL track_functions = 'all'")
+    before = _calls()
+    [(build_id,)] = _rows("SELECT id FROM get_next_build_for_worker('cost')")
+    _rows("SELECT complete_build(%s, 'cost', true, 'registry.example/cost:1', %s, NULL)", [build_id, DIGEST])
+    entry = BuildCacheEntry.objects.get(source_build_id=build_id)
+    assert entry.build_duration_ms is not None and entry.deleted_at is None
+    assert _calls_since(before) == {"register_cache_entry": 1}
+
+
+def test_a_changed_duration_and_a_restored_entry_are_still_priced():
+    """Folded hits follow their entry's duration: a change reprices them, a deleted entry takes them out, and the
+    same entry inserted again with its older created_at (a restore) brings them back; the view equals the oracle
+    after each step."""
+    readers = [LicenseFactory(tier="pro").customer_id for _ in range(2)]
+    entry = cached(LicenseFactory(tier="enterprise"), duration=dt.timedelta(seconds=10))
+    for customer in readers:
+        lookup(entry.manifest_hash, customer)
+        lookup(entry.manifest_hash, customer)
+    cache_access_rollup_fold()
+    assert dict(_rows(SAVED)) == {readers[0]: 20_000, readers[1]: 20_000}
+    _rows("SET LOCAL track_functions = 'all'")
+    before = _calls()
+    BuildCacheEntry.objects.filter(pk=entry.pk).update(build_duration_ms=15_000)
+    assert dict(_rows(SAVED)) == {readers[0]: 30_000, readers[1]: 30_000}
+    assert _calls_since(before)["build_cache_access_price"] == 1
+    assert_view_is_the_oracle()
+    # Registered in an earlier transaction, as every entry with hits was: its created_at is older than now().
+    _rows("UPDATE build_cache_registry SET created_at = now() - interval '1 day' WHERE id = %s", [entry.pk])
+    _rows("CREATE TEMP TABLE restored ON COMMIT DROP AS SELECT * FROM build_cache_registry WHERE id = %s", [entry.pk])
+    BuildCacheEntry.objects.filter(pk=entry.pk).delete()
+    assert dict(_rows(SAVED)) == {readers[0]: 0, readers[1]: 0}
+    assert_view_is_the_oracle()
+    _rows("INSERT INTO build_cache_registry SELECT * FROM restored")
+    assert dict(_rows(SAVED)) == {readers[0]: 30_000, readers[1]: 30_000}
+    assert _calls_since(before)["build_cache_access_price"] == 3  # the change, the delete, the restore
+    assert_view_is_the_oracle()
+
+
+def test_retiring_the_other_visibility_probes_the_hash():
+    """With no statistics on the registry (a new database; autovacuum not yet round), the retirement of an owner's
+    entry of the other visibility scanned every live entry of the owner through the owners' storage index, 31
+    buffers at the benchmark's size and growing with the owner's entries: it probes by the manifest hash now."""
+    license = LicenseFactory(tier="enterprise")
+    owners = [license.customer_id] + [LicenseFactory(tier="pro").customer_id for _ in range(19)]
+    _rows(  # a registry of 4,000 live entries over 20 owners, as the benchmark's is after a few thousand builds
+        """
+        INSERT INTO build_cache_registry (manifest_hash, owner_id, visibility, image_reference, image_digest,
+                                          architectures, size_bytes, content_sha256, build_duration_ms, hit_count)
+        SELECT encode(sha256(convert_to('entry ' || i, 'UTF8')), 'hex'), (%s::uuid[])[1 + i %% 20], 'private',
+               'registry.example/app:' || i, %s, '{}', 1000, repeat('0', 64), 1000, 0
+          FROM generate_series(1, 4000) i
+        """,
+        [owners, DIGEST],
+    )
+    first = cached(license, manifest={"base": "alpine"})
+    assert first.visibility == "shared"
+    _rows("DELETE FROM pg_statistic WHERE starelid = 'build_cache_registry'::regclass")  # rolled back with the test
+    license.customer.publishes_to_shared_cache = False
+    license.customer.save()
+    build = succeeded_build(license, manifest={"base": "alpine"})
+    with nested_plans() as plans:
+        [(entry_id,)] = _rows("SELECT register_build_in_cache(%s)", [build.pk])
+    plan = plan_of(plans, "UPDATE build_cache_registry o")
+    [condition] = [line for line in plan.splitlines() if "Index Cond:" in line]
+    assert "manifest_hash" in condition and "build_cache_owner" not in plan, plan  # a probe by the hash
+    assert list(BuildCacheEntry.objects.filter(manifest_hash=first.manifest_hash, deleted_at__isnull=True)) == [
+        BuildCacheEntry.objects.get(pk=entry_id)
+    ]
+    assert BuildCacheEntry.objects.get(pk=first.pk).deleted_at is not None
+
+
+def test_cache_statistics_reads_the_owners_storage_from_the_owner_index():
+    """The owners' storage (entries, shared entries, bytes of live entries) can come from an index-only scan of the
+    owner index, which includes visibility, size and the deletion mark: no index of its own for every registration
+    to write."""
+    owners = [LicenseFactory(tier="enterprise"), LicenseFactory(tier="core")]
+    for i in range(6):
+        cached(owners[i % 2], image_size=1000 * (i + 1), manifest={"base": "alpine", "run": [str(i)]})
+    BuildCacheEntry.objects.filter(owner=owners[0].customer).order_by("created_at").first().delete()
+    BuildCacheEntry.objects.filter(owner=owners[1].customer).update(deleted_at=timezone.now())
+    lookup(sha("nothing"), owners[1].customer_id)
+    assert_view_is_the_oracle()
+    covered = _rows(
+        """
+        SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indexrelid = 'build_cache_owner_idx'::regclass
+        """
+    )[0][0]
+    assert covered == ["deleted_at", "owner_id", "size_bytes", "visibility"]  # every column the storage reads
+    if connection.pg_version >= 180000:
+        return  # PostgreSQL 18 plans no index-only scan with enable_indexscan off: the question below needs it
+    with connection.cursor() as cursor:
+        for scan in ("seqscan", "bitmapscan", "indexscan"):  # a few rows: ask only whether the index covers it
+            cursor.execute(f"SET LOCAL enable_{scan} = off")
+        cursor.execute("EXPLAIN SELECT * FROM cache_statistics")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using build_cache_owner_idx on build_cache_registry" in plan, plan
