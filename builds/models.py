@@ -347,8 +347,13 @@ class BuildLicenseState(models.Model):
     ``running``/``queued``/``urgent_queued`` count the license's builds (the whole family's, for a parent's
     license); ``vtime`` is its virtual time: each claim adds ``1 / scheduling_weight`` and the claim picks the
     eligible license with the lowest (urgent work first). Locking this row (``FOR UPDATE``) is the per-license
-    lock that keeps ``running <= max_concurrent_builds``. No secondary index, so the claim's updates are HOT and
-    page pruning keeps the table at a few pages however many claims it serves.
+    lock that keeps ``running <= max_concurrent_builds``.
+
+    The claim reads the licenses in its order from ``build_license_state_claim_idx``, which holds only the claimable
+    ones (``claimable``), so a pick reads a few index and heap pages however many licenses and dead row versions
+    the table holds (builds.0045_claim_index). The index is on the generated columns, not on the counters: an
+    update is HOT unless it changes ``vtime`` (a claim) or flips ``claimable``/``urgent``, so completions and
+    enqueues below a license's cap still leave the indexes alone.
     """
 
     license = models.OneToOneField(
@@ -369,9 +374,30 @@ class BuildLicenseState(models.Model):
         help_text="Claiming is paused for this license (a copy of its build_claim_pauses row, kept by "
         "pause_claims/resume_claims and set on insert), so the claim's scan skips it without another query.",
     )
+    claimable = models.GeneratedField(
+        expression=Q(queued__gt=0, paused=False, running__lt=F("max_running")),
+        output_field=models.BooleanField(),
+        db_persist=True,
+        help_text="Queued work, not paused, below the copy of its cap: the rows the claim's index holds.",
+    )
+    urgent = models.GeneratedField(
+        expression=Q(urgent_queued__gt=0),
+        output_field=models.BooleanField(),
+        db_persist=True,
+        help_text="Urgent work queued (priority 9-10): claimed ahead of the fair order.",
+    )
 
     class Meta:
         db_table = "build_license_state"
+        indexes = [
+            # The claim's order over the claimable licenses (builds.0045_claim_index): a pick is the first entry
+            # not locked by another claim, instead of a scan and sort of the whole table.
+            models.Index(
+                fields=["-urgent", "vtime", "license"],
+                name="build_license_state_claim_idx",
+                condition=Q(claimable=True),
+            )
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(running__gte=0, queued__gte=0, urgent_queued__gte=0), name="build_license_state_counts_pos"

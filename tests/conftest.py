@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -188,8 +189,9 @@ def _fresh_cache():
 
 
 @contextlib.contextmanager
-def nested_plans():
-    """Collect the plan of every statement run inside, nested ones (in PL/pgSQL functions) included."""
+def nested_plans(*, buffers: bool = False):
+    """Collect the plan of every statement run inside, nested ones (in PL/pgSQL functions) included; with
+    ``buffers``, as executed, with the buffers each read (``buffers_of``), which do not depend on timing."""
     plans: list[str] = []
     raw = connection.connection
 
@@ -203,6 +205,10 @@ def nested_plans():
         "auto_explain.log_nested_statements": "on",
         "auto_explain.log_level": "notice",
     }
+    if buffers:
+        settings.update(
+            {"auto_explain.log_analyze": "on", "auto_explain.log_buffers": "on", "auto_explain.log_timing": "off"}
+        )
     try:
         sql_rows("LOAD 'auto_explain'")
         for name, value in settings.items():
@@ -211,6 +217,13 @@ def nested_plans():
     finally:
         sql_rows("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
         raw.remove_notice_handler(keep)
+
+
+def buffers_of(plan: str) -> int:
+    """Shared buffers (hit + read) the plan's top node reports, from ``nested_plans(buffers=True)``."""
+    counts = re.search(r"Buffers: shared ([^\n]*)", plan)
+    assert counts, plan
+    return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", counts.group(1)))
 
 
 def plan_of(plans: list[str], fragment: str) -> str:
