@@ -234,3 +234,41 @@ def test_the_seeded_history_lands_in_monthly_partitions_not_the_default_ones():
     for table in tables:
         assert _rows(f"SELECT count(*) FROM {table}")[0][0] > 0, table
         assert _rows(f"SELECT count(*) FROM {table}_default")[0][0] == 0, table
+
+
+def _index_definitions() -> dict[str, tuple[str, bool]]:
+    """Every index of the seeded tables and the cache access rollup (their partitions' included): definition and
+    validity, by name."""
+    return {
+        name: (definition, valid)
+        for name, definition, valid in _rows(
+            """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid
+            FROM pg_index i
+            WHERE i.indrelid IN (SELECT relid FROM unnest(%s::text[]) t, pg_partition_tree(t::regclass))""",
+            [[*TABLES, *seed.ALSO_DEFER_INDEXES_OF]],
+        )
+    }
+
+
+@pytest.mark.django_db
+def test_the_indexes_set_aside_for_the_load_come_back_as_they_were():
+    """The load drops the secondary indexes of the tables it fills (the cache access rollup's too) and builds them
+    again: afterwards every index is there, valid, under its name and with its definition, and each partition (the
+    seed's months included) has every index of its parent, attached."""
+    before = _index_definitions()
+    assert "build_cache_access_entry_idx" in before and "build_access_customer_idx" in before
+    generate(seed=7, fraction=0.005)
+    after = _index_definitions()
+    assert {name: after.get(name) for name in before} == before
+    assert all(valid for _, valid in after.values())
+    unattached = _rows(
+        """SELECT p.relid::regclass::text, pi.indexrelid::regclass::text
+        FROM unnest(%s::text[]) t, pg_partition_tree(t::regclass) p
+        JOIN pg_index pi ON pi.indrelid = p.parentrelid
+        WHERE p.isleaf AND p.parentrelid IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid
+            WHERE h.inhparent = pi.indexrelid AND i.indrelid = p.relid)""",
+        [[*TABLES, *seed.ALSO_DEFER_INDEXES_OF]],
+    )
+    assert unattached == []
+    assert len(after) > len(before)  # the seed's months, with their indexes
