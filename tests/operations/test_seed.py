@@ -272,3 +272,23 @@ def test_the_indexes_set_aside_for_the_load_come_back_as_they_were():
     )
     assert unattached == []
     assert len(after) > len(before)  # the seed's months, with their indexes
+
+
+@pytest.mark.django_db
+def test_the_cache_counters_and_rollup_equal_a_recount_of_the_seeded_log():
+    """The cache entries' hit counts and last access (from the rows the log's INSERT returned) and the cache access
+    rollup with its monthly totals equal what the triggers would keep: a recount from the log written."""
+    generate(seed=8, fraction=0.01)
+    counters = "SELECT id, hit_count, last_accessed_at FROM build_cache_registry ORDER BY id"
+    from_log = """SELECT e.id, count(a.*), max(a.accessed_at) FROM build_cache_registry e
+        LEFT JOIN build_access_log a ON a.cache_entry_id = e.id AND a.hit GROUP BY e.id ORDER BY e.id"""
+    assert _rows("SELECT count(*) FROM build_cache_registry WHERE hit_count > 0")[0][0] > 50
+    assert _rows(counters) == _rows(from_log)
+    rollup = (
+        "SELECT month, customer_id, cache_entry_id, shard, hits, misses FROM build_cache_access_rollup ORDER BY 1, 2, 3"
+    )
+    monthly = "SELECT month, customer_id, hits, misses, time_saved_ms FROM build_cache_access_monthly ORDER BY 1, 2"
+    seeded = _rows(rollup), _rows(monthly)
+    assert len(seeded[0]) > 1000
+    _rows("SELECT cache_access_rollup_recount()")
+    assert (_rows(rollup), _rows(monthly)) == seeded
