@@ -61,14 +61,13 @@ TABLES = (
 
 Progress = Callable[[int, int, str], None]
 
-# The load's session settings (SET LOCAL: the transaction's only). JIT off: every statement of the load is costed
-# far above jit_above_cost, and compiling each (a second or so, also for each query of the daily folds, which run
-# per day) buys nothing on statements that are a scan, a join and a sort. The memory is for one statement at a
-# time: the hash aggregates and sorts of ten times the seed (millions of groups) stay in memory instead of spilling
-# in batches, and the deferred indexes are sorted in memory, by the leader and its parallel workers.
+# The load's session settings (SET LOCAL: the transaction's only). The memory is for one statement at a time: the
+# hash aggregates and sorts of ten times the seed (millions of groups) spill less, and the deferred indexes are
+# sorted in memory, by the leader and its parallel workers (64 MB allowed one worker at most). JIT stays as the server
+# has it: switched off, the 10 M-row statements of ten times the seed took more CPU than their compilation saved
+# (the access log's INSERT 59 s against 48 s; docs/performance.md, "The seed's generation step by step").
 LOAD_SETTINGS = {
     "synchronous_commit": "off",
-    "jit": "off",
     "work_mem": "256MB",
     "maintenance_work_mem": "1GB",
 }
