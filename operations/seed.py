@@ -71,8 +71,8 @@ LOAD_SETTINGS = {
     "work_mem": "256MB",
     "maintenance_work_mem": "1GB",
 }
-# And when the server takes them: the full-page images in the WAL compressed (a superuser's, or SET granted on it),
-# which at ten times the seed are gigabytes (every deferred index is logged page by page when it is rebuilt), and
+# And when the server takes them: the full-page images in the WAL compressed (a superuser's, or SET granted on it;
+# every deferred index is WAL-logged page by page when it is rebuilt), and
 # temp_buffers only takes before the session's first temporary table (a second load in one session keeps the first's):
 # the temporary tables of ten times the seed (10 M lookups drawn: ~600 MB) get 1 GB of local buffers instead of 8 MB.
 LOAD_SETTINGS_IF_ALLOWED = {"wal_compression": "lz4", "temp_buffers": "1GB"}
