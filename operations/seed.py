@@ -61,6 +61,22 @@ TABLES = (
 
 Progress = Callable[[int, int, str], None]
 
+# The load's session settings (SET LOCAL: the transaction's only). The memory is for one statement at a time: the
+# hash aggregates and sorts of ten times the seed (millions of groups) spill less, and the deferred indexes are
+# sorted in memory, by the leader and its parallel workers (64 MB allowed one worker at most). JIT stays as the server
+# has it: switched off, the 10 M-row statements of ten times the seed took more CPU than their compilation saved
+# (the access log's INSERT 59 s against 48 s; docs/performance.md, "The seed's generation step by step").
+LOAD_SETTINGS = {
+    "synchronous_commit": "off",
+    "work_mem": "256MB",
+    "maintenance_work_mem": "1GB",
+}
+# And when the server takes them: the full-page images in the WAL compressed (a superuser's, or SET granted on it;
+# every deferred index is WAL-logged page by page when it is rebuilt), and
+# temp_buffers only takes before the session's first temporary table (a second load in one session keeps the first's):
+# the temporary tables of ten times the seed (10 M lookups drawn: ~600 MB) get 1 GB of local buffers instead of 8 MB.
+LOAD_SETTINGS_IF_ALLOWED = {"wal_compression": "lz4", "temp_buffers": "1GB"}
+
 
 def seed_anchor() -> datetime:
     """The end of the six months: the start of the current UTC hour (the same data for a seed within an hour)."""
@@ -92,6 +108,10 @@ def _month_partitions(cursor, params) -> None:
 # order they read build_queue, so the data would change.
 KEEP_INDEXES_OF = ("licenses", "registry_credentials", "conversations", "build_cache_registry")
 KEEP_INDEXES = ("build_queue_cache_entry_idx",)
+# Tables the load fills that are not among TABLES (they are summaries, not counted in the seed's output) but whose
+# secondary indexes are set aside as well: the cache access rollup is recounted in one INSERT of millions of rows
+# at ten times the seed (3.5 M rows), where its partial index on the entry (random uuids) took an insert per row.
+ALSO_DEFER_INDEXES_OF = ("build_cache_access_rollup",)
 # Steps from this order on summarise the loaded rows (the scheduler's counters, the daily rollups): they read the
 # tables through their indexes, so the secondary indexes dropped for the load are rebuilt just before them.
 SUMMARY_ORDER = 700
@@ -131,10 +151,13 @@ def _defer_indexes(cursor, params) -> None:
         """CREATE TEMP TABLE seed_deferred_indexes (name text, definition text, parent text, root text, level int)
         ON COMMIT DROP"""
     )
-    for table in TABLES:
+    for table in (*TABLES, *ALSO_DEFER_INDEXES_OF):
         if table in KEEP_INDEXES_OF:
             continue
         # Table names are this module's constants, never input.
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+        if not cursor.fetchone()[0]:
+            continue  # a database migrated only to a point before it
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
         if cursor.fetchone()[0]:
             continue  # not a fresh load: keep its indexes (rebuilding them would re-read its rows)
@@ -213,14 +236,20 @@ def already_seeded(scale: str = SEED_SCALE) -> int:
         return cursor.fetchone()[0]
 
 
-def _disable_triggers() -> bool:
-    """Skip triggers for this transaction when allowed (a superuser, or SET granted on the parameter)."""
+def _set_if_allowed(setting: str, value: str) -> bool:
+    """SET LOCAL ``setting`` when the server takes it (a superuser parameter needs a superuser or SET granted on it;
+    some take only at some moments); False when it did not."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL session_replication_role = replica")
+            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
         return True
     except DatabaseError:
         return False
+
+
+def _disable_triggers() -> bool:
+    """Skip triggers for this transaction when allowed."""
+    return _set_if_allowed("session_replication_role", "replica")
 
 
 def generate(
@@ -249,8 +278,10 @@ def generate(
     params["entries"] = params["cache_entries"]
     with transaction.atomic(), connection.cursor() as cursor:
         triggers_off = _disable_triggers()
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute("SET LOCAL work_mem = '64MB'")
+        for setting, value in LOAD_SETTINGS.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
+        for setting, value in LOAD_SETTINGS_IF_ALLOWED.items():
+            _set_if_allowed(setting, value)
         load = steps()
         for index, (label, statements) in enumerate(load):
             if progress is not None:

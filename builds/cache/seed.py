@@ -63,7 +63,11 @@ seed_step(
                floor(%(templates)s * power(random(), 2))::int AS template,
                random() AS u_time, random() AS u_latency
         FROM generate_series(1, %(access_log)s) g""",
-        """INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)
+        # The log, and from the rows it returns the counters the update_cache_stats trigger keeps (one pass: the log
+        # is not read again). The counters are set after the statement, once its triggers (when they run) are done.
+        """CREATE TEMP TABLE seed_access_hits ON COMMIT DROP AS
+        WITH logged AS (
+        INSERT INTO build_access_log (manifest_hash, customer_id, cache_entry_id, hit, latency_us, accessed_at)
         SELECT a.manifest_hash, a.customer_id, a.cache_entry_id, a.hit, a.latency_us, a.accessed_at FROM (
             SELECT CASE WHEN d.hit THEN et.manifest_hash ELSE t.manifest_hash END AS manifest_hash,
                    CASE WHEN d.hit AND e.visibility = 'private' THEN e.customer_id ELSE c.id END AS customer_id,
@@ -80,14 +84,14 @@ seed_step(
             JOIN seed_templates t ON t.tk = d.template
             JOIN seed_customers c ON c.ord = d.cord
         ) a
-        ORDER BY a.accessed_at, a.g""",
-        # The counters the update_cache_stats trigger keeps.
+        ORDER BY a.accessed_at, a.g
+        RETURNING cache_entry_id, hit, accessed_at
+        )
+        SELECT cache_entry_id, count(*) AS hits, max(accessed_at) AS last_at FROM logged
+        WHERE hit GROUP BY cache_entry_id""",
         """UPDATE build_cache_registry r SET hit_count = s.hits, last_accessed_at = s.last_at,
                                              updated_at = greatest(r.updated_at, s.last_at)
-        FROM (
-            SELECT cache_entry_id, count(*) AS hits, max(accessed_at) AS last_at FROM build_access_log
-            WHERE hit AND cache_entry_id IN (SELECT id FROM seed_entries) GROUP BY cache_entry_id
-        ) s
+        FROM seed_access_hits s
         WHERE r.id = s.cache_entry_id""",
         # The rollup the rollup_cache_access trigger keeps and its customers' months (cache_statistics), recounted
         # from the whole log whether or not the trigger ran; the lock keeps concurrent lookups out of the recount.

@@ -234,3 +234,61 @@ def test_the_seeded_history_lands_in_monthly_partitions_not_the_default_ones():
     for table in tables:
         assert _rows(f"SELECT count(*) FROM {table}")[0][0] > 0, table
         assert _rows(f"SELECT count(*) FROM {table}_default")[0][0] == 0, table
+
+
+def _index_definitions() -> dict[str, tuple[str, bool]]:
+    """Every index of the seeded tables and the cache access rollup (their partitions' included): definition and
+    validity, by name."""
+    return {
+        name: (definition, valid)
+        for name, definition, valid in _rows(
+            """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid
+            FROM pg_index i
+            WHERE i.indrelid IN (SELECT relid FROM unnest(%s::text[]) t, pg_partition_tree(t::regclass))""",
+            [[*TABLES, *seed.ALSO_DEFER_INDEXES_OF]],
+        )
+    }
+
+
+@pytest.mark.django_db
+def test_the_indexes_set_aside_for_the_load_come_back_as_they_were():
+    """The load drops the secondary indexes of the tables it fills (the cache access rollup's too) and builds them
+    again: afterwards every index is there, valid, under its name and with its definition, and each partition (the
+    seed's months included) has every index of its parent, attached."""
+    before = _index_definitions()
+    assert "build_cache_access_entry_idx" in before and "build_access_customer_idx" in before
+    generate(seed=7, fraction=0.005)
+    after = _index_definitions()
+    assert {name: after.get(name) for name in before} == before
+    assert all(valid for _, valid in after.values())
+    unattached = _rows(
+        """SELECT p.relid::regclass::text, pi.indexrelid::regclass::text
+        FROM unnest(%s::text[]) t, pg_partition_tree(t::regclass) p
+        JOIN pg_index pi ON pi.indrelid = p.parentrelid
+        WHERE p.isleaf AND p.parentrelid IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid
+            WHERE h.inhparent = pi.indexrelid AND i.indrelid = p.relid)""",
+        [[*TABLES, *seed.ALSO_DEFER_INDEXES_OF]],
+    )
+    assert unattached == []
+    assert len(after) > len(before)  # the seed's months, with their indexes
+
+
+@pytest.mark.django_db
+def test_the_cache_counters_and_rollup_equal_a_recount_of_the_seeded_log():
+    """The cache entries' hit counts and last access (from the rows the log's INSERT returned) and the cache access
+    rollup with its monthly totals equal what the triggers would keep: a recount from the log written."""
+    generate(seed=8, fraction=0.01)
+    counters = "SELECT id, hit_count, last_accessed_at FROM build_cache_registry ORDER BY id"
+    from_log = """SELECT e.id, count(a.*), max(a.accessed_at) FROM build_cache_registry e
+        LEFT JOIN build_access_log a ON a.cache_entry_id = e.id AND a.hit GROUP BY e.id ORDER BY e.id"""
+    assert _rows("SELECT count(*) FROM build_cache_registry WHERE hit_count > 0")[0][0] > 50
+    assert _rows(counters) == _rows(from_log)
+    rollup = (
+        "SELECT month, customer_id, cache_entry_id, shard, hits, misses FROM build_cache_access_rollup ORDER BY 1, 2, 3"
+    )
+    monthly = "SELECT month, customer_id, hits, misses, time_saved_ms FROM build_cache_access_monthly ORDER BY 1, 2"
+    seeded = _rows(rollup), _rows(monthly)
+    assert len(seeded[0]) > 1000
+    _rows("SELECT cache_access_rollup_recount()")
+    assert (_rows(rollup), _rows(monthly)) == seeded
