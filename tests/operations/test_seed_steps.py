@@ -22,7 +22,10 @@ WRITE = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM)\s+([a-z_]+)\b")
 
 @pytest.fixture
 def restore_seed_steps():
-    """Leave the registry as it was (a test adds a step)."""
+    """Leave the registry as it was (a test adds a step). The apps' steps are discovered first: a snapshot taken
+    before their modules were imported would be empty, and restoring it would leave every later test in this
+    process without steps (the modules, once imported, do not register again)."""
+    registry.seed_steps()
     saved = dict(registry._seed_steps)
     yield
     registry._seed_steps.clear()
