@@ -325,10 +325,11 @@ def generate(
     }
     params["entries"] = params["cache_entries"]
     params["setseed_access_log"] = _step_seed(seed, PARALLEL_STEP)
-    if parallel is None:
-        parallel = _can_load_in_parallel()
-    elif parallel and connection.in_atomic_block:
-        raise ValueError("a parallel load commits on two connections: it cannot run inside a transaction")
+    if parallel is not False:
+        reason = _why_not_in_parallel()
+        if parallel and reason:
+            raise ValueError(reason)
+        parallel = reason is None
     if parallel:
         return _generate_parallel(params, progress)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -373,20 +374,23 @@ PARALLEL_TABLES = ("build_access_log",)
 INCOMPLETE_MARKER = "seed_incomplete"
 
 
-def _can_load_in_parallel() -> bool:
-    """Outside any transaction (the load commits), triggers switchable off (the second connection's rows point at
-    rows the first has not committed yet), and a fresh database (a failure is cleaned up by emptying the tables)."""
-    if connection.in_atomic_block or connection.vendor != "postgresql" or not _disable_triggers():
-        return False
+def _why_not_in_parallel() -> str | None:
+    """None when the load may run on two connections: outside any transaction (it commits), triggers switchable
+    off (the second connection's rows point at rows the first has not committed yet), and a fresh database (a
+    failure is cleaned up by emptying the tables); else the reason."""
+    if connection.in_atomic_block:
+        return "a parallel load commits on two connections: it cannot run inside a transaction"
+    if connection.vendor != "postgresql" or not _disable_triggers():
+        return "a parallel load needs PostgreSQL and a role that may switch triggers off"
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NULL", [INCOMPLETE_MARKER])
         if not cursor.fetchone()[0]:
-            return False
+            return f"an earlier load left {INCOMPLETE_MARKER}"
         for table in TABLES:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
             if cursor.fetchone()[0]:
-                return False
-    return True
+                return f"a parallel load needs a fresh database ({table} has rows)"
+    return None
 
 
 def _copy_out(cursor, table: str) -> tuple[str, bytes, list[str]]:

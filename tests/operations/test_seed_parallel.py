@@ -42,12 +42,26 @@ def fixed_anchor_and_cleanup(monkeypatch):
     """The same anchor for every run; afterwards (the load commits) no marker and no monthly partition left behind
     for the other tests of this database (the flush empties the tables)."""
     monkeypatch.setattr(seed, "seed_anchor", lambda: ANCHOR)
-    before = _partitions()
+    before, filled = _partitions(), _tables_with_rows()
     yield
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {INCOMPLETE_MARKER}")
+        # The flush after the test empties Django's managed tables only.
+        if left := sorted(_tables_with_rows() - filled):
+            cursor.execute(f"TRUNCATE {', '.join(left)} RESTART IDENTITY CASCADE")
         for name in sorted(_partitions() - before, key=len, reverse=True):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _tables_with_rows() -> set[str]:
+    tables = [
+        name
+        for (name,) in _rows(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+            " AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        )
+    ]
+    return {name for name in tables if _rows(f'SELECT EXISTS (SELECT 1 FROM "{name}")')[0][0]}
 
 
 # Its identity ids follow the order of cache_access_rollup_recount()'s GROUP BY (the plan's), not the data: left out.
@@ -129,6 +143,14 @@ def test_a_failure_on_either_connection_leaves_nothing_behind(monkeypatch, broke
     monkeypatch.undo()
     monkeypatch.setattr(seed, "seed_anchor", lambda: ANCHOR)
     assert generate(seed=5, fraction=0.005, parallel=True)["build_access_log"] == 5_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_parallel_load_into_a_database_with_rows_is_refused():
+    """Its cleanup empties tables: a database that already holds rows gets the one-connection load (or an error)."""
+    generate(seed=6, fraction=0.005, parallel=True)
+    with pytest.raises(ValueError, match="fresh database"):
+        generate(seed=7, fraction=0.005, parallel=True)
 
 
 @pytest.mark.django_db(transaction=True)
