@@ -30,6 +30,8 @@ class TaskResult:
 class DemoLoader:
     name: str
     load: Callable[..., str]  # load(*, rng, scale) -> a one-line summary of what it created
+    # False: it commits itself (seed_demo runs it after the others' transaction, outside any)
+    atomic: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +63,12 @@ _maintenance_tasks: dict[str, MaintenanceTask] = {}
 _seed_steps: dict[str, SeedStep] = {}
 
 
-def demo_loader(name: str):
-    """Register ``load(*, rng, scale)`` as the demo-data loader ``name``."""
+def demo_loader(name: str, *, atomic: bool = True):
+    """Register ``load(*, rng, scale)`` as the demo-data loader ``name``; ``atomic=False``: it commits itself, and
+    ``seed_demo`` runs it outside its transaction (after the other loaders)."""
 
     def decorator(func):
-        _demo_loaders[name] = DemoLoader(name=name, load=func)
+        _demo_loaders[name] = DemoLoader(name=name, load=func, atomic=atomic)
         return func
 
     return decorator

@@ -51,11 +51,15 @@ seed_step(
     ],
 )
 
+# The log reads only the temporary tables of the customers, the templates and the entries drawn (not the entries'
+# rows), and draws from its own random() sequence (setseed of its own): so a parallel load (operations.seed) runs it
+# on a second connection, into its own transaction, while the first goes on with the builds.
 seed_step(
     "cache access log",
     order=610,
-    after=["build cache", "customers", "manifest templates"],
+    after=["cache entries drawn", "customers", "manifest templates"],
     statements=[
+        "SELECT setseed(%(setseed_access_log)s)",
         # Two thirds hits (of an entry: popular entries more often, after it was registered), one third misses.
         """CREATE TEMP TABLE seed_access_draw ON COMMIT DROP AS
         SELECT g, random() < 0.66 AS hit, floor(%(entries)s * power(random(), 1.8))::int AS entry_ord,
@@ -89,6 +93,14 @@ seed_step(
         )
         SELECT cache_entry_id, count(*) AS hits, max(accessed_at) AS last_at FROM logged
         WHERE hit GROUP BY cache_entry_id""",
+    ],
+)
+
+seed_step(
+    "cache access counters",
+    order=620,
+    after=["build cache", "cache access log"],
+    statements=[
         """UPDATE build_cache_registry r SET hit_count = s.hits, last_accessed_at = s.last_at,
                                              updated_at = greatest(r.updated_at, s.last_at)
         FROM seed_access_hits s
