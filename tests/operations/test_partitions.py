@@ -50,7 +50,7 @@ def test_maintenance_creates_the_current_month_and_two_ahead_for_every_partition
     partitioned table, each with a DEFAULT partition; a second run creates nothing."""
     for table in PARTITIONED:
         _rows(
-            "SELECT partition_drop_before(%s, date_trunc('month', now(), 'UTC') + interval '3 months', 10)",
+            "SELECT partition_drop_before(%s, date_trunc('month', now(), 'UTC') + interval '3 months', 1000)",
             [table],
         )
         assert not _rows("SELECT 1 FROM partition_bounds(%s) WHERE NOT is_default AND upper_bound > now()", [table]), (
