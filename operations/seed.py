@@ -271,14 +271,27 @@ def already_seeded(scale: str = SEED_SCALE) -> int:
 
 
 def _set_if_allowed(setting: str, value: str) -> bool:
-    """SET LOCAL ``setting`` when the server takes it (a superuser parameter needs a superuser or SET granted on it;
-    some take only at some moments); False when it did not."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-        return True
-    except DatabaseError:
-        return False
+    """SET LOCAL ``setting`` on the default connection when the server takes it (a superuser parameter needs a
+    superuser or SET granted on it; some take only at some moments); False when it did not."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return _try_set(cursor, setting, value)
+
+
+def _apply_load_settings(cursor) -> None:
+    """The load's session settings, for the transaction of ``cursor`` (which must be in one)."""
+    for setting, value in LOAD_SETTINGS.items():
+        cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
+    for setting, value in LOAD_SETTINGS_IF_ALLOWED.items():
+        _try_set(cursor, setting, value)
+
+
+def _run(cursor, statements, params) -> None:
+    """A step's statements: SQL run with the seed's parameters, or callables given the cursor and them."""
+    for statement in statements:
+        if callable(statement):
+            statement(cursor, params)
+        else:
+            cursor.execute(statement, params)
 
 
 def _disable_triggers() -> bool:
@@ -334,19 +347,12 @@ def generate(
         return _generate_parallel(params, progress)
     with transaction.atomic(), connection.cursor() as cursor:
         triggers_off = _disable_triggers()
-        for setting, value in LOAD_SETTINGS.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-        for setting, value in LOAD_SETTINGS_IF_ALLOWED.items():
-            _set_if_allowed(setting, value)
+        _apply_load_settings(cursor)
         load = steps()
         for index, (label, statements) in enumerate(load):
             if progress is not None:
                 progress(index, len(load), label)
-            for statement in statements:
-                if callable(statement):
-                    statement(cursor, params)
-                else:
-                    cursor.execute(statement, params)
+            _run(cursor, statements, params)
         if progress is not None:
             progress(len(load), len(load), "done")
         if triggers_off:
@@ -424,7 +430,8 @@ def _copy_in(cursor, table: str, shipped: tuple[str, bytes, list[str]]) -> None:
 
 
 def _try_set(cursor, setting: str, value: str) -> bool:
-    """SET LOCAL on a connection of its own (a savepoint keeps the transaction when the server refuses)."""
+    """SET LOCAL ``setting`` in the transaction of ``cursor`` when the server takes it; False when it did not (a
+    savepoint keeps the transaction usable after the refusal)."""
     cursor.execute("SAVEPOINT seed_setting")
     try:
         cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
@@ -458,18 +465,11 @@ class _SecondConnection(threading.Thread):
                 # It never needs a lock the first connection holds: a long wait is a conflict with it (which would
                 # wait forever, the first waiting for this one), so it fails instead.
                 cursor.execute("SELECT set_config('lock_timeout', '120s', true)")
-                for setting, value in LOAD_SETTINGS.items():
-                    cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-                for setting, value in LOAD_SETTINGS_IF_ALLOWED.items():
-                    _try_set(cursor, setting, value)
+                _apply_load_settings(cursor)
                 for table, shipped in self.inputs.items():
                     _copy_in(cursor, table, shipped)
                 _defer_indexes(cursor, self.params, PARALLEL_TABLES)
-                for statement in self.statements:
-                    if callable(statement):
-                        statement(cursor, self.params)
-                    else:
-                        cursor.execute(statement, self.params)
+                _run(cursor, self.statements, self.params)
                 _rebuild_indexes(cursor, self.params)
                 for table in PARALLEL_TABLES:
                     cursor.execute(f"ANALYZE {table}")
@@ -520,10 +520,7 @@ def _generate_parallel(params, progress: Progress | None) -> dict[str, int]:
         with transaction.atomic(), connection.cursor() as cursor:
             if not _disable_triggers():
                 raise RuntimeError("the parallel load needs the triggers off")
-            for setting, value in LOAD_SETTINGS.items():
-                cursor.execute("SELECT set_config(%s, %s, true)", [setting, value])
-            for setting, value in LOAD_SETTINGS_IF_ALLOWED.items():
-                _set_if_allowed(setting, value)
+            _apply_load_settings(cursor)
             for index, (label, statements) in enumerate(load):
                 second.raise_if_failed()
                 if index == wait_before:
@@ -534,11 +531,7 @@ def _generate_parallel(params, progress: Progress | None) -> dict[str, int]:
                 if progress is not None:
                     progress(index, len(load), label + (" (second connection)" if label == PARALLEL_STEP else ""))
                 if label != PARALLEL_STEP:
-                    for statement in statements:
-                        if callable(statement):
-                            statement(cursor, params)
-                        else:
-                            cursor.execute(statement, params)
+                    _run(cursor, statements, params)
                 if index == start_after:
                     second.inputs = {table: _copy_out(cursor, table) for table in PARALLEL_INPUTS}
                     second.start()
