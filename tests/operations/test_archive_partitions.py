@@ -5,6 +5,7 @@ build_access_log_legacy in batches, the file export drops whole archive months, 
 import csv
 import datetime as dt
 import gzip
+import re
 from io import StringIO
 
 import pytest
@@ -157,6 +158,27 @@ def test_whole_months_move_by_partition_and_the_edge_month_in_batches():
     layouts = (_layout("build_access_log"), _layout("build_access_log_archive"))
     assert "succeeded 0 row(s)" in _archive()
     assert (_layout("build_access_log"), _layout("build_access_log_archive")) == layouts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_monthly_report_times_the_whole_months_apart_from_the_edge_month():
+    """The task's report says how many whole months it moved by partition and how many rows of the edge month it
+    moved in batches, each with its own time: retention by partition is judged on the first, which must not grow
+    with what a month holds."""
+    _fresh_layout()
+    customer_id = LicenseFactory().customer_id
+    _accesses(customer_id, 150)
+    whole = len(_whole_months())
+    assert whole >= 1
+    edge_old = _rows(
+        f"SELECT count(*) FROM build_access_log WHERE accessed_at < {CUTOFF}"
+        f" AND accessed_at >= date_trunc('month', {CUTOFF}, 'UTC')"
+    )[0][0]
+    assert edge_old > 0
+    report = _archive()
+    assert re.search(rf"{whole} whole month\(s\) validated in \d+ ms and moved in \d+ ms", report), report
+    assert re.search(rf"{edge_old:,} edge row\(s\) in batches in \d+ ms", report), report
+    assert _rows(f"SELECT count(*) FROM build_access_log WHERE accessed_at < {CUTOFF}") == [(0,)]
 
 
 @pytest.mark.django_db(transaction=True)
