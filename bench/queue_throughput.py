@@ -20,7 +20,9 @@
    (``get_next_build_for_worker`` then ``complete_build``), procrastinate's (``procrastinate_fetch_job_v2`` then
    ``procrastinate_finish_job_v1``) and the minimal queue's, each on 100,000 queued jobs. procrastinate is
    pip-installed (pinned, ``PROCRASTINATE_VERSION``) into its own virtualenv under ``bench/output/`` (git-ignored)
-   and its schema lives in its own database (``<name>_bench_procrastinate``).
+   and its schema lives in its own database (``<name>_bench_procrastinate``). Each round starts with the three
+   queues' tables vacuumed, and prints each one's WAL per cycle (full-page images apart, with pg_walinspect);
+   after the rounds, where the project's WAL went, by relation.
 
 Targets: 16 connections >= 0.9x the minimal queue; 1M history changes throughput by < 10% and keeps the
 single-connection claim p99 < 5 ms; worker >= 1,500 builds/s; enqueue-to-claim p50 < 10 ms.
@@ -156,6 +158,9 @@ def top_up(queued: int) -> None:
         )
     execute("VACUUM ANALYZE build_queue")
     execute("VACUUM ANALYZE bench_minimal_queue")
+    # A history accumulates over months, long written back by the time it is read: without this, the rounds after it
+    # share the disk with the write-back of the rows just loaded, and both queues' commits wait behind it.
+    execute("CHECKPOINT")
 
 
 def add_history(rows: int) -> None:
@@ -193,6 +198,9 @@ def add_history(rows: int) -> None:
         )
     execute("VACUUM ANALYZE build_queue")
     execute("VACUUM ANALYZE bench_minimal_queue")
+    # A history accumulates over months, long written back by the time it is read: without this, the rounds after it
+    # share the disk with the write-back of the rows just loaded, and both queues' commits wait behind it.
+    execute("CHECKPOINT")
 
 
 def _cycle_process(kind: str, info: str, worker_id: str, start_at: float, seconds: float, out) -> None:
@@ -655,11 +663,18 @@ def procrastinate_section(rounds: int, seconds: float, queued: int, clients: int
                     [queued - have],
                 )
             conn.execute("VACUUM ANALYZE procrastinate_jobs")
-        rates = {
-            "honua": _pgbench("honua", conninfo(), clients, seconds, {}),
-            "procrastinate": _pgbench("procrastinate", pinfo, clients, seconds, {"wid": first_worker}),
-            "minimal": _pgbench("minimal", conninfo(), clients, seconds, {}),
-        }
+        # The same for the project's and the minimal queue's tables: each round starts from what autovacuum would
+        # have left (this benchmark also runs on servers with autovacuum off, where nothing else would).
+        execute("VACUUM ANALYZE build_queue, build_license_state, build_member_state, bench_minimal_queue")
+        rates, wal = {}, {}
+        for kind, info, variables in (
+            ("honua", conninfo(), {}),
+            ("procrastinate", pinfo, {"wid": first_worker}),
+            ("minimal", conninfo(), {}),
+        ):
+            start = execute("SELECT pg_current_wal_lsn()")[0][0]
+            rates[kind] = _pgbench(kind, info, clients, seconds, variables)
+            wal[kind] = _wal_window(start, rates[kind] * int(seconds))
         figures.append(rates)
         print(
             f"  round {number}: honua {rates['honua']:,.0f}/s, procrastinate {rates['procrastinate']:,.0f}/s,"
@@ -667,8 +682,56 @@ def procrastinate_section(rounds: int, seconds: float, queued: int, clients: int
             f" honua/minimal {rates['honua'] / rates['minimal']:.2f}x",
             flush=True,
         )
+        print(
+            "    WAL per cycle (full-page images): "
+            + ", ".join(f"{kind} {total:,.0f} B ({fpi:,.0f} B)" for kind, (total, fpi, _window) in wal.items()),
+            flush=True,
+        )
     _park_queue()
+    _wal_by_relation(*wal["honua"][2], rates["honua"] * int(seconds))
     return figures
+
+
+def _walinspect() -> bool:
+    """pg_walinspect (PostgreSQL 15+ contrib, superuser) in the benchmark database, when the server has it."""
+    try:
+        execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _wal_window(start: str, cycles: float) -> tuple[float, float, tuple[str, str]]:
+    """WAL bytes per cycle since ``start`` (the whole cluster's: one system runs at a time), and the full-page
+    images' share of them (0 without pg_walinspect), with the window's bounds."""
+    end = execute("SELECT pg_current_wal_lsn()")[0][0]
+    total = float(execute("SELECT pg_wal_lsn_diff(%s, %s)", [end, start])[0][0])
+    fpi = 0.0
+    if cycles and _walinspect():
+        stats = "SELECT coalesce(sum(fpi_size), 0) FROM pg_get_wal_stats(%s, %s, false)"
+        fpi = float(execute(stats, [start, end])[0][0])
+    return total / max(cycles, 1), fpi / max(cycles, 1), (start, end)
+
+
+def _wal_by_relation(start: str, end: str, cycles: float) -> None:
+    """Where the project's WAL went in the last round, by relation and record type (pg_walinspect)."""
+    if not cycles or not _walinspect():
+        return
+    rows = execute(
+        """
+        SELECT coalesce(c.relname, r.rel, '-'), r.resource_manager || '/' || r.record_type,
+               sum(r.record_length) / %s, sum(r.fpi_length) / %s
+        FROM (SELECT (regexp_match(block_ref, 'rel \\d+/\\d+/(\\d+)'))[1] AS rel, resource_manager, record_type,
+                     record_length, fpi_length
+              FROM pg_get_wal_records_info(%s, %s)) r
+        LEFT JOIN pg_class c ON c.relfilenode::text = r.rel AND c.relfilenode <> 0
+        GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 12
+        """,
+        [cycles, cycles, start, end],
+    )
+    print("    the project's WAL per cycle in the last round, by relation (bytes, of which full-page images):")
+    for relation, record, total, fpi in rows:
+        print(f"      {relation[:40]:<40} {record:<26} {float(total):>7,.0f} ({float(fpi):,.0f})")
 
 
 def _one_log_line(ctx):
@@ -689,6 +752,8 @@ def worker_comparison(builds: int, concurrency: int = 16) -> dict:
     _park_queue()
     top_up(builds)
     execute("DELETE FROM bench_minimal_queue WHERE status = 'queued'")
+    # Both drains start from vacuumed tables (procrastinate's script vacuums its own after loading its jobs).
+    execute("VACUUM ANALYZE build_queue, build_license_state, build_member_state")
     worker = Worker(executor=_one_log_line, concurrency=concurrency, exit_when_idle=True, reap_interval=0)
     started = time.perf_counter()
     counts = worker.run()
