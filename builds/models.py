@@ -1005,6 +1005,9 @@ class BuildCacheAccessRollup(models.Model):
             models.Index(fields=["shard"], name="build_cache_access_delta_idx", condition=Q(shard__gte=0)),
             # An entry's folded hits, which a change of its duration reprices (build_cache_access_reprice).
             models.Index(fields=["cache_entry_id"], name="build_cache_access_entry_idx", condition=Q(shard=-1)),
+            # One customer's shards not folded yet: cache_statistics read for one customer probes them, whatever the
+            # other customers' lookups since the last fold (builds.0046_cache_statistics_per_customer).
+            models.Index(fields=["customer_id"], name="build_cache_delta_customer_idx", condition=Q(shard__gte=0)),
         ]
 
 
@@ -1031,6 +1034,12 @@ class BuildCacheAccessMonthly(models.Model):
         db_table = "build_cache_access_monthly"
         constraints = [
             models.UniqueConstraint(fields=["month", "customer_id"], name="build_cache_access_monthly_key"),
+        ]
+        indexes = [
+            # One customer's months: cache_statistics read for one customer probes them (the key leads with the
+            # month). Not covering, so a fold's update of the counts can stay HOT
+            # (builds.0046_cache_statistics_per_customer).
+            models.Index(fields=["customer_id"], name="build_cache_month_customer_idx"),
         ]
 
 
