@@ -687,7 +687,10 @@ class BuildCacheEntry(models.Model):
         PRIVATE = "private"
         SHARED = "shared"
 
-    id = uuid_primary_key()
+    # Time-ordered, as build_queue's (builds.0047_cache_entry_ids): every completion that registers an image inserts
+    # one entry, and a random key lands each insert on a random leaf of the primary key and of
+    # build_cache_registry_duration_idx, a full-page image in the WAL for most of them after each checkpoint.
+    id = uuid_primary_key("build_uuid_v7")
     manifest_hash = models.CharField(max_length=64)
     # No index of its own: build_cache_owner_idx leads with owner_id, and every completion of a build inserts a
     # registry row into each index (builds.0039_cache_owner_index, 0044_completion_cost).

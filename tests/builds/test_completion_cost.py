@@ -52,6 +52,21 @@ def test_a_completion_registers_its_entry_without_pricing_it():
     assert _calls_since(before) == {"register_cache_entry": 1}
 
 
+def test_completions_register_entries_under_time_ordered_ids():
+    """Each completion's registry entry takes a UUIDv7 id, later ones greater (builds.0047_cache_entry_ids): its
+    inserts into the primary key and build_cache_registry_duration_idx append where the last ones went instead of
+    landing on a random leaf (a full-page image in the WAL for most of them after a checkpoint)."""
+    license = LicenseFactory(tier="pro")
+    ids = []
+    for n in range(3):
+        BuildFactory(license=license)
+        [(build_id,)] = _rows("SELECT id FROM get_next_build_for_worker('ids')")
+        _rows("SELECT complete_build(%s, 'ids', true, %s, %s, NULL)", [build_id, f"registry.example/ids:{n}", DIGEST])
+        ids.append(BuildCacheEntry.objects.get(source_build_id=build_id).id)
+    assert [entry_id.version for entry_id in ids] == [7, 7, 7]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
 def test_a_changed_duration_and_a_restored_entry_are_still_priced():
     """Folded hits follow their entry's duration: a change reprices them, a deleted entry takes them out, and the
     same entry inserted again with its older created_at (a restore) brings them back; the view equals the oracle
