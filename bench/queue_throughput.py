@@ -707,15 +707,27 @@ def _wal_window(start: str, cycles: float) -> tuple[float, float, tuple[str, str
     end = execute("SELECT pg_current_wal_lsn()")[0][0]
     total = float(execute("SELECT pg_wal_lsn_diff(%s, %s)", [end, start])[0][0])
     fpi = 0.0
-    if cycles and _walinspect():
+    flushed = _flushed_end(start, end)
+    if cycles and flushed and _walinspect():
         stats = "SELECT coalesce(sum(fpi_size), 0) FROM pg_get_wal_stats(%s, %s, false)"
-        fpi = float(execute(stats, [start, end])[0][0])
+        fpi = float(execute(stats, [start, flushed])[0][0])
     return total / max(cycles, 1), fpi / max(cycles, 1), (start, end)
+
+
+def _flushed_end(start: str, end: str) -> str | None:
+    """``end``, or the flush position if the server has not flushed that far yet (pg_walinspect reads only WAL
+    already flushed); None when nothing after ``start`` is."""
+    bound, after = execute(
+        "SELECT least(%s::pg_lsn, pg_current_wal_flush_lsn()), least(%s::pg_lsn, pg_current_wal_flush_lsn()) > %s",
+        [end, end, start],
+    )[0]
+    return bound if after else None
 
 
 def _wal_by_relation(start: str, end: str, cycles: float) -> None:
     """Where the project's WAL went in the last round, by relation and record type (pg_walinspect)."""
-    if not cycles or not _walinspect():
+    end = _flushed_end(start, end)
+    if not cycles or end is None or not _walinspect():
         return
     rows = execute(
         """
