@@ -158,9 +158,6 @@ def top_up(queued: int) -> None:
         )
     execute("VACUUM ANALYZE build_queue")
     execute("VACUUM ANALYZE bench_minimal_queue")
-    # A history accumulates over months, long written back by the time it is read: without this, the rounds after it
-    # share the disk with the write-back of the rows just loaded, and both queues' commits wait behind it.
-    execute("CHECKPOINT")
 
 
 def add_history(rows: int) -> None:
