@@ -29,7 +29,7 @@ def _calls() -> dict:
     """Calls of the registration's and the pricing's functions counted so far (track_functions). The counts may
     include calls of this connection's earlier transactions not yet flushed to the shared statistics, so tests
     compare two readings taken in their own transaction (the backend flushes only between transactions)."""
-    names = [*PRICING, "register_cache_entry"]
+    names = [*PRICING, "register_cache_entry", "register_build_in_cache", "cache_entry_store"]
     return dict(_rows("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE funcname = ANY(%s)", [names]))
 
 
@@ -49,7 +49,43 @@ def test_a_completion_registers_its_entry_without_pricing_it():
     _rows("SELECT complete_build(%s, 'cost', true, 'registry.example/cost:1', %s, NULL)", [build_id, DIGEST])
     entry = BuildCacheEntry.objects.get(source_build_id=build_id)
     assert entry.build_duration_ms is not None and entry.deleted_at is None
-    assert _calls_since(before) == {"register_cache_entry": 1}
+    # The completion registers from its own row (builds.0049): the entry's insert, not the public functions.
+    assert _calls_since(before) == {"cache_entry_store": 1}
+
+
+def test_a_completions_entry_is_the_one_register_build_in_cache_makes():
+    """The completion registers its image from the row it just wrote (build_cache_register, builds.0049), not
+    through register_build_in_cache: the entry must hold what register_build_in_cache makes of the same build, the
+    image artifacts' total size and content hash (cache_content_sha256), the manifest's architectures, the shared
+    visibility of a tier that publishes, and the run's duration."""
+    license = LicenseFactory(tier="enterprise")
+    manifest = {"base": "alpine:3.20", "run": ["make"], "architectures": ["arm64", "amd64"]}
+    BuildFactory(license=license, manifest=manifest, manifest_hash=sha("m"))
+    [(build_id,)] = _rows("SELECT id FROM get_next_build_for_worker('row')")
+    for uri, size, digest in (("oci://b", 7, "b"), ("oci://a", 5, "a"), ("oci://sbom", 11, "c")):
+        _rows(
+            "SELECT attach_build_artifact(%s, 'row', %s, %s, 'application/octet-stream', %s, %s, '{}')",
+            [build_id, "sbom" if uri == "oci://sbom" else "image", uri, size, "sha256:" + digest * 64],
+        )
+    _rows("SELECT complete_build(%s, 'row', true, 'registry.example/row:1', %s, NULL)", [build_id, DIGEST])
+    entry = BuildCacheEntry.objects.get(source_build_id=build_id, deleted_at__isnull=True)
+    [(content, started, finished)] = _rows(
+        "SELECT cache_content_sha256(image_reference, image_digest, id), started_at, finished_at"
+        " FROM build_queue WHERE id = %s",
+        [build_id],
+    )
+    assert (entry.manifest_hash, entry.owner_id) == (sha("m"), license.customer_id)
+    assert (entry.image_reference, entry.image_digest) == ("registry.example/row:1", DIGEST)
+    assert (entry.visibility, entry.size_bytes, entry.content_sha256) == ("shared", 12, content)
+    assert entry.architectures == ["amd64", "arm64"]
+    assert entry.build_duration_ms == max(0, int((finished - started).total_seconds() * 1000))
+
+    # register_build_in_cache on the same build finds the same live entry and changes none of it.
+    [(again,)] = _rows("SELECT register_build_in_cache(%s)", [build_id])
+    same = BuildCacheEntry.objects.get(pk=again)
+    fields = ("visibility", "size_bytes", "content_sha256", "architectures", "build_duration_ms", "deleted_at")
+    assert again == entry.id
+    assert [getattr(same, f) for f in fields] == [getattr(entry, f) for f in fields]
 
 
 def test_completions_register_entries_under_time_ordered_ids():
