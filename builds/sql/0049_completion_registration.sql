@@ -29,9 +29,11 @@ BEGIN
 END;
 $$;
 
+-- STABLE, as convert_to is: PostgreSQL inlines a LANGUAGE sql function into its caller's plan only when its body is
+-- no more volatile than it says, and runs one it cannot inline by parsing and planning its body on every call.
 CREATE OR REPLACE FUNCTION cache_content_digest(p_image_reference text, p_image_digest text, p_artifact_lines text)
 RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT encode(sha256(convert_to(
         p_image_reference || E'\n' || p_image_digest || E'\n' || coalesce(p_artifact_lines, ''), 'UTF8')), 'hex')
 $$;

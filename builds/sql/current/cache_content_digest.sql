@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION public.cache_content_digest(p_image_reference text, p_image_digest text, p_artifact_lines text)
  RETURNS text
  LANGUAGE sql
- IMMUTABLE
+ STABLE
 AS $function$
     SELECT encode(sha256(convert_to(
         p_image_reference || E'\n' || p_image_digest || E'\n' || coalesce(p_artifact_lines, ''), 'UTF8')), 'hex')
