@@ -29,7 +29,7 @@ def _calls() -> dict:
     """Calls of the registration's and the pricing's functions counted so far (track_functions). The counts may
     include calls of this connection's earlier transactions not yet flushed to the shared statistics, so tests
     compare two readings taken in their own transaction (the backend flushes only between transactions)."""
-    names = [*PRICING, "register_cache_entry", "register_build_in_cache", "cache_entry_store"]
+    names = [*PRICING, "register_cache_entry", "register_build_in_cache", "cache_entry_store", "cache_content_digest"]
     return dict(_rows("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE funcname = ANY(%s)", [names]))
 
 
@@ -49,7 +49,8 @@ def test_a_completion_registers_its_entry_without_pricing_it():
     _rows("SELECT complete_build(%s, 'cost', true, 'registry.example/cost:1', %s, NULL)", [build_id, DIGEST])
     entry = BuildCacheEntry.objects.get(source_build_id=build_id)
     assert entry.build_duration_ms is not None and entry.deleted_at is None
-    # The completion registers from its own row (builds.0049): the entry's insert, not the public functions.
+    # The completion registers from its own row (builds.0049): the entry's insert, not the public functions, and the
+    # content hash inlined into its caller's plan (a LANGUAGE sql function left as a call parses its body every time).
     assert _calls_since(before) == {"cache_entry_store": 1}
 
 
