@@ -251,6 +251,12 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION build_slot_awaited()
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM build_waiters w WHERE w.since > now() - interval '1 minute')
+$$;
+
 DROP FUNCTION build_cache_register(build_queue);
 DROP FUNCTION cache_entry_store(text, uuid, text, text, text, text[], bigint, text, uuid, bigint, timestamptz);
 DROP FUNCTION cache_content_digest(text, text, text);

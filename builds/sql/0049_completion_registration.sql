@@ -311,3 +311,14 @@ BEGIN
     RETURN 'failed';
 END;
 $function$;
+
+-- Also on the completion's path, when a license at its cap still has queued work (the account trigger asks whether an
+-- agent waits for a slot): build_slot_awaited was a LANGUAGE sql function PostgreSQL cannot inline (a sub-select in
+-- its body), so each call parsed and planned it. In PL/pgSQL its statement is planned once per connection.
+CREATE OR REPLACE FUNCTION build_slot_awaited()
+RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM build_waiters w WHERE w.since > now() - interval '1 minute');
+END;
+$$;

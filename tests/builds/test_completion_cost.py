@@ -194,3 +194,39 @@ def test_cache_statistics_reads_the_owners_storage_from_the_owner_index():
         cursor.execute("EXPLAIN SELECT * FROM cache_statistics")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Index Only Scan using build_cache_owner_idx on build_cache_registry" in plan, plan
+
+
+def test_the_build_path_calls_no_sql_function_it_could_not_inline():
+    """PostgreSQL inlines a LANGUAGE sql function into its caller's plan only when its body is one expression no
+    more volatile than declared; any other is parsed and planned again on every call (55 us for the completion's
+    content hash before builds.0049 declared it STABLE). A build's whole path through the SQL API, an agent waiting
+    for a slot included, calls none: a license at its cap with work still queued (so the completion asks whether
+    an agent waits), a claim, a log line, a metric, an artifact, the completion. IMMUTABLE functions are left out:
+    with a custom plan PostgreSQL may evaluate them once while planning, which is not a call per row."""
+    license = LicenseFactory(tier="core")
+    BuildFactory(license=license)
+    BuildFactory(license=license)
+    _rows("SET LOCAL track_functions = 'all'")
+    called = """
+        SELECT s.funcname, s.calls FROM pg_stat_xact_user_functions s
+        JOIN pg_proc p ON p.oid = s.funcid JOIN pg_language l ON l.oid = p.prolang
+        WHERE l.lanname = 'sql' AND p.provolatile <> 'i'
+    """
+    before = dict(_rows(called))
+    _rows("SELECT build_wait('waiting-agent')")
+    [(build_id,)] = _rows("SELECT id FROM get_next_build_for_worker('inline')")
+    _rows("SELECT append_build_log(%s, 'inline', 'one line')", [build_id])
+    _rows("SELECT record_build_metric(%s, 'inline', 'run_seconds', 1.5, 's')", [build_id])
+    _rows(
+        "SELECT attach_build_artifact(%s, 'inline', 'image', 'oci://i', 'application/octet-stream', 5, %s, '{}')",
+        [build_id, "sha256:" + "e" * 64],
+    )
+    _rows("SELECT complete_build(%s, 'inline', true, 'registry.example/inline:1', %s, NULL)", [build_id, DIGEST])
+    # The versioned API's names, as agents in other languages call them.
+    [(build_id,)] = _rows("SELECT id FROM claim_builds('inline-v2', 1)")
+    _rows(
+        "SELECT complete_build_v2(%s, 'inline-v2', 'succeeded', 'registry.example/inline:2', %s, NULL)",
+        [build_id, DIGEST],
+    )
+    after = dict(_rows(called))
+    assert {name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)} == {}
