@@ -1,5 +1,6 @@
-"""The daily rollups' mark triggers (builds.0038_rollup_marks): today's work (a claim, a completion) fires none of
-them, and a late row for a folded day still marks that day."""
+"""The daily rollups' mark triggers (builds.0038_rollup_marks, builds.0050_daily_mark_gate): today's work (a claim,
+a completion) marks no day, a late row for a folded day still marks that day, and an update of a finished build
+that changes nothing the rollup counts marks nothing."""
 
 import datetime as dt
 
@@ -26,9 +27,11 @@ def _fold():
     _rows("SELECT fold_build_daily_rollup(31, 2, interval '0')")
 
 
-def test_a_claim_and_a_completion_today_fire_no_mark():
+def test_a_claim_and_a_completion_today_mark_nothing():
     """Every claim and completion used to call build_daily_rollup_mark twice and build a transition table for
-    build_results_rollup_mark, only to find no folded day touched; the triggers' conditions now say so."""
+    build_results_rollup_mark, only to find no folded day touched. The results' triggers' conditions say so and
+    fire nothing; build_queue's update trigger calls build_daily_rollup_mark, whose first test returns (cheaper
+    than the WHEN clause PostgreSQL prepared again for every statement, builds.0050), and no day is marked."""
     license = LicenseFactory(tier="pro")
     BuildFactory(license=license)
     _fold()
@@ -37,7 +40,28 @@ def test_a_claim_and_a_completion_today_fire_no_mark():
     _rows("SELECT complete_build(%s, 'marks', true, 'registry.example/marks:1', %s, NULL)", [build_id, DIGEST])
     assert _rows("SELECT status FROM build_queue WHERE id = %s", [build_id]) == [("succeeded",)]
     assert _rows("SELECT count(*) FROM build_results WHERE build_id = %s", [build_id]) == [(1,)]
-    assert _mark_calls() == {}
+    assert _mark_calls() == {"build_daily_rollup_mark": 2}
+    assert _rows("SELECT count(*) FROM build_daily_rollup_dirty") == [(0,)]
+
+
+def test_an_update_of_a_folded_build_marks_its_day_only_if_it_changes_what_is_counted():
+    """The update trigger's test (once its WHEN clause, now build_daily_rollup_mark's first lines): a finished
+    build of a folded day whose progress, stage or error message changes marks nothing; a change of its status
+    marks its finish day."""
+    license = LicenseFactory(tier="pro")
+    midnight = timezone.now().astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    three = midnight - dt.timedelta(days=3)
+    old = BuildFactory(license=license)
+    _rows(
+        "UPDATE build_queue SET status = 'failed', created_at = %s, started_at = %s, finished_at = %s WHERE id = %s",
+        [three, three + dt.timedelta(hours=1), three + dt.timedelta(hours=2), old.pk],
+    )
+    _fold()
+    _rows("DELETE FROM build_daily_rollup_dirty")
+    _rows("UPDATE build_queue SET progress = 50, stage = 'x', error_message = 'edited' WHERE id = %s", [old.pk])
+    assert _rows("SELECT day FROM build_daily_rollup_dirty") == []
+    _rows("UPDATE build_queue SET status = 'timed_out' WHERE id = %s", [old.pk])
+    assert _rows("SELECT day FROM build_daily_rollup_dirty") == [(three.date(),)]
 
 
 def test_late_rows_for_a_folded_day_still_mark_it():

@@ -82,7 +82,7 @@ CREATE TRIGGER pgtrigger_build_daily_rollup_mark_delete_b3a60 AFTER DELETE ON bu
 
 CREATE TRIGGER pgtrigger_build_daily_rollup_mark_insert_897f1 AFTER INSERT ON build_queue FOR EACH ROW WHEN (new.finished_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) OR new.cache_hit AND new.created_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text)) EXECUTE FUNCTION build_daily_rollup_mark();
 
-CREATE TRIGGER pgtrigger_build_daily_rollup_mark_update_f226c AFTER UPDATE ON build_queue FOR EACH ROW WHEN ((old.cache_hit IS DISTINCT FROM new.cache_hit OR old.created_at IS DISTINCT FROM new.created_at OR old.customer_id IS DISTINCT FROM new.customer_id OR old.finished_at IS DISTINCT FROM new.finished_at OR old.started_at IS DISTINCT FROM new.started_at OR old.status::text IS DISTINCT FROM new.status::text) AND (old.finished_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) OR old.cache_hit AND old.created_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) OR new.finished_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text) OR new.cache_hit AND new.created_at < (date_trunc('day'::text, (clock_timestamp() AT TIME ZONE 'UTC'::text)) AT TIME ZONE 'UTC'::text))) EXECUTE FUNCTION build_daily_rollup_mark();
+CREATE TRIGGER pgtrigger_build_daily_rollup_mark_update_f226c AFTER UPDATE ON build_queue FOR EACH ROW EXECUTE FUNCTION build_daily_rollup_mark();
 
 CREATE TRIGGER pgtrigger_build_daily_rollup_truncate_b6c3d AFTER TRUNCATE ON build_queue FOR EACH STATEMENT EXECUTE FUNCTION build_daily_rollup_reset();
 
