@@ -19,7 +19,7 @@ BEGIN
            (NEW.status, NEW.finished_at, NEW.started_at, NEW.created_at, NEW.cache_hit, NEW.customer_id)
            OR NOT coalesce(least(OLD.finished_at, NEW.finished_at, CASE WHEN OLD.cache_hit THEN OLD.created_at END,
                                  CASE WHEN NEW.cache_hit THEN NEW.created_at END)
-                           < date_trunc('day', clock_timestamp() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', false) THEN
+                           < v_today::timestamp AT TIME ZONE 'UTC', false) THEN
             RETURN NULL;
         END IF;
     END IF;
