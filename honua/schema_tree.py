@@ -12,8 +12,9 @@ migrations disagree.
   on the model). The app is the one owning the table's model. A hand-written trigger function shared by several
   tables (``update_updated_at_column``) has its own ``<name>.sql`` like any function.
 
-Left out as noise: the two helpers django-pgtrigger and django-pghistory install in every project
-(``_pgtrigger_should_ignore``, ``_pgh_attach_context``); they belong to those libraries, not to this schema.
+Left out as noise: django-pghistory's helper ``_pgh_attach_context``, installed in every project that uses it; it
+belongs to that library, not to this schema. django-pgtrigger's ``_pgtrigger_should_ignore`` is in the tree: the
+project replaces the library's version (operations/sql/0006_trigger_ignore_check.sql).
 """
 
 import dataclasses
@@ -32,8 +33,8 @@ from honua.sql_migrations import RunSQLFile
 
 CURRENT_DIR = Path("sql") / "current"
 FALLBACK_APP = "honua"
-# Installed by the libraries in every database that uses them; not part of this project's schema.
-LIBRARY_FUNCTIONS = frozenset({"_pgtrigger_should_ignore", "_pgh_attach_context"})
+# Installed by the library in every database that uses it; not part of this project's schema.
+LIBRARY_FUNCTIONS = frozenset({"_pgh_attach_context"})
 
 # A statement that (re)defines an object: CREATE [OR REPLACE] ..., or ALTER FUNCTION/PROCEDURE/VIEW (ROWS, SET, ...).
 _DEFINES = re.compile(

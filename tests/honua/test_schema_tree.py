@@ -56,8 +56,12 @@ def test_file_names_the_migration_that_defined_it_last(rendered):
 
 
 def test_library_helpers_are_left_out(rendered):
-    """django-pgtrigger's and django-pghistory's own helpers are not part of the tree."""
-    assert not any("_pgtrigger_should_ignore.sql" in path or "_pgh_attach_context" in path for path in rendered)
+    """django-pghistory's own helper is not part of the tree; django-pgtrigger's ignore check, which the project
+    replaces, is, with the migration that replaced it."""
+    assert not any("_pgh_attach_context" in path for path in rendered)
+    check = rendered["operations/sql/current/_pgtrigger_should_ignore.sql"]
+    assert "Last defined in operations/sql/0006_trigger_ignore_check.sql." in check
+    assert "current_setting('pgtrigger.ignore', true)" in check
 
 
 def test_compare_names_changed_missing_and_stale_files():
