@@ -23,6 +23,9 @@
    and its schema lives in its own database (``<name>_bench_procrastinate``). Each round starts with the three
    queues' tables vacuumed, and prints each one's WAL per cycle (full-page images apart, with pg_walinspect);
    after the rounds, where the project's WAL went, by relation.
+8. Cost (``--only cost``, one connection): buffers and WAL per claim and completion, server CPU per cycle against the
+   minimal queue's, the cycle's server time by SQL function, and the server CPU per build of the reference
+   worker's statements, part by part.
 
 Targets: 16 connections >= 0.9x the minimal queue; 1M history changes throughput by < 10% and keeps the
 single-connection claim p99 < 5 ms; worker >= 1,500 builds/s; enqueue-to-claim p50 < 10 ms.
@@ -423,6 +426,48 @@ def cpu_per_cycle(cycles: int) -> dict:
     print(f"  ratio    {figures['honua'] / figures['minimal']:8.2f}x the minimal queue's CPU per cycle")
     function_profile(cycles // 2)
     return figures
+
+
+def worker_cpu_parts(builds: int) -> dict:
+    """Server CPU per build of what the reference worker sends for a build that logs one line, on one connection,
+    by part: the statements of its finishing transaction (``_Context.finish_calls``: the log, the queue wait, the
+    run time; then ``complete_build`` and the next ``claim_builds``, and the commit), built by the worker's own
+    statement builders. Each part is the backend's CPU time across its statement (``/proc``, in clock ticks of 10
+    ms), summed over ``builds`` builds: a statistical attribution, good to a few per cent of the total at 4,000."""
+    from builds.queue import client
+
+    top_up(builds + 100)
+    parts = dict.fromkeys(("claim_builds", "append_build_log", "queue wait metric", "run_seconds metric"), 0.0)
+    parts.update({"complete_build": 0.0, "commit": 0.0})
+    image = "registry.example/bench:1"
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        slot = "cpu-parts/0"
+        build = conn.execute(*client.claim_builds_sql(slot, 1)).fetchone()[0]
+        for n in range(builds + 50):  # the first 50 warm the plan caches
+            statements = [
+                ("append_build_log", client.append_build_log_sql(build, slot, "built\n")),
+                ("queue wait metric", client.record_queue_wait_sql(build, slot)),
+                ("run_seconds metric", client.record_build_metric_sql(build, slot, "run_seconds", 0.001, "s")),
+                ("complete_build", client.complete_build_sql(build, slot, True, image, DIGEST, None)),
+                ("claim_builds", client.claim_builds_sql(slot, 1)),
+            ]
+            conn.execute("BEGIN")
+            for part, (sql, params) in statements:
+                before = _backend_cpu_ms(conn)
+                row = conn.execute(sql, params, prepare=True).fetchone()
+                if n >= 50:
+                    parts[part] += _backend_cpu_ms(conn) - before
+            before = _backend_cpu_ms(conn)
+            conn.execute("COMMIT")
+            if n >= 50:
+                parts["commit"] += _backend_cpu_ms(conn) - before
+            build = row[0]
+    total = sum(parts.values())
+    print(f"\n== the reference worker's statements per build, one connection, {builds:,} builds (/proc, backend) ==")
+    for part, ms in parts.items():
+        print(f"  {part:20s} {ms * 1000 / builds:6.0f} us  {ms / total:5.1%}")
+    print(f"  {'total':20s} {total * 1000 / builds:6.0f} us server CPU per build")
+    return {part: ms * 1000 / builds for part, ms in parts.items()}
 
 
 def function_profile(cycles: int) -> None:
@@ -878,6 +923,7 @@ def main() -> None:
     if args.only == "cost":
         cost_per_cycle(200)
         cpu_per_cycle(2_000)
+        worker_cpu_parts(4_000)
         return
 
     if args.only == "worker":
