@@ -1,6 +1,7 @@
 """django-pgtrigger's ignore check without a subtransaction when nothing is ignored
-(operations/sql/0006_trigger_ignore_check.sql). It runs after every migration that installs a django-pgtrigger
-trigger, since each such installation writes the library's version again."""
+(operations/sql/0006_trigger_ignore_check.sql). It depends on the last migration of every app whose migrations
+install django-pgtrigger triggers, since each installation writes the library's version again; a later one must be
+followed by a migration that runs the file's statement again (tests/operations/test_trigger_ignore_check.py)."""
 
 from django.db import migrations
 

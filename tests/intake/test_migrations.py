@@ -21,6 +21,6 @@ def test_intake_migrations_reverse_and_reapply():
         assert not _exists(function, [])
         assert not _exists(view, ["extraction_accuracy"])
     finally:
-        call_command("migrate", "intake", verbosity=0)
+        call_command("migrate", verbosity=0)  # every app: operations 0006 depends on intake's last
     assert _exists(function, [])
     assert all(_exists(view, [name]) for name in ("active_conversations", "intent_analytics", "extraction_accuracy"))
